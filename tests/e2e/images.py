@@ -26,12 +26,10 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -96,7 +94,7 @@ def _busybox_applets(busybox: str) -> list[str]:
 
 def _is_static(path: str) -> bool:
     try:
-        out = subprocess.run(["file", "-L", path], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["file", "-L", path], check=False, capture_output=True, text=True, timeout=10).stdout
     except (subprocess.SubprocessError, OSError):
         return True  # `file` missing: trust busybox-static
     return "statically linked" in out or "static-pie" in out
@@ -152,7 +150,7 @@ def rootfs_tar(kind: str, version: str, busybox: str | None = None) -> bytes:
 
 
 def _run(cmd: list[str], *, timeout: float, input: bytes | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    proc = subprocess.run(cmd, check=False, input=input, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(cmd)} failed with exit {proc.returncode}: "
@@ -166,6 +164,7 @@ def build_image(ref: str, kind: str, version: str, *, push: bool = True, timeout
     data = rootfs_tar(kind, version)
     changes = [
         'CMD ["/bin/sh", "/start.sh"]',
+        "ENV PATH=/bin",
         f"ENV PORT={DEFAULT_PORT}",
         f"EXPOSE {DEFAULT_PORT}",
         f"LABEL org.ccp.test.version={version} org.ccp.test.kind={kind}",
@@ -383,7 +382,7 @@ def set_env_value(env_file, key: str, value: str) -> None:
 def compose(install_dir, project: str, *args: str, timeout: float = 120, check: bool = False):
     """Run ``docker compose -p PROJECT ARGS`` in ``install_dir`` with a timeout; returns CompletedProcess."""
     cmd = ["docker", "compose", "-p", project, *args]
-    proc = subprocess.run(cmd, cwd=str(install_dir), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, check=False, cwd=str(install_dir), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -436,6 +435,84 @@ def wait_for_service(install_dir, project: str, service: str, predicate, timeout
                 return row
         time.sleep(0.5)
     raise TimeoutError(f"service {service} of {project} did not reach the wanted state in {timeout}s: {row}")
+
+
+class ComposeTenant:
+    """A tenant install dir plus handy compose operations (see :func:`make_tenant_dir`)."""
+
+    def __init__(self, info: dict):
+        self.info = info
+        self.path: Path = info["path"]
+        self.project: str = info["project"]
+        self.service: str = info["service"]
+        self.port: int = info["port"]
+        self.url: str = info["url"]
+        self.secret: str = info["secret"]
+        self.env_file: Path = info["env_file"]
+        self.compose_file: Path = info["compose_file"]
+
+    def __repr__(self) -> str:
+        return f"<ComposeTenant {self.project} {self.path} port={self.port}>"
+
+    def compose(self, *args: str, timeout: float = 120, check: bool = False):
+        return compose(self.path, self.project, *args, timeout=timeout, check=check)
+
+    def ps(self) -> list[dict]:
+        return compose_ps(self.path, self.project)
+
+    def service_row(self) -> dict:
+        rows = [r for r in self.ps() if r.get("Service") == self.service]
+        return rows[0] if rows else {}
+
+    def set_tag(self, tag: str) -> None:
+        set_env_value(self.env_file, "IMAGE_TAG", tag)
+
+    def wait_http(self, contains: str, timeout: float = 30, path: str = "") -> str:
+        return wait_for_http(self.url + path.lstrip("/"), contains, timeout)
+
+    def wait_service(self, predicate, timeout: float = 60) -> dict:
+        return wait_for_service(self.path, self.project, self.service, predicate, timeout)
+
+    def down(self, timeout: float = 90):
+        return self.compose("down", "-v", "--remove-orphans", "--timeout", "1", timeout=timeout)
+
+
+def push_web_image(tag: str, version: str, *, kind: str = "web", registry: str = REGISTRY) -> str:
+    """Build + push an extra test image under ``tag`` (e.g. to move a tag to new content for a
+    Quick Upgrade test: same tag, new digest). Returns the registry manifest digest."""
+    ref = image_ref(tag, registry)
+    build_image(ref, kind, version, push=True)
+    digest = manifest_digest(tag, registry)
+    if not digest:
+        raise RuntimeError(f"{ref} pushed but the registry has no manifest for it")
+    return digest
+
+
+_MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def manifest_digest(tag: str, registry: str = REGISTRY, timeout: float = 5) -> str | None:
+    req = urllib.request.Request(
+        f"http://{registry}/v2/{REPOSITORY}/manifests/{tag}", method="HEAD", headers={"Accept": _MANIFEST_ACCEPT}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.headers.get("Docker-Content-Digest")
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def delete_registry_tag(tag: str, registry: str = REGISTRY, timeout: float = 5) -> bool:
+    """Remove a tag's manifest from the local registry (deletion is enabled in docker-up.sh's config)."""
+    digest = manifest_digest(tag, registry, timeout)
+    if not digest:
+        return False
+    req = urllib.request.Request(f"http://{registry}/v2/{REPOSITORY}/manifests/{digest}", method="DELETE")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status == 202
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _main(argv: list[str] | None = None) -> int:
