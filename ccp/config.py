@@ -1,0 +1,173 @@
+"""Settings from the environment (CCP_*, DATABASE_URL, REDIS_URL), validated once at start-up.
+
+Every problem is reported as a ConfigError whose message names the variable, so start-up can print one clear line
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MODES = ("production", "development", "demo", "testing")
+DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and says what is wrong."""
+
+
+@dataclass
+class Settings:
+    """Validated settings. Build with `Settings.from_env()`; tests pass overrides as a dict to create_app."""
+
+    mode: str = "development"
+    instance_dir: Path = field(default_factory=lambda: Path("instance").resolve())
+    secret_key: str = ""
+    database_url: str = ""
+    redis_url: str | None = None
+    encryption_keys: tuple[str, ...] = ()
+    default_image_tag: str = "latest"
+    template_sets_dir: Path | None = None
+    queue_name: str = "ccp"
+    monitor_window_s: float = 10.0
+    step_deadline_s: float = 300.0
+    agent_connect_timeout_s: float = 3.0
+    agent_read_timeout_s: float = 60.0
+    job_timeout_s: int = 1800
+    heartbeat_stale_s: float = 90.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """Read and validate every setting; raise ConfigError naming the first bad variable."""
+        env = dict(os.environ if environ is None else environ)
+        mode = env.get("CCP_ENV", "development").strip().lower()
+        if mode not in MODES:
+            raise ConfigError(f"CCP_ENV must be one of {', '.join(MODES)}, got {mode!r}")
+        instance_dir = Path(env.get("CCP_INSTANCE_DIR") or "instance").expanduser().resolve()
+        s = cls(mode=mode, instance_dir=instance_dir)
+        s.secret_key = env.get("CCP_SECRET_KEY", "")
+        s.database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'ccp.db'}"
+        s.redis_url = env.get("REDIS_URL") or None
+        s.encryption_keys = tuple(k.strip() for k in env.get("CCP_ENCRYPTION_KEYS", "").split(",") if k.strip())
+        s.default_image_tag = env.get("CCP_DEFAULT_IMAGE_TAG", "latest")
+        if env.get("CCP_TEMPLATE_SETS_DIR"):
+            s.template_sets_dir = Path(env["CCP_TEMPLATE_SETS_DIR"]).expanduser().resolve()
+        s.queue_name = env.get("CCP_QUEUE", "ccp")
+        s.monitor_window_s = _number(env, "CCP_MONITOR_WINDOW_S", s.monitor_window_s, minimum=0)
+        s.step_deadline_s = _number(env, "CCP_STEP_DEADLINE_S", s.step_deadline_s, minimum=1)
+        s.agent_connect_timeout_s = _number(env, "CCP_AGENT_CONNECT_TIMEOUT_S", s.agent_connect_timeout_s, minimum=0.1)
+        s.agent_read_timeout_s = _number(env, "CCP_AGENT_READ_TIMEOUT_S", s.agent_read_timeout_s, minimum=0.1)
+        s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
+        s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        """Check URLs and required secrets; raise ConfigError naming the variable."""
+        check_database_url(self.database_url)
+        if self.redis_url is not None:
+            check_redis_url(self.redis_url)
+        if self.mode == "production":
+            if not self.secret_key:
+                raise ConfigError("CCP_SECRET_KEY is required when CCP_ENV=production")
+            if not self.encryption_keys:
+                raise ConfigError("CCP_ENCRYPTION_KEYS is required when CCP_ENV=production")
+        if self.secret_key and len(self.secret_key) < 16:
+            raise ConfigError("CCP_SECRET_KEY must be at least 16 characters")
+
+    def ensure_generated_secrets(self) -> None:
+        """Outside production, create (once) and reuse a secret key and an encryption key in the instance folder."""
+        if self.mode == "production":
+            return
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        if not self.secret_key:
+            self.secret_key = _kept_secret(self.instance_dir / "secret_key", lambda: secrets.token_urlsafe(48))
+        if not self.encryption_keys:
+            from cryptography.fernet import Fernet
+
+            key = _kept_secret(self.instance_dir / "encryption_key", lambda: Fernet.generate_key().decode())
+            self.encryption_keys = (key,)
+
+    def to_flask(self) -> dict:
+        """The subset Flask and its extensions read from app.config."""
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": normalise_database_url(self.database_url),
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "TESTING": self.mode == "testing",
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "CCP": self,
+        }
+
+
+def _number(env: dict, name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _kept_secret(path: Path, make) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def check_database_url(url: str) -> None:
+    """Raise ConfigError when DATABASE_URL is not a URL of a supported database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {_redact(url)!r}") from None
+    if parsed.drivername not in DB_SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL scheme {parsed.drivername!r} is not supported (use sqlite:/// or postgresql://)"
+        )
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain postgresql:// URLs (the only PostgreSQL driver we depend on)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ConfigError when REDIS_URL is not a redis://, rediss:// or unix:// URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {_redact(url)!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"REDIS_URL has no host: {_redact(url)!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ConfigError(f"REDIS_URL has an invalid port: {_redact(url)!r}") from None
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before it goes into an error message."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url

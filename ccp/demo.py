@@ -1,0 +1,117 @@
+"""`ccp demo`: web + worker + embedded Redis + SQLite with a demo operator, in one foreground command.
+
+The demo process owns the embedded Redis and hands its socket URL to the web and worker child processes, so
+Ctrl-C (or SIGTERM) stops the children first and then the Redis server: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
+    """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
+    from ccp import create_app
+    from ccp.config import ConfigError
+
+    os.environ.setdefault("CCP_ENV", "demo")
+    os.environ.setdefault("CCP_INSTANCE_DIR", str(Path(".ccp-demo").resolve()))
+    try:
+        app = create_app()  # starts the embedded Redis when REDIS_URL is unset
+    except ConfigError as exc:
+        click.echo(f"ccp: configuration error: {exc}", err=True)
+        return 2
+    env = dict(os.environ, REDIS_URL=app.config["REDIS_URL"], CCP_ENV=app.config["CCP"].mode)
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        login = _ensure_demo_user()
+        notes = _seed_tenants(app) if with_tenants else []
+
+    ccp = [sys.executable, "-m", "ccp.cli"]
+    children = [
+        subprocess.Popen([*ccp, "web", "--host", host, "--port", str(port)], env=env),
+        subprocess.Popen([*ccp, "worker", "--name", f"demo-{os.getpid()}"], env=env),
+    ]
+    stop = {"signal": None}
+
+    def _on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    click.echo("")
+    click.echo(f"CCP demo running at http://{host}:{port}/")
+    click.echo(f"  log in as: {login[0]} / {login[1]}")
+    for note in notes:
+        click.echo(f"  {note}")
+    click.echo("  press Ctrl-C to stop")
+    code = 0
+    while stop["signal"] is None:
+        for child in children:
+            if child.poll() is not None:
+                click.echo(f"ccp demo: a child process exited with {child.returncode}; stopping", err=True)
+                stop["signal"] = -1
+                code = 1
+        time.sleep(0.3)
+    _stop_children(children)
+    _stop_demo_agents(app)
+    click.echo("ccp demo stopped")
+    return code
+
+
+def _stop_children(children: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=5)
+
+
+def _ensure_demo_user() -> tuple[str, str]:
+    """Create (or reset) the demo operator with a fresh random password; return (username, password)."""
+    from sqlalchemy import select
+
+    from ccp.extensions import db
+    from ccp.models import User
+    from ccp.services.users import create_user
+
+    password = secrets.token_urlsafe(12)
+    user = db.session.execute(select(User).filter_by(username="demo")).scalar_one_or_none()
+    if user is None:
+        create_user("demo", password, "admin")
+    else:
+        user.set_password(password)
+        db.session.commit()
+    return "demo", password
+
+
+def _seed_tenants(app) -> list[str]:
+    """Create demo tenants with local agents (added once the agent and upgrades land)."""
+    try:
+        from ccp.services.demo_tenants import seed_demo_tenants
+    except ImportError:
+        return []
+    return seed_demo_tenants(app)
+
+
+def _stop_demo_agents(app) -> None:
+    try:
+        from ccp.services.demo_tenants import stop_demo_agents
+    except ImportError:
+        return
+    stop_demo_agents()

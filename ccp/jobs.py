@@ -1,0 +1,16 @@
+"""RQ entry points. They take ids only (never ORM objects or secrets) and call services."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+
+def ping(value: str) -> dict:
+    """A trivial job proving that the worker runs jobs in the app context: echoes `value` with the app name."""
+    from flask import current_app
+
+    job = get_current_job()
+    if job is not None:
+        job.meta["pinged"] = True
+        job.save_meta()
+    return {"value": value, "app": current_app.name}

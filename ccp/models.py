@@ -1,0 +1,279 @@
+"""Database models (SQLAlchemy 2 style). The schema changes only through migrations/.
+
+Secrets never sit in plaintext columns: agent keys and provisioned tenants' secrets are Fernet ciphertexts
+(see ccp.vault); passwords are argon2id hashes; API tokens are SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ccp.extensions import db
+from ccp.vault import get_vault, hash_password, verify_password
+
+ACTIVE_STATUSES = ("queued", "running")
+FINAL_STATUSES = ("succeeded", "failed", "rolled_back", "rollback_failed", "interrupted", "cancelled")
+UPGRADE_KINDS = ("release", "quick", "full", "rollback")
+ROLES = ("admin", "operator", "viewer")
+TOKEN_SCOPES = ("read", "operate", "admin")
+DRIVERS = ("remote", "local")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now (stored as UTC)."""
+    return datetime.now(timezone.utc)
+
+
+class Instance(db.Model):
+    """One tenant: a docker-compose application on some host, reached through its agent (or in-process)."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    domain: Mapped[str] = mapped_column(String(253), nullable=False, default="")
+    driver: Mapped[str] = mapped_column(String(16), nullable=False, default="remote")
+    agent_url: Mapped[str | None] = mapped_column(String(500))
+    agent_key_id: Mapped[str | None] = mapped_column(String(100))
+    agent_key_enc: Mapped[str | None] = mapped_column(Text)
+    install_dir: Mapped[str | None] = mapped_column(String(1000))
+    compose_project: Mapped[str] = mapped_column(String(100), nullable=False)
+    is_registered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    image_tag: Mapped[str | None] = mapped_column(String(128))
+    template_set: Mapped[str] = mapped_column(String(100), nullable=False, default="default")
+    vars: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    secrets_enc: Mapped[str | None] = mapped_column(Text)
+    health_urls: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    agent_version: Mapped[str | None] = mapped_column(String(50))
+    agent_capabilities: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attention: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    upgrades: Mapped[list["Upgrade"]] = relationship(
+        back_populates="instance", cascade="all, delete-orphan", order_by="Upgrade.id.desc()", lazy="dynamic"
+    )
+
+    def set_agent_key(self, key: str | None) -> None:
+        """Store the agent's signing key encrypted (None clears it)."""
+        self.agent_key_enc = get_vault().encrypt(key) if key else None
+
+    def agent_key(self) -> str | None:
+        """The agent's signing key, decrypted."""
+        return get_vault().decrypt(self.agent_key_enc) if self.agent_key_enc else None
+
+    def set_secrets(self, values: dict[str, str]) -> None:
+        """Store a provisioned tenant's secret values encrypted, as one ciphertext."""
+        self.secrets_enc = get_vault().encrypt_json(dict(values)) if values else None
+
+    def decrypted_secrets(self) -> dict[str, str]:
+        """A provisioned tenant's secrets (empty for registered tenants, whose secrets never leave their host)."""
+        if self.is_registered or not self.secrets_enc:
+            return {}
+        return get_vault().decrypt_json(self.secrets_enc)
+
+    def secret_names(self) -> list[str]:
+        """Names of the held secrets (safe to show)."""
+        return sorted(self.decrypted_secrets())
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.slug}>"
+
+
+class Upgrade(db.Model):
+    """One upgrade attempt on one instance, with its ordered steps. At most one active per instance (DB index)."""
+
+    __tablename__ = "upgrades"
+    __table_args__ = (
+        # The database itself refuses a second queued/running upgrade for the same instance.
+        Index(
+            "uq_upgrades_one_active_per_instance",
+            "instance_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_upgrades_instance_created", "instance_id", "created_at"),
+        Index("ix_upgrades_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
+    from_tag: Mapped[str | None] = mapped_column(String(128))
+    to_tag: Mapped[str | None] = mapped_column(String(128))
+    plan_hash: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    snapshot_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    instance: Mapped[Instance] = relationship(back_populates="upgrades")
+    steps: Mapped[list["UpgradeStep"]] = relationship(
+        back_populates="upgrade", cascade="all, delete-orphan", order_by="UpgradeStep.position"
+    )
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish (None until both are known)."""
+        if self.started_at and self.finished_at:
+            return (_aware(self.finished_at) - _aware(self.started_at)).total_seconds()
+        return None
+
+
+class UpgradeStep(db.Model):
+    """One recorded step of an upgrade (render, write, env_patch, pull, up, verify, rollback...)."""
+
+    __tablename__ = "upgrade_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upgrade_id: Mapped[int] = mapped_column(ForeignKey("upgrades.id", ondelete="CASCADE"), nullable=False, index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(50), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    output_tail: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+
+    upgrade: Mapped[Upgrade] = relationship(back_populates="steps")
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the step took (None until finished)."""
+        if self.started_at and self.finished_at:
+            return (_aware(self.finished_at) - _aware(self.started_at)).total_seconds()
+        return None
+
+
+class User(UserMixin, db.Model):
+    """An operator account. Roles: admin (everything), operator (upgrades), viewer (read only)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(300), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, default="viewer")
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        """Store an argon2id hash of the password."""
+        self.password_hash = hash_password(password)
+
+    def check_password(self, password: str) -> bool:
+        """True when the password matches."""
+        return verify_password(self.password_hash, password)
+
+    def can(self, permission: str) -> bool:
+        """'read' for everyone, 'operate' for operators and admins, 'admin' for admins."""
+        return _allows(self.role, permission)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the API; only its SHA-256 hash and a short display prefix are stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False, default="read")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User | None] = relationship()
+
+    def allows(self, permission: str) -> bool:
+        """Whether the token's scope covers a permission (read < operate < admin)."""
+        return _allows({"read": "viewer", "operate": "operator", "admin": "admin"}[self.scope], permission)
+
+
+class AuditEvent(db.Model):
+    """Who did what to which instance, with which plan, and how it ended."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(100), nullable=False)
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id", ondelete="SET NULL"), index=True)
+    target: Mapped[str | None] = mapped_column(String(200))
+    plan_hash: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(50), nullable=False, default="ok")
+    detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class Rollout(db.Model):
+    """A fleet-wide release of one tag, applied in waves (driven by the UI, API or a CI webhook)."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+    waves: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(db.Model):
+    """One inbound webhook call (CI or registry), kept for audit and replay protection."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(50), nullable=False)
+    delivery_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    event: Mapped[str] = mapped_column(String(100), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    signature_ok: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="received")
+    payload_sha256: Mapped[str | None] = mapped_column(String(64))
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"))
+    detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+
+
+_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+_NEEDS = {"read": 0, "operate": 1, "admin": 2}
+
+
+def _allows(role: str, permission: str) -> bool:
+    return _RANK.get(role, -1) >= _NEEDS[permission]
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite returns naive datetimes; treat them as UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

@@ -1,0 +1,65 @@
+"""The RQ worker, run inside the Flask app context (`ccp worker`).
+
+We use RQ's SimpleWorker (jobs run in the worker process, no fork per job): the job shares the app's engine and
+connection pool safely, and a worker killed with SIGKILL takes its job with it, so a dead job is always detected
+through its stale heartbeat (see ccp.services.reaper) instead of an orphaned work horse carrying on unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from rq import SimpleWorker
+
+from ccp.extensions import get_queue, get_redis
+
+log = logging.getLogger(__name__)
+
+
+class AppWorker(SimpleWorker):
+    """A SimpleWorker that runs every job inside the app context and runs periodic housekeeping."""
+
+    def __init__(self, *args, app: Flask, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def execute_job(self, job, queue):
+        with self.app.app_context():
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                from ccp.extensions import db
+
+                db.session.remove()
+
+
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
+    """Work the CCP queue until stopped (or until empty with burst). Returns whether any job was processed."""
+    with app.app_context():
+        queue = get_queue()
+        connection = get_redis()
+    stop = threading.Event()
+    housekeeping = threading.Thread(target=_housekeeping, args=(app, stop), daemon=True, name="ccp-housekeeping")
+    housekeeping.start()
+    try:
+        worker = AppWorker([queue], connection=connection, app=app, name=name)
+        return worker.work(burst=burst, logging_level="INFO")
+    finally:
+        stop.set()
+
+
+def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = 20.0) -> None:
+    """Mark upgrades whose job died as interrupted (every `interval_s`)."""
+    while not stop.is_set():
+        try:
+            from ccp.services.reaper import reap_interrupted
+
+            with app.app_context():
+                reap_interrupted()
+        except ImportError:
+            return
+        except Exception:  # noqa: BLE001 - housekeeping must never kill the worker
+            log.exception("housekeeping failed")
+        stop.wait(interval_s)

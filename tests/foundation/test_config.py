@@ -1,0 +1,67 @@
+"""Start-up configuration: bad settings stop with one clear line naming the variable, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ccp.config import ConfigError, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL"),
+    ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+    ({"REDIS_URL": "redis://:6379"}, "REDIS_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:notaport"}, "REDIS_URL"),
+    ({"CCP_ENV": "staging"}, "CCP_ENV"),
+    ({"CCP_ENV": "production"}, "CCP_SECRET_KEY"),
+    ({"CCP_MONITOR_WINDOW_S": "soon"}, "CCP_MONITOR_WINDOW_S"),
+])
+def test_bad_settings_name_the_variable(env, needle, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"CCP_INSTANCE_DIR": str(tmp_path), **env})
+    assert needle in str(err.value)
+
+
+def test_dev_mode_generates_and_keeps_secrets(tmp_path):
+    first = Settings.from_env({"CCP_INSTANCE_DIR": str(tmp_path)})
+    first.ensure_generated_secrets()
+    second = Settings.from_env({"CCP_INSTANCE_DIR": str(tmp_path)})
+    second.ensure_generated_secrets()
+    assert first.secret_key and first.secret_key == second.secret_key
+    assert first.encryption_keys == second.encryption_keys
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+
+
+def _run(args, env, timeout=60):
+    full = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    full.update(env)
+    return subprocess.run(args, env=full, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"DATABASE_URL": "bogus://x"}, "configuration error: DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nope"}, "cannot connect to DATABASE_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "cannot connect to REDIS_URL"),
+    ({"REDIS_URL": "ftp://127.0.0.1"}, "configuration error: REDIS_URL"),
+])
+def test_worker_start_fails_with_one_clear_line(env, needle, tmp_path):
+    env = {"CCP_INSTANCE_DIR": str(tmp_path), **env}
+    result = _run([sys.executable, "-m", "ccp.cli", "worker", "--burst"], env)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+
+
+def test_wsgi_module_fails_with_one_clear_line(tmp_path):
+    result = _run([sys.executable, "-c", "import app"], {"CCP_INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "x"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "DATABASE_URL" in result.stderr

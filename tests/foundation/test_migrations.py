@@ -1,0 +1,26 @@
+"""The migration head and the models agree, on SQLite and PostgreSQL; image_tag arrives in its own migration."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+
+def test_no_pending_autogenerate_diff(app, db):
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, db.metadata)
+    assert diff == []
+
+
+def test_history_adds_image_tag_after_initial(app):
+    from flask_migrate import Migrate  # noqa: F401 - ensures extension is loaded
+
+    config = app.extensions["migrate"].migrate.get_config()
+    script = ScriptDirectory.from_config(config)
+    revisions = list(reversed(list(script.walk_revisions())))
+    assert [r.revision for r in revisions][:2] == ["0001_initial", "0002_image_tag"]
+    initial = open(revisions[0].path).read()
+    second = open(revisions[1].path).read()
+    assert "image_tag" not in initial and "add_column" in second and "image_tag" in second
