@@ -1,0 +1,287 @@
+"""Fast, bounded unified diff of two texts.
+
+difflib's matcher goes quadratic on files made of repeated lines (~27 s for 20,000 lines). The edit script comes
+from one of two engines, both bounded:
+- rapidfuzz's bit-parallel LCS (C++, O(N*M/64) whatever the content; LCS-optimal) on lines mapped to integer ids,
+  after trimming the common prefix and suffix. Always available; used for small regions (where spawning a process
+  would cost more than the diff) and as the fallback. Regions too large for its bit matrix are split on lines unique
+  to both sides (patience anchors), then into proportional slices: still a correct diff, maybe not minimal.
+- GNU ``diff -U0`` when installed, for large regions: it is O(N*D), so much faster when few lines changed. It gets
+  ``GNU_DIFF_TIMEOUT_S``; past that (many changes, where GNU slows down) the rapidfuzz engine answers instead.
+Only the hunk ranges are taken from GNU diff; the text is always rendered here (so .env lines can be masked and the
+output truncated). Hunk grouping reuses difflib's own code, so the output is standard ``diff -u``.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Indel
+
+# rapidfuzz keeps an N*M/8-byte bit matrix: 4.5e8 cells ~ 55 MB, enough for a 20,000 x 20,000-line region.
+# Larger regions are split first, so memory stays bounded whatever CCP sends.
+MAX_LCS_CELLS = 450_000_000
+CHUNK_CELLS = 100_000_000
+# Below this many cells rapidfuzz finishes in well under a millisecond: cheaper than starting a process.
+GNU_DIFF_MIN_CELLS = 4_000_000
+GNU_DIFF_TIMEOUT_S = 0.25
+_HUNK_RE = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+Opcode = tuple[str, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """A rendered diff: text (possibly truncated), +/- line counts over the whole diff, truncated flag."""
+
+    text: str
+    added: int
+    removed: int
+    truncated: bool
+
+
+def split_lines(text: str) -> tuple[list[str], bool]:
+    """Split on LF only (a CR stays part of its line); returns (lines without LF, whether the text ends with LF).
+
+    An empty text has no lines.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+        return lines, True
+    return lines, False
+
+
+def _keys(lines: list[str], final_eol: bool) -> list:
+    """Comparison keys: a last line without LF must differ from the same text with LF, so it becomes a tuple."""
+    if lines and not final_eol:
+        return lines[:-1] + [(lines[-1],)]
+    return lines
+
+
+def _lcs_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode]:
+    if not a and not b:
+        return []
+    if not a:
+        return [("insert", a0, a0, b0, b0 + len(b))]
+    if not b:
+        return [("delete", a0, a0 + len(a), b0, b0)]
+    return [(op.tag, op.src_start + a0, op.src_end + a0, op.dest_start + b0, op.dest_end + b0)
+            for op in Indel.opcodes(a, b)]
+
+
+def _unique_anchors(a: list[int], b: list[int]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of lines occurring exactly once in each side, longest increasing run in both (patience)."""
+    count_a: dict[int, int] = {}
+    for x in a:
+        count_a[x] = count_a.get(x, 0) + 1
+    count_b: dict[int, int] = {}
+    pos_b: dict[int, int] = {}
+    for j, x in enumerate(b):
+        count_b[x] = count_b.get(x, 0) + 1
+        pos_b[x] = j
+    pairs = [(i, pos_b[x]) for i, x in enumerate(a) if count_a[x] == 1 and count_b.get(x) == 1]
+    # Longest increasing subsequence on j (patience sorting with back-pointers).
+    tails: list[int] = []
+    tail_idx: list[int] = []
+    prev = [-1] * len(pairs)
+    for k, (_, j) in enumerate(pairs):
+        pos = bisect_left(tails, j)
+        if pos == len(tails):
+            tails.append(j)
+            tail_idx.append(k)
+        else:
+            tails[pos] = j
+            tail_idx[pos] = k
+        prev[k] = tail_idx[pos - 1] if pos else -1
+    out = []
+    k = tail_idx[-1] if tail_idx else -1
+    while k >= 0:
+        out.append(pairs[k])
+        k = prev[k]
+    return out[::-1]
+
+
+def _chunked_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode]:
+    """Huge region with no unique anchor: diff proportional slices (correct, not necessarily minimal)."""
+    pieces = max(2, math.ceil(math.sqrt(len(a) * len(b) / CHUNK_CELLS)))
+    ops: list[Opcode] = []
+    for k in range(pieces):
+        i1, i2 = len(a) * k // pieces, len(a) * (k + 1) // pieces
+        j1, j2 = len(b) * k // pieces, len(b) * (k + 1) // pieces
+        ops.extend(_lcs_opcodes(a[i1:i2], b[j1:j2], a0 + i1, b0 + j1))
+    return ops
+
+
+def _region_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode]:
+    if len(a) * len(b) <= MAX_LCS_CELLS:
+        return _lcs_opcodes(a, b, a0, b0)
+    anchors = _unique_anchors(a, b)
+    if not anchors:
+        return _chunked_opcodes(a, b, a0, b0)
+    ops: list[Opcode] = []
+    pi = pj = 0
+    for i, j in anchors + [(len(a), len(b))]:
+        ops.extend(_region_opcodes(a[pi:i], b[pj:j], a0 + pi, b0 + pj))
+        if i < len(a):
+            ops.append(("equal", a0 + i, a0 + i + 1, b0 + j, b0 + j + 1))
+        pi, pj = i + 1, j + 1
+    return ops
+
+
+def _merge(ops: list[Opcode]) -> list[Opcode]:
+    """Merge adjacent opcodes of the same tag (difflib's grouping expects maximal runs)."""
+    out: list[Opcode] = []
+    for op in ops:
+        if op[1] == op[2] and op[3] == op[4]:
+            continue
+        if out and out[-1][0] == op[0]:
+            t, i1, _, j1, _ = out[-1]
+            out[-1] = (t, i1, op[2], j1, op[4])
+        else:
+            out.append(op)
+    return out
+
+
+def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
+    """Edit script from GNU ``diff -U0`` hunk headers; None if diff is missing, fails or runs out of time."""
+    exe = shutil.which("diff")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="ccp-diff-") as tmp:
+        old_path, new_path = os.path.join(tmp, "old"), os.path.join(tmp, "new")
+        for path, text in ((old_path, old), (new_path, new)):
+            with open(path, "wb") as fh:
+                fh.write(text.encode("utf-8", "surrogatepass"))
+        try:
+            proc = subprocess.run([exe, "-U0", "-a", old_path, new_path], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S,
+                                  env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
+        except (subprocess.TimeoutExpired, OSError):
+            return None
+    if proc.returncode not in (0, 1):
+        return None
+    ops: list[Opcode] = []
+    for line in proc.stdout.split(b"\n"):
+        m = _HUNK_RE.match(line)
+        if not m:
+            continue  # content lines start with +, - or \\, never with @@
+        ol, oc, nl, nc = (int(g) if g is not None else 1 for g in m.groups())
+        i1 = ol if oc == 0 else ol - 1
+        j1 = nl if nc == 0 else nl - 1
+        tag = "delete" if nc == 0 else "insert" if oc == 0 else "replace"
+        ops.append((tag, i1, i1 + oc, j1, j1 + nc))
+    return ops
+
+
+def _fill_equal(ops: list[Opcode], a0: int, a1: int, b0: int) -> list[Opcode]:
+    """Insert the 'equal' runs between non-equal opcodes covering a[a0:a1]."""
+    out: list[Opcode] = []
+    i, j = a0, b0
+    for op in ops:
+        if op[1] > i:
+            out.append(("equal", i, op[1], j, op[3]))
+        out.append(op)
+        i, j = op[2], op[4]
+    if i < a1:
+        out.append(("equal", i, a1, j, j + (a1 - i)))
+    return out
+
+
+def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = None,
+                 use_gnu: bool = True) -> list[Opcode]:
+    """Return difflib-style opcodes (equal/delete/insert/replace) turning ``a`` into ``b`` (lists of line keys).
+
+    ``old``/``new`` are the texts the keys came from; when given (and ``use_gnu``), GNU diff may be used for big
+    inputs. ``use_gnu=False`` forces the in-process engine (tests compare both).
+    """
+    n, m = len(a), len(b)
+    if use_gnu and old is not None and new is not None and n * m > GNU_DIFF_MIN_CELLS:
+        ops = _gnu_diff_opcodes(old, new)
+        if ops is not None:
+            return _merge(_fill_equal(ops, 0, n, 0))
+    pre = 0
+    while pre < n and pre < m and a[pre] == b[pre]:
+        pre += 1
+    suf = 0
+    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
+        suf += 1
+    ids: dict = {}
+    ia = [ids.setdefault(x, len(ids)) for x in a[pre:n - suf]]
+    ib = [ids.setdefault(x, len(ids)) for x in b[pre:m - suf]]
+    ops: list[Opcode] = [("equal", 0, pre, 0, pre)]
+    ops += _region_opcodes(ia, ib, pre, pre)
+    ops.append(("equal", n - suf, n, m - suf, m))
+    return _merge(ops)
+
+
+class _FixedMatcher(difflib.SequenceMatcher):
+    """A SequenceMatcher whose opcodes are ours, so difflib's hunk grouping can be reused unchanged."""
+
+    def __init__(self, opcodes: list[Opcode]):
+        super().__init__(None, [], [])
+        self._ours = opcodes
+
+    def get_opcodes(self):  # noqa: D102 - difflib API
+        return list(self._ours)
+
+
+def _range(start: int, stop: int) -> str:
+    length = stop - start
+    beginning = start + 1 if length else start
+    return str(beginning) if length == 1 else f"{beginning},{length}"
+
+
+def _emit(out: list[str], prefix: str, lines: list[str], start: int, stop: int, eol_missing_at: int) -> None:
+    for k in range(start, stop):
+        out.append(prefix + lines[k] + "\n")
+        if k == eol_missing_at:
+            out.append("\\ No newline at end of file\n")
+
+
+def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context: int = 3,
+                 limit_bytes: int = 256 * 1024, show_old: list[str] | None = None,
+                 show_new: list[str] | None = None, use_gnu: bool = True) -> DiffResult:
+    """Return a `diff -u`-compatible diff of ``old`` -> ``new`` (GNU ``patch`` reproduces ``new`` from it).
+
+    ``show_old``/``show_new`` optionally replace the printed line texts (same line count, e.g. masked .env
+    lines) while the comparison uses the real ones. Text past ``limit_bytes`` (UTF-8) is cut at a line boundary
+    and ``truncated`` is set; the +/- counts always cover the whole diff. An empty text means no difference.
+    """
+    (a, a_eol), (b, b_eol) = split_lines(old), split_lines(new)
+    pa, pb = show_old if show_old is not None else a, show_new if show_new is not None else b
+    if len(pa) != len(a) or len(pb) != len(b):
+        raise ValueError("show_old/show_new must have the same line counts as the texts")
+    ops = diff_opcodes(_keys(a, a_eol), _keys(b, b_eol), old=old, new=new, use_gnu=use_gnu)
+    a_missing = -1 if a_eol else len(a) - 1
+    b_missing = -1 if b_eol else len(b) - 1
+    added = sum(j2 - j1 for t, _, _, j1, j2 in ops if t in ("insert", "replace"))
+    removed = sum(i2 - i1 for t, i1, i2, _, _ in ops if t in ("delete", "replace"))
+    if not added and not removed:
+        return DiffResult("", 0, 0, False)
+    out = [f"--- {old_label}\n", f"+++ {new_label}\n"]
+    size = sum(len(x) for x in out)
+    truncated = False
+    for group in _FixedMatcher(ops).get_grouped_opcodes(context):
+        first, last = group[0], group[-1]
+        hunk = [f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"]
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                _emit(hunk, " ", pa, i1, i2, a_missing)
+                continue
+            _emit(hunk, "-", pa, i1, i2, a_missing)
+            _emit(hunk, "+", pb, j1, j2, b_missing)
+        hunk_size = sum(len(x.encode()) for x in hunk)
+        if size + hunk_size > limit_bytes:
+            truncated = True
+            break
+        out.extend(hunk)
+        size += hunk_size
+    return DiffResult("".join(out), added, removed, truncated)
