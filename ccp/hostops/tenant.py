@@ -1,0 +1,226 @@
+"""TenantHost: every operation CCP can ask of one tenant's install dir, returning protocol-ready dicts.
+
+Both the agent (over signed HTTP) and CCP's in-process LocalDriver call this class, so they behave identically.
+Mutations (write_files, env_patch, restore_snapshot) take the tenant lock and check the fence; reads do not lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from ccp.envfile.dotenv import MASK, mask_env_text
+from ccp.hostops import compose as compose_mod
+from ccp.hostops import envops, scripts
+from ccp.hostops.errors import BadRequest, ExpectationFailed, TooLarge
+from ccp.hostops.files import PlannedWrite, SnapshotStore, apply_write_set, recover, split_lines, unified_diff
+from ccp.hostops.locking import check_and_store_fence, tenant_lock
+from ccp.hostops.paths import resolve_inside
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NEW_FILE_MODE = 0o644
+MAX_FILES = 200
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_env_path(relpath: str) -> bool:
+    """True for files whose diffs must be masked: ``.env``, ``.env.*`` and ``*.env`` (any directory)."""
+    name = relpath.rsplit("/", 1)[-1]
+    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+
+
+class TenantHost:
+    """Host-side operations on one tenant install dir. See the module docstring for the locking rules."""
+
+    def __init__(self, install_dir, project: str, *, compose_command: list[str] | None = None,
+                 compose_files: tuple[str, ...] = ("docker-compose.yml",), snapshot_keep: int = 5,
+                 state_dir=None, diff_limit_bytes: int = 256 * 1024, max_files: int = MAX_FILES,
+                 max_file_bytes: int = MAX_FILE_BYTES, lock_wait_s: float = 2.0):
+        self.install_dir = Path(install_dir).resolve()
+        if not self.install_dir.is_dir():
+            raise BadRequest(f"install dir {self.install_dir} does not exist")
+        self.project = project
+        self.state_dir = Path(state_dir) if state_dir is not None else self.install_dir / ".ccp"
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.snapshots = SnapshotStore(self.state_dir, snapshot_keep)
+        self.compose_spec = compose_mod.ComposeSpec(self.install_dir, project, tuple(compose_files),
+                                                    list(compose_command) if compose_command else None)
+        self.diff_limit_bytes = diff_limit_bytes
+        self.max_files = max_files
+        self.max_file_bytes = max_file_bytes
+        self.lock_wait_s = lock_wait_s
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _resolve_all(self, relpaths) -> dict[str, Path]:
+        if len(relpaths) > self.max_files:
+            raise TooLarge(f"{len(relpaths)} files in one request; the limit is {self.max_files}")
+        resolved = {rel: resolve_inside(self.install_dir, rel) for rel in relpaths}
+        for rel, path in resolved.items():
+            if path.exists() and not path.is_file():
+                raise BadRequest(f"{rel} exists and is not a regular file")
+        return resolved
+
+    def _check_content(self, rel: str, content: object) -> bytes:
+        if not isinstance(content, str):
+            raise BadRequest(f"content of {rel} must be a string")
+        data = content.encode("utf-8", "surrogatepass")
+        if len(data) > self.max_file_bytes:
+            raise TooLarge(f"{rel} is {len(data)} bytes; the limit is {self.max_file_bytes}")
+        return data
+
+    @property
+    def env_path(self) -> Path:
+        return resolve_inside(self.install_dir, envops.ENV_FILE)
+
+    def _mask_output(self, result: dict) -> dict:
+        """Hide .env values that a command may have printed."""
+        tail = result.get("output_tail", "")
+        for value in envops.secret_values(self.env_path, min_len=8):
+            tail = tail.replace(value, MASK)
+        result["output_tail"] = tail
+        return result
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def diff_files(self, files: dict) -> dict:
+        """Compare proposed contents ({relpath: text}) with disk; .env-like files are diffed with values masked.
+
+        Raises PathRefused, BadRequest or TooLarge for bad input (nothing is read before the paths are checked).
+        """
+        if not isinstance(files, dict) or not files:
+            raise BadRequest("'files' must be a non-empty object of relpath: content")
+        resolved = self._resolve_all(list(files))
+        out = {}
+        for rel, path in resolved.items():
+            new_bytes = self._check_content(rel, files[rel])
+            old_bytes = path.read_bytes() if path.exists() else None
+            new_text = files[rel]
+            old_text = old_bytes.decode("utf-8", "replace") if old_bytes is not None else ""
+            show = {}
+            if is_env_path(rel):
+                show = {"show_old": split_lines(mask_env_text(old_text))[0],
+                        "show_new": split_lines(mask_env_text(new_text))[0]}
+            result = unified_diff(old_text, new_text, old_label=f"a/{rel}" if old_bytes is not None else "/dev/null",
+                                  new_label=f"b/{rel}", limit_bytes=self.diff_limit_bytes, **show)
+            status = "created" if old_bytes is None else "unchanged" if old_bytes == new_bytes else "modified"
+            out[rel] = {"status": status, "old_sha256": sha256_hex(old_bytes) if old_bytes is not None else None,
+                        "new_sha256": sha256_hex(new_bytes), "added": result.added, "removed": result.removed,
+                        "diff": result.text, "truncated": result.truncated}
+        return {"files": out}
+
+    def env_keys(self) -> dict:
+        """Return ``{"keys": [names], "exists": bool}`` for the tenant .env (values never leave the host)."""
+        return envops.env_keys(self.env_path)
+
+    # -- mutations -----------------------------------------------------------------------------------------------
+    def write_files(self, files: dict, fence: int) -> dict:
+        """Snapshot, then write every file or none. Returns ``{"snapshot_id", "written", "created"}``.
+
+        Raises PathRefused/BadRequest/TooLarge for bad input, FenceRejected, Busy, ExpectationFailed (an
+        ``expect_sha256`` differs from disk: nothing written) and WriteFailed (originals kept).
+        """
+        if not isinstance(files, dict) or not files:
+            raise BadRequest("'files' must be a non-empty object of relpath: {content, expect_sha256}")
+        resolved = self._resolve_all(list(files))
+        payload = {}
+        for rel, spec in files.items():
+            if not isinstance(spec, dict) or set(spec) - {"content", "expect_sha256"}:
+                raise BadRequest(f"{rel} must be an object with 'content' and optional 'expect_sha256'")
+            expect = spec.get("expect_sha256")
+            if expect is not None and (not isinstance(expect, str) or not SHA256_RE.match(expect)):
+                raise BadRequest(f"expect_sha256 of {rel} must be 64 lowercase hex digits or null")
+            payload[rel] = (self._check_content(rel, spec.get("content")), expect)
+        with tenant_lock(self.state_dir, self.lock_wait_s):
+            check_and_store_fence(self.state_dir, fence)
+            recover(self.state_dir)
+            mismatched = []
+            for rel, (_, expect) in payload.items():
+                if expect is not None:
+                    path = resolved[rel]
+                    actual = sha256_hex(path.read_bytes()) if path.exists() else None
+                    if actual != expect:
+                        mismatched.append(rel)
+            if mismatched:
+                raise ExpectationFailed("files changed on the host since the preview: " + ", ".join(mismatched),
+                                        details={"paths": mismatched})
+            created = [rel for rel, path in resolved.items() if not path.exists()]
+            snapshot_id = self.snapshots.create(self.install_dir, resolved)
+            items = [self._planned(resolved[rel], data, rel) for rel, (data, _) in payload.items()]
+            apply_write_set(self.state_dir, items)
+        return {"snapshot_id": snapshot_id, "written": sorted(payload), "created": sorted(created)}
+
+    def _planned(self, path: Path, data: bytes, rel: str) -> PlannedWrite:
+        if path.exists():
+            st = path.stat()
+            return PlannedWrite(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        return PlannedWrite(path, data, 0o600 if is_env_path(rel) else NEW_FILE_MODE)
+
+    def env_patch(self, set: dict, fence: int, snapshot_id: str | None = None) -> dict:  # noqa: A002 - protocol
+        """Patch the .env in place (atomic, snapshot first). Returns ``{"snapshot_id", "changed", "appended"}``.
+
+        With ``snapshot_id`` of an existing snapshot, the .env is added to it (one restore then undoes both the
+        files write and this patch). When nothing changes no file is written, and the snapshot id is still
+        returned. Raises BadRequest (names the key, never the value), FenceRejected, Busy, NotFound, WriteFailed.
+        """
+        path = self.env_path
+        with tenant_lock(self.state_dir, self.lock_wait_s):
+            check_and_store_fence(self.state_dir, fence)
+            recover(self.state_dir)
+            old, new, changed, appended = envops.plan_env_patch(path, set)
+            snap = self.snapshots.create(self.install_dir, {envops.ENV_FILE: path}, snapshot_id)
+            if new != old:
+                apply_write_set(self.state_dir, [self._planned(path, new.encode("utf-8"), envops.ENV_FILE)])
+        return {"snapshot_id": snap, "changed": changed, "appended": appended}
+
+    def restore_snapshot(self, snapshot_id: str, fence: int | None = None) -> dict:
+        """Put every file of the snapshot back and remove the files it recorded as created, atomically.
+
+        Returns ``{"restored": [...], "removed": [...]}``. Raises NotFound, Busy, FenceRejected (if a fence is given),
+        PathRefused (a file now resolves outside the install dir), WriteFailed.
+        """
+        with tenant_lock(self.state_dir, self.lock_wait_s):
+            if fence is not None:
+                check_and_store_fence(self.state_dir, fence)
+            recover(self.state_dir)
+            manifest = self.snapshots.load(snapshot_id)
+            items, restored, removed = [], [], []
+            for rel, meta in sorted(manifest["files"].items()):
+                data = self.snapshots.read_copy(snapshot_id, meta["copy"])
+                items.append(PlannedWrite(resolve_inside(self.install_dir, rel), data, meta["mode"], meta["uid"],
+                                          meta["gid"]))
+                restored.append(rel)
+            for rel in sorted(manifest["created"]):
+                path = resolve_inside(self.install_dir, rel)
+                if path.exists():
+                    items.append(PlannedWrite(path, delete=True))
+                    removed.append(rel)
+            if items:
+                apply_write_set(self.state_dir, items)
+        return {"restored": restored, "removed": removed}
+
+    def recover(self) -> str | None:
+        """Finish or undo a write set interrupted by a crash (call at start). Returns what was done, or None."""
+        with tenant_lock(self.state_dir, max(self.lock_wait_s, 30.0)):
+            return recover(self.state_dir)
+
+    # -- commands ------------------------------------------------------------------------------------------------
+    def compose(self, action: str, deadline_s: float) -> dict:
+        """Run ``docker compose <action>`` (pull/up/ps/down) with a deadline; see compose.run_compose."""
+        deadline_s = _check_deadline(deadline_s)
+        return self._mask_output(compose_mod.run_compose(self.compose_spec, action, deadline_s))
+
+    def run_script(self, name: str, deadline_s: float) -> dict:
+        """Run an allow-listed tenant script (upgrade, image-upgrade) with a deadline; see scripts.run_script."""
+        deadline_s = _check_deadline(deadline_s)
+        return self._mask_output(scripts.run_script(self.install_dir, self.project, name, deadline_s))
+
+
+def _check_deadline(deadline_s: object) -> float:
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not 0 < deadline_s <= 6 * 3600:
+        raise BadRequest("deadline_s must be a number of seconds between 0 and 21600")
+    return float(deadline_s)
