@@ -130,7 +130,7 @@ def compose_variables(compose_text: str) -> ComposeVars:
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ValueError("compose file must be a YAML mapping at the top level")
+        raise ValueError("compose file must be a YAML mapping at the top level")  # noqa: TRY004 - input error
 
     required: set[str] = set()
     defaulted: dict[str, str] = {}

@@ -44,7 +44,7 @@ def _text(key: str, value: object, kind: str) -> str:
     elif isinstance(value, (int, float)):
         value = str(value)
     if not isinstance(value, str):
-        raise ValueError(f"{kind} {key!r} must be a string, number or boolean")
+        raise ValueError(f"{kind} {key!r} must be a string, number or boolean")  # noqa: TRY004 - callers map ValueError to 400
     if _FORBIDDEN_CHARS.search(value):
         raise ValueError(f"{kind} {key!r} contains a newline or control character")
     return value
@@ -54,7 +54,7 @@ def _checked_mapping(values: Mapping | None, kind: str) -> dict[str, str]:
     if values is None:
         return {}
     if not isinstance(values, Mapping):
-        raise ValueError(f"{kind}s must be a mapping of names to values")
+        raise ValueError(f"{kind}s must be a mapping of names to values")  # noqa: TRY004
     out = {}
     for key, value in values.items():
         if not isinstance(key, str) or not _VAR_NAME.fullmatch(key):

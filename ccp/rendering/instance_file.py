@@ -55,7 +55,7 @@ def load_instance_file(path: str | Path) -> tuple[FileInstance, dict]:
         raise ValueError(f"{path}: unknown keys {unknown}")
     for key in ("slug", "domain"):
         if not isinstance(data.get(key), str):
-            raise ValueError(f"{path}: {key} is required and must be a string")
+            raise ValueError(f"{path}: {key} is required and must be a string")  # noqa: TRY004
     for key, kind in (("vars", dict), ("secrets", dict), ("health_urls", list), ("is_registered", bool)):
         if key in data and not isinstance(data[key], kind):
             raise ValueError(f"{path}: {key} must be a {kind.__name__}")

@@ -55,7 +55,7 @@ class TemplateSet:
     @staticmethod
     def output_path(source: str) -> str:
         """Return the rendered path of a source file (``.j2`` suffix removed)."""
-        return source[:-3] if source.endswith(".j2") else source
+        return source.removesuffix(".j2")
 
 
 def _search_dirs(extra_dirs: Iterable[str | os.PathLike]) -> list[Path]:

