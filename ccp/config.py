@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ class Settings:
     agent_read_timeout_s: float = 60.0
     job_timeout_s: int = 1800
     heartbeat_stale_s: float = 90.0
+    local_compose_command: list[str] | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -67,6 +69,8 @@ class Settings:
         s.agent_read_timeout_s = _number(env, "CCP_AGENT_READ_TIMEOUT_S", s.agent_read_timeout_s, minimum=0.1)
         s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
         s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
+        if env.get("CCP_LOCAL_COMPOSE_COMMAND"):
+            s.local_compose_command = shlex.split(env["CCP_LOCAL_COMPOSE_COMMAND"])
         s.validate()
         return s
 

@@ -14,3 +14,10 @@ def ping(value: str) -> dict:
         job.meta["pinged"] = True
         job.save_meta()
     return {"value": value, "app": current_app.name}
+
+
+def run_upgrade(upgrade_id: int) -> str:
+    """Run one upgrade to a final status (see ccp.services.runner)."""
+    from ccp.services.runner import run_upgrade as _run
+
+    return _run(upgrade_id)

@@ -148,3 +148,52 @@ def run_worker(app):
         return _run(app, burst=True)
 
     return _go
+
+
+@pytest.fixture
+def tenant_factory(app, tmp_path):
+    """Create tenants at v1 from the default set: `tenant_factory(registered=False, driver="local", tag="v1")`.
+
+    The install dir is real (files rendered by CCP); the container runtime is the fake compose (see tests/tenants.py).
+    driver="remote" serves the tenant through a real agent on 127.0.0.1 (signed HTTP).
+    """
+    from ccp.services.instances import create_instance
+    from tests import tenants
+
+    app.config["CCP"].local_compose_command = tenants.FAKE_COMPOSE
+    agents = []
+    counter = iter(range(1, 1000))
+
+    def make(registered: bool = False, driver: str = "local", tag: str = "v1", slug: str | None = None, **extra):
+        n = next(counter)
+        slug = slug or f"{'reg' if registered else 'prov'}-{n}"
+        install_dir = tmp_path / "hosts" / slug
+        data = {"slug": slug, "name": f"Tenant {slug}", "domain": f"{slug}.example.test", "driver": "local",
+                "install_dir": str(install_dir), "compose_project": slug.replace("-", ""),
+                "is_registered": registered, "image_tag": tag, **extra}
+        secrets = None if registered else tenants.provisioned_secrets()
+        if secrets:
+            data["secrets"] = secrets
+        from types import SimpleNamespace
+
+        tenants.make_tenant_files(install_dir, SimpleNamespace(**{**data, "vars": data.get("vars", {}),
+                                                                  "health_urls": data.get("health_urls", []),
+                                                                  "template_set": "default"}),
+                                  tag, secrets=secrets,
+                                  registered_env=tenants.REGISTERED_ENV_HEAD.format(canary=tenants.CANARY)
+                                  if registered else None)
+        if driver == "remote":
+            handle = tenants.start_agent(tmp_path / "agents" / slug, {slug: install_dir}, data["compose_project"])
+            agents.append(handle)
+            data.update(driver="remote", agent_url=handle.url, agent_key_id=handle.key_id, agent_key=handle.key)
+        return create_instance(data, actor="test")
+
+    yield make
+    for handle in agents:
+        handle.stop()
+
+
+@pytest.fixture
+def tenant(tenant_factory):
+    """A provisioned tenant at v1 on the local driver."""
+    return tenant_factory()

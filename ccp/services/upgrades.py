@@ -37,6 +37,35 @@ rollback_verify when a rollback happens).
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
+from flask import current_app
+from rq.job import Job
+from sqlalchemy.exc import IntegrityError
+
+from ccp.drivers import AgentUnreachable, DriverError, driver_for
+from ccp.extensions import db, get_queue, get_redis
+from ccp.models import ACTIVE_STATUSES, Upgrade, UpgradeStep, utcnow
+from ccp.rendering.context import validate_tag
+from ccp.rendering.render import RenderError
+from ccp.rendering.sets import TemplateSetError
+from ccp.services.audit import record
+from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, build_plan
+
+log = logging.getLogger(__name__)
+
+RELEASE_STEPS = ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
+QUICK_STEPS = ("pull", "up", "verify")
+FULL_STEPS = ("script", "verify")
+ROLLBACK_STEPS = ("restore", "rollback_up", "rollback_verify")
+STEPS_BY_KIND = {"release": RELEASE_STEPS, "quick": QUICK_STEPS, "full": FULL_STEPS}
+CAPS_BY_KIND = {
+    "release": APPLY_CAPS,
+    "quick": ("compose.pull", "compose.up", "compose.ps"),
+    "full": ("scripts.run", "compose.ps"),
+}
+
 
 class UpgradeError(Exception):
     """An upgrade request cannot be carried out. `status` is the HTTP code, `code` a short machine string."""
@@ -72,3 +101,174 @@ class AgentUnavailable(UpgradeError):
 
 class NotCancellable(UpgradeError):
     status, code = 409, "not_cancellable"
+
+
+class RenderFailed(UpgradeError):
+    status, code = 422, "render_failed"
+
+
+def preview_release(instance, tag: str | None) -> dict:
+    """Show what "Upgrade to Release" to `tag` would change on `instance`; reads only, changes nothing.
+
+    Raises TagInvalid, RenderFailed, AgentUnavailable (names the agent), AgentTooOld (names the capability).
+    """
+    tag = _checked_tag(instance, tag)
+    driver = driver_for(instance, _settings())
+    check_agent(instance, driver, PREVIEW_CAPS)
+    try:
+        plan = build_plan(instance, tag, driver)
+    except (RenderError, TemplateSetError, ValueError) as exc:
+        raise RenderFailed(f"cannot render {instance.slug}: {exc}") from None
+    except DriverError as exc:
+        raise _agent_error(exc, driver) from None
+    files = [{"path": path, **{k: entry.get(k) for k in
+                               ("status", "old_sha256", "new_sha256", "added", "removed", "diff", "truncated")}}
+             for path, entry in sorted(plan.diff.items())]
+    return {
+        "instance": instance.slug, "tag": plan.tag, "from_tag": instance.image_tag,
+        "registered": instance.is_registered, "set": {"name": plan.set_name, "version": plan.set_version},
+        "plan_hash": plan.plan_hash, "summary": plan.summary(), "files": files, "coverage": plan.coverage,
+        "env_patch": plan.env_patch,
+    }
+
+
+def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str) -> Upgrade:
+    """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash).
+
+    Raises TagInvalid or UpgradeConflict; in either case nothing is recorded or enqueued.
+    """
+    tag = _checked_tag(instance, tag)
+    if plan is not None and (not isinstance(plan, str) or len(plan) != 64):
+        raise UpgradeError("plan must be the 64-character plan hash returned by preview", {"field": "plan"})
+    return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan)
+
+
+def start_quick(instance, *, actor: str) -> Upgrade:
+    """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify."""
+    return _enqueue(instance, "quick", actor, to_tag=instance.image_tag)
+
+
+def start_full(instance, *, actor: str) -> Upgrade:
+    """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify."""
+    return _enqueue(instance, "full", actor, to_tag=instance.image_tag)
+
+
+def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
+    """Cancel a queued upgrade at once, or ask a running one to stop at the next step boundary.
+
+    A running upgrade that already changed files is rolled back by its job. Raises NotCancellable when final.
+    """
+    if upgrade.status == "queued":
+        claimed = db.session.execute(
+            db.update(Upgrade).where(Upgrade.id == upgrade.id, Upgrade.status == "queued")
+            .values(status="cancelled", finished_at=utcnow(), error=f"cancelled by {actor} before it started")
+        ).rowcount
+        db.session.commit()
+        if claimed:
+            _cancel_job(upgrade.job_id)
+            db.session.refresh(upgrade)
+            record(actor, "upgrade.cancel", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
+                   detail={"upgrade_id": upgrade.id, "was": "queued"})
+            return upgrade
+        db.session.refresh(upgrade)
+    if upgrade.status == "running":
+        upgrade.cancel_requested = True
+        db.session.commit()
+        record(actor, "upgrade.cancel", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
+               detail={"upgrade_id": upgrade.id, "was": "running"})
+        return upgrade
+    raise NotCancellable(f"upgrade {upgrade.id} is already {upgrade.status}")
+
+
+def upgrade_to_dict(upgrade: Upgrade) -> dict:
+    """The API/UI view of an upgrade with its steps (no secrets: output tails are masked when recorded)."""
+    return {
+        "id": upgrade.id, "instance": upgrade.instance.slug, "instance_id": upgrade.instance_id,
+        "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
+        "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
+        "cancel_requested": upgrade.cancel_requested,
+        "created_at": _iso(upgrade.created_at), "started_at": _iso(upgrade.started_at),
+        "finished_at": _iso(upgrade.finished_at), "duration_s": upgrade.duration_s,
+        "steps": [{"name": s.name, "status": s.status, "started_at": _iso(s.started_at),
+                   "finished_at": _iso(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
+                  for s in upgrade.steps],
+    }
+
+
+def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
+    """Ask the host for its version and capabilities, store them on the instance, and require `needed`.
+
+    Raises AgentUnavailable or AgentTooOld (naming the missing capability).
+    """
+    try:
+        health = driver.health()
+    except DriverError as exc:
+        raise _agent_error(exc, driver) from None
+    instance.agent_version = str(health.get("version") or "unknown")
+    instance.agent_capabilities = sorted(health.get("capabilities") or [])
+    instance.last_seen_at = utcnow()
+    db.session.commit()
+    missing = [cap for cap in needed if cap not in instance.agent_capabilities]
+    if missing:
+        raise AgentTooOld(
+            f"agent {instance.agent_version} at {driver.target} is too old for this action: it lacks "
+            f"{', '.join(missing)}; upgrade the agent on the tenant host", {"missing": missing})
+    return health
+
+
+def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
+    upgrade = Upgrade(instance_id=instance.id, kind=kind, status="queued", actor=actor,
+                      from_tag=instance.image_tag, **fields)
+    upgrade.steps = [UpgradeStep(position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])]
+    db.session.add(upgrade)
+    try:
+        db.session.commit()  # the partial unique index refuses a second active upgrade here
+    except IntegrityError:
+        db.session.rollback()
+        active = instance.upgrades.filter(Upgrade.status.in_(ACTIVE_STATUSES)).first()
+        raise UpgradeConflict(
+            f"{instance.slug} already has an active upgrade" + (f" (#{active.id}, {active.status})" if active else ""),
+            {"active_upgrade_id": active.id if active else None}) from None
+    try:
+        job = get_queue().enqueue("ccp.jobs.run_upgrade", upgrade.id, job_timeout=_settings().job_timeout_s,
+                                  description=f"{kind} upgrade #{upgrade.id} of {instance.slug}")
+    except Exception as exc:  # noqa: BLE001 - Redis down: release the lock row, tell the caller
+        upgrade.status, upgrade.error, upgrade.finished_at = "failed", "could not enqueue: Redis unavailable", utcnow()
+        db.session.commit()
+        raise UpgradeError("cannot queue the upgrade: Redis is unavailable", {"reason": type(exc).__name__}) from None
+    upgrade.job_id = job.id
+    db.session.commit()
+    record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
+           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
+    return upgrade
+
+
+def _checked_tag(instance, tag: str | None) -> str:
+    chosen = tag or instance.image_tag or _settings().default_image_tag
+    try:
+        return validate_tag(chosen)
+    except ValueError as exc:
+        raise TagInvalid(str(exc), {"field": "imageTag"}) from None
+
+
+def _agent_error(exc: DriverError, driver) -> UpgradeError:
+    if isinstance(exc, AgentUnreachable):
+        return AgentUnavailable(f"agent at {driver.target} is unreachable: {exc.message}")
+    return AgentUnavailable(f"agent at {driver.target} refused: {exc.message}", {"agent_status": exc.status})
+
+
+def _cancel_job(job_id: str | None) -> None:
+    if not job_id:
+        return
+    try:
+        Job.fetch(job_id, connection=get_redis()).cancel()
+    except Exception:  # noqa: BLE001 - the job may already be gone; the DB row is the truth
+        log.info("job %s could not be cancelled in RQ (already gone)", job_id)
+
+
+def _settings():
+    return current_app.config["CCP"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,64 @@
+"""LocalDriver: the tenant lives on the CCP host; hostops run in-process (same code the agent runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccp import __version__
+from ccp.drivers.base import AgentRejected, DriverError
+from ccp.hostops.errors import HostOpsError
+from ccp.hostops.tenant import TenantHost
+
+CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
+                "compose.up", "compose.ps", "compose.down", "scripts.run")
+
+
+class LocalDriver:
+    """Drive a tenant install dir on this host through ccp.hostops.TenantHost."""
+
+    def __init__(self, host: TenantHost) -> None:
+        self.host = host
+        self.target = f"local:{host.install_dir}"
+
+    @classmethod
+    def for_instance(cls, instance, settings) -> "LocalDriver":
+        """Build the driver for a local instance; raises DriverError when its install dir is unusable."""
+        try:
+            host = TenantHost(Path(instance.install_dir), instance.compose_project,
+                              compose_command=settings.local_compose_command or None)
+        except HostOpsError as exc:
+            raise AgentRejected(exc.message, status=exc.status, code=exc.code, target=instance.install_dir) from None
+        return cls(host)
+
+    def _call(self, method, *args, **kwargs) -> dict:
+        try:
+            return method(*args, **kwargs)
+        except HostOpsError as exc:
+            raise AgentRejected(exc.message, status=exc.status, code=exc.code, target=self.target) from None
+        except OSError as exc:
+            raise DriverError(f"{type(exc).__name__}: {exc.strerror or exc}", target=self.target) from None
+
+    def health(self) -> dict:
+        return {"version": __version__, "protocol": 1, "capabilities": list(CAPABILITIES),
+                "instances": [self.host.project]}
+
+    def diff_files(self, files: dict[str, str]) -> dict:
+        return self._call(self.host.diff_files, files)
+
+    def write_files(self, files: dict[str, dict], fence: int) -> dict:
+        return self._call(self.host.write_files, files, fence)
+
+    def restore_snapshot(self, snapshot_id: str, fence: int) -> dict:
+        return self._call(self.host.restore_snapshot, snapshot_id, fence)
+
+    def env_keys(self) -> dict:
+        return self._call(self.host.env_keys)
+
+    def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
+        return self._call(self.host.env_patch, values, fence, snapshot_id)
+
+    def compose(self, action: str, deadline_s: float) -> dict:
+        return self._call(self.host.compose, action, deadline_s)
+
+    def run_script(self, name: str, deadline_s: float) -> dict:
+        return self._call(self.host.run_script, name, deadline_s)

@@ -1,0 +1,80 @@
+"""RemoteDriver: signed HTTP to the tenant's agent (ccp.agent). Timeouts on every call; agent errors typed."""
+
+from __future__ import annotations
+
+from ccp.agent.client import AgentClient
+from ccp.agent.client import AgentUnreachable as ClientUnreachable
+from ccp.drivers.base import AgentAuthFailed, AgentRejected, AgentUnreachable, DriverError
+
+# Seconds added to a host-side deadline for the HTTP read timeout, so the agent reports its own timeout first.
+DEADLINE_MARGIN_S = 15.0
+
+
+class RemoteDriver:
+    """Drive one tenant through its agent at `base_url` (instance slug = the agent's instance name)."""
+
+    def __init__(self, client: AgentClient, slug: str) -> None:
+        self.client = client
+        self.slug = slug
+        self.target = client.base_url
+
+    @classmethod
+    def for_instance(cls, instance, settings) -> "RemoteDriver":
+        """Build the driver from the instance's agent URL and (decrypted) key."""
+        key = instance.agent_key()
+        if not (instance.agent_url and instance.agent_key_id and key):
+            raise DriverError(f"{instance.slug} has no agent URL/key configured", status=400, code="no_agent",
+                              target=instance.agent_url or "")
+        client = AgentClient(instance.agent_url, instance.agent_key_id, key.encode(),
+                             connect_timeout=settings.agent_connect_timeout_s,
+                             read_timeout=settings.agent_read_timeout_s)
+        return cls(client, instance.slug)
+
+    def _request(self, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
+        try:
+            status, data = self.client.request(method, path, json=body, timeout=timeout)
+        except ClientUnreachable as exc:
+            raise AgentUnreachable(str(exc), status=503, code="agent_unreachable", target=self.target) from None
+        if 200 <= status < 300:
+            return data
+        error = (data or {}).get("error") or {}
+        message = error.get("message") or f"HTTP {status}"
+        if status == 401:
+            raise AgentAuthFailed(f"agent rejected CCP's signature: {message}", status=status, code="agent_auth",
+                                  target=self.target)
+        if status == 404 and error.get("code") in (None, "", "not_found_route"):
+            raise AgentRejected(f"agent does not know {path} (agent too old?)", status=404, code="unknown_route",
+                                target=self.target)
+        raise AgentRejected(message, status=status, code=error.get("code") or "agent_error", target=self.target)
+
+    def _inst(self, suffix: str) -> str:
+        return f"/v1/instances/{self.slug}/{suffix}"
+
+    def health(self) -> dict:
+        return self._request("GET", "/v1/health")
+
+    def diff_files(self, files: dict[str, str]) -> dict:
+        return self._request("POST", self._inst("files/diff"), {"files": files})
+
+    def write_files(self, files: dict[str, dict], fence: int) -> dict:
+        return self._request("POST", self._inst("files/write"), {"files": files, "fence": fence})
+
+    def restore_snapshot(self, snapshot_id: str, fence: int) -> dict:
+        return self._request("POST", self._inst(f"snapshots/{snapshot_id}/restore"), {"fence": fence})
+
+    def env_keys(self) -> dict:
+        return self._request("GET", self._inst("env/keys"))
+
+    def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
+        body = {"set": values, "fence": fence}
+        if snapshot_id:
+            body["snapshot_id"] = snapshot_id
+        return self._request("POST", self._inst("env/patch"), body)
+
+    def compose(self, action: str, deadline_s: float) -> dict:
+        return self._request("POST", self._inst(f"compose/{action}"), {"deadline_s": deadline_s},
+                             timeout=deadline_s + DEADLINE_MARGIN_S)
+
+    def run_script(self, name: str, deadline_s: float) -> dict:
+        return self._request("POST", self._inst(f"scripts/{name}"), {"deadline_s": deadline_s},
+                             timeout=deadline_s + DEADLINE_MARGIN_S)

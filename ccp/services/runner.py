@@ -1,0 +1,266 @@
+"""The upgrade job: runs one Upgrade's steps in order, records each, and rolls back by itself on failure.
+
+Locking: the Upgrade row is the database lock (a partial unique index allows one queued/running row per instance);
+the upgrade id is the fence every mutating agent call carries, so a stale job can never write over a newer one.
+A heartbeat thread keeps `heartbeat_at` fresh; the reaper marks a job that stopped beating `interrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+
+from flask import current_app
+
+from ccp.drivers import DriverError, driver_for
+from ccp.extensions import db
+from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
+from ccp.services.audit import record
+from ccp.services.plan import build_plan
+from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
+from ccp.services.verify import VerifyFailed, verify_tenant
+
+log = logging.getLogger(__name__)
+TAIL_CHARS = 4000
+
+
+class StepFailed(Exception):
+    """A step failed; the message is the cause shown to operators."""
+
+
+class Cancelled(Exception):
+    """An operator asked the upgrade to stop."""
+
+
+class Run:
+    """State of one running upgrade: its row, driver, the snapshots taken so far, and a secret masker."""
+
+    def __init__(self, upgrade: Upgrade) -> None:
+        self.upgrade = upgrade
+        self.instance: Instance = upgrade.instance
+        self.settings = current_app.config["CCP"]
+        self.driver = driver_for(self.instance, self.settings)
+        self.snapshots: list[str] = []  # restore order: newest first
+        self.runtime_touched = False
+        self._secrets = sorted((v for v in self.instance.decrypted_secrets().values() if len(v) >= 4),
+                               key=len, reverse=True)
+
+    def mask(self, text: str | None) -> str:
+        """Replace every held secret value in `text` and keep only its tail."""
+        text = (text or "")[-TAIL_CHARS:]
+        for value in self._secrets:
+            text = text.replace(value, "********")
+        return text
+
+    def step_row(self, name: str) -> UpgradeStep:
+        for step in self.upgrade.steps:
+            if step.name == name:
+                return step
+        step = UpgradeStep(position=len(self.upgrade.steps), name=name)
+        self.upgrade.steps.append(step)
+        return step
+
+    @contextmanager
+    def step(self, name: str):
+        """Record a step: running -> succeeded/failed with timings and the masked output tail."""
+        self.check_cancel()
+        row = self.step_row(name)
+        row.status, row.started_at = "running", utcnow()
+        db.session.commit()
+        box = {"output": ""}
+        try:
+            yield box
+        except Exception as exc:
+            row.status, row.finished_at = "failed", utcnow()
+            row.output_tail = self.mask(f"{box['output']}\n{exc}".strip())
+            db.session.commit()
+            raise
+        row.status, row.finished_at, row.output_tail = "succeeded", utcnow(), self.mask(box["output"])
+        db.session.commit()
+
+    def skip(self, name: str, why: str) -> None:
+        row = self.step_row(name)
+        row.status, row.output_tail = "skipped", why
+        db.session.commit()
+
+    def check_cancel(self) -> None:
+        db.session.refresh(self.upgrade, ["cancel_requested"])
+        if self.upgrade.cancel_requested:
+            raise Cancelled("cancelled by an operator")
+
+    def compose(self, box: dict, action: str) -> dict:
+        result = self.driver.compose(action, self.settings.step_deadline_s)
+        box["output"] = result.get("output_tail") or ""
+        if not result.get("ok"):
+            why = "timed out" if result.get("timed_out") else (
+                f"killed by signal {result['signal']}" if result.get("signal") else f"exit code {result.get('exit_code')}")
+            raise StepFailed(f"docker compose {action} failed ({why})")
+        return result
+
+
+def run_upgrade(upgrade_id: int) -> str:
+    """Run the upgrade with this id to a final status and return it. Never raises for upgrade failures."""
+    claimed = db.session.execute(
+        db.update(Upgrade).where(Upgrade.id == upgrade_id, Upgrade.status == "queued")
+        .values(status="running", started_at=utcnow(), heartbeat_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    upgrade = db.session.get(Upgrade, upgrade_id)
+    if upgrade is None or not claimed:
+        return upgrade.status if upgrade else "missing"
+    with _heartbeat(current_app._get_current_object(), upgrade_id):
+        run = None
+        try:
+            run = Run(upgrade)
+            check_agent(run.instance, run.driver, CAPS_BY_KIND[upgrade.kind])
+            {"release": _release, "quick": _quick, "full": _full}[upgrade.kind](run)
+            _finish(upgrade, "succeeded")
+        except Cancelled as exc:
+            _fail_or_roll_back(run, upgrade, f"{exc}", final_if_clean="cancelled")
+        except (StepFailed, VerifyFailed, DriverError, UpgradeError) as exc:
+            _fail_or_roll_back(run, upgrade, _message(exc))
+        except Exception as exc:  # noqa: BLE001 - an unexpected bug must still end in a recorded, final state
+            log.exception("upgrade %s crashed", upgrade_id)
+            db.session.rollback()
+            _fail_or_roll_back(run, upgrade, f"internal error: {type(exc).__name__}")
+    return upgrade.status
+
+
+def _release(run: Run) -> None:
+    upgrade, instance, driver = run.upgrade, run.instance, run.driver
+    with run.step("render") as box:
+        plan = build_plan(instance, upgrade.to_tag, driver)
+        counts = plan.summary()
+        box["output"] = (f"rendered {len(plan.files)} files from set {plan.set_name} {plan.set_version}: "
+                         f"{counts['modified']} modified, {counts['created']} created, {counts['unchanged']} unchanged")
+    with run.step("check_plan") as box:
+        if upgrade.plan_hash and upgrade.plan_hash != plan.plan_hash:
+            raise StepFailed("tenant changed since preview (plan hash differs); nothing written — preview again")
+        if plan.coverage.get("missing"):
+            raise StepFailed("compose needs variables the tenant's .env lacks: " + ", ".join(plan.coverage["missing"]))
+        box["output"] = f"plan {plan.plan_hash[:12]} " + ("matches the preview" if upgrade.plan_hash else "recorded")
+        upgrade.plan_hash = plan.plan_hash
+    changed = plan.changed_files()
+    if changed:
+        with run.step("write") as box:
+            result = driver.write_files(changed, fence=upgrade.id)
+            run.snapshots.insert(0, result["snapshot_id"])
+            upgrade.snapshot_id = result["snapshot_id"]
+            box["output"] = f"wrote {', '.join(sorted(changed))} (snapshot {result['snapshot_id']})"
+    else:
+        run.skip("write", "every file already matches the release")
+    if plan.env_patch:
+        with run.step("env_patch") as box:
+            # Joining the write's snapshot makes one restore undo both the files and the .env patch.
+            result = driver.env_patch(plan.env_patch, fence=upgrade.id, snapshot_id=upgrade.snapshot_id)
+            if result["snapshot_id"] not in run.snapshots:
+                run.snapshots.insert(0, result["snapshot_id"])
+            box["output"] = (f"set {', '.join(sorted(plan.env_patch))} in .env "
+                             f"(changed: {', '.join(result.get('changed', [])) or 'none'}, "
+                             f"appended: {', '.join(result.get('appended', [])) or 'none'})")
+    else:
+        run.skip("env_patch", "provisioned tenant: .env is rendered in full" if not instance.is_registered
+                 else "no CCP-managed keys")
+    _pull_up_verify(run)
+    instance.image_tag = upgrade.to_tag
+
+
+def _quick(run: Run) -> None:
+    _pull_up_verify(run)
+
+
+def _full(run: Run) -> None:
+    with run.step("script") as box:
+        run.runtime_touched = True
+        result = run.driver.run_script("upgrade", run.settings.step_deadline_s)
+        box["output"] = result.get("output_tail") or ""
+        if not result.get("ok"):
+            raise StepFailed(f"scripts/upgrade.sh failed (exit code {result.get('exit_code')})")
+    with run.step("verify") as box:
+        box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+
+
+def _pull_up_verify(run: Run) -> None:
+    with run.step("pull") as box:
+        run.compose(box, "pull")
+    with run.step("up") as box:
+        run.runtime_touched = True
+        run.compose(box, "up")
+    with run.step("verify") as box:
+        box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+
+
+def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_clean: str = "failed") -> None:
+    """Nothing changed yet -> failed/cancelled. Files or runtime changed -> restore, up, verify -> rolled_back."""
+    for step in upgrade.steps:
+        if step.status in ("pending", "running"):
+            step.status = "skipped" if step.status == "pending" else "failed"
+    if run is None or not (run.snapshots or run.runtime_touched):
+        _finish(upgrade, final_if_clean, cause)
+        return
+    if not run.snapshots:  # quick/full: the runtime changed but CCP holds no earlier state to go back to
+        run.instance.attention = f"upgrade #{upgrade.id} failed after changing containers: {cause}"
+        _finish(upgrade, final_if_clean, cause)
+        return
+    upgrade.error = cause
+    db.session.commit()
+    try:
+        with run.step("restore") as box:
+            restored = [run.driver.restore_snapshot(sid, fence=upgrade.id) for sid in run.snapshots]
+            box["output"] = "restored " + ", ".join(sorted({p for r in restored for p in r.get("restored", [])}))
+        if run.runtime_touched:
+            with run.step("rollback_up") as box:
+                run.compose(box, "up")
+            with run.step("rollback_verify") as box:
+                box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+        else:
+            for name in ROLLBACK_STEPS[1:]:
+                run.skip(name, "containers were not changed")
+    except Exception as exc:  # noqa: BLE001 - any rollback failure needs an operator; never retry blindly
+        run.instance.attention = f"rollback of upgrade #{upgrade.id} failed: {_message(exc)} — needs an operator"
+        _finish(upgrade, "rollback_failed", f"{cause}; rollback failed: {_message(exc)}")
+        return
+    status = "cancelled" if final_if_clean == "cancelled" else "rolled_back"
+    _finish(upgrade, status, f"{cause} — rolled back to the previous version")
+
+
+def _finish(upgrade: Upgrade, status: str, error: str | None = None) -> None:
+    upgrade.status, upgrade.finished_at = status, utcnow()
+    if error:
+        upgrade.error = error[:2000]
+    if status == "succeeded":
+        upgrade.instance.attention = None
+    db.session.commit()
+    record(upgrade.actor, f"upgrade.{upgrade.kind}.finished", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
+           result=status, detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
+
+
+def _message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+
+
+@contextmanager
+def _heartbeat(app, upgrade_id: int, every_s: float = 5.0):
+    """Keep upgrades.heartbeat_at fresh from a side thread while the job runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        with app.app_context():
+            while not stop.wait(every_s):
+                try:
+                    with db.engine.begin() as conn:
+                        conn.execute(db.update(Upgrade).where(Upgrade.id == upgrade_id, Upgrade.status == "running")
+                                     .values(heartbeat_at=utcnow()))
+                except Exception:  # noqa: BLE001 - a missed beat is tolerated; the reaper allows 90 s
+                    log.warning("heartbeat for upgrade %s failed", upgrade_id)
+            db.session.remove()
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{upgrade_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s + 1)
+

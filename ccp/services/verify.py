@@ -1,0 +1,85 @@
+"""Verification after compose up: every service running (and healthy where it has a healthcheck), then every
+health URL of the instance answering 2xx/3xx continuously for the monitor window."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+POLL_S = 1.0
+BAD_STATES = ("exited", "dead", "removing")
+
+
+class VerifyFailed(Exception):
+    """The tenant did not come up healthy; the message says which service or URL and why."""
+
+
+def verify_tenant(driver, instance, settings) -> str:
+    """Wait (up to the step deadline) for services and health URLs, then watch the URLs for the monitor window.
+
+    Returns a short report. Raises VerifyFailed naming the failing service or URL.
+    """
+    deadline = time.monotonic() + settings.step_deadline_s
+    report = [_wait_for_services(driver, deadline, settings)]
+    urls = list(instance.health_urls or [])
+    if urls:
+        report.append(_watch_urls(urls, deadline, settings.monitor_window_s, settings.agent_connect_timeout_s))
+    return "\n".join(report)
+
+
+def _wait_for_services(driver, deadline: float, settings) -> str:
+    while True:
+        result = driver.compose("ps", min(60.0, settings.step_deadline_s))
+        services = result.get("services") or []
+        problem = None
+        if not result.get("ok"):
+            problem = f"docker compose ps failed: {result.get('output_tail', '')[-300:]}"
+        elif not services:
+            problem = "no services are running"
+        else:
+            for svc in services:
+                state, health = (svc.get("state") or "").lower(), (svc.get("health") or "").lower()
+                if state in BAD_STATES or health == "unhealthy":
+                    raise VerifyFailed(f"service {svc.get('name')} is {health or state}"
+                                       + (f" (exit code {svc['exit_code']})" if svc.get("exit_code") else ""))
+                if state != "running" or health not in ("", "healthy"):
+                    problem = f"service {svc.get('name')} is {state}{'/' + health if health else ''}"
+                    break
+        if problem is None:
+            return "services: " + ", ".join(f"{s.get('name')} {s.get('health') or s.get('state')}" for s in services)
+        if time.monotonic() >= deadline:
+            raise VerifyFailed(f"{problem} at the deadline")
+        time.sleep(POLL_S)
+
+
+def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: float) -> str:
+    pending = list(urls)
+    while pending:  # first, every URL must come up (services may still be warming up)
+        pending = [u for u in pending if _probe(u, timeout_s) is not None]
+        if pending and time.monotonic() >= deadline:
+            raise VerifyFailed(f"health URL {pending[0]} {_probe(pending[0], timeout_s)} at the deadline")
+        if pending:
+            time.sleep(POLL_S)
+    end = time.monotonic() + window_s
+    checks = 0
+    while True:  # then every URL must keep answering for the whole monitor window
+        for url in urls:
+            problem = _probe(url, timeout_s)
+            if problem is not None:
+                raise VerifyFailed(f"health URL {url} {problem} during the monitor window")
+        checks += 1
+        if time.monotonic() >= end:
+            return f"health URLs ok ({len(urls)} URL(s), {checks} round(s) over {window_s:g}s)"
+        time.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
+
+
+def _probe(url: str, timeout_s: float) -> str | None:
+    """None when the URL answers 2xx/3xx, else a short description of the problem."""
+    try:
+        resp = requests.get(url, timeout=(timeout_s, 10), allow_redirects=False)
+    except requests.RequestException as exc:
+        return f"unreachable ({type(exc).__name__})"
+    if 200 <= resp.status_code < 400:
+        return None
+    return f"answered HTTP {resp.status_code}"

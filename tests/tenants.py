@@ -1,0 +1,51 @@
+"""Test tenants: a real install dir rendered from the default set, driven locally or through a real agent.
+
+The container runtime is tests/fakes/fake_compose.py (the process boundary); e2e tests use real Docker instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ccp.rendering.render import render_instance
+from ccp.rendering.sets import load_template_set
+
+FAKE_COMPOSE = [sys.executable, str(Path(__file__).parent / "fakes" / "fake_compose.py")]
+CANARY = "CANARY-s3cr3t-7f1d2c"  # a secret value that must never show up anywhere outside the tenant host
+
+REGISTERED_ENV_HEAD = """# Installed by install.sh on 2025-03-02 — do not share this file
+POSTGRES_PASSWORD={canary}
+export JWT_SECRET='{canary}-jwt'
+IMAGE_TAG=v1
+"""
+
+
+def provisioned_secrets(canary: str = CANARY) -> dict[str, str]:
+    """A value for every secret the default set needs (each containing the canary)."""
+    tset = load_template_set("default")
+    return {key: f"{canary}-{key.lower()}" for key in sorted(tset.secret_keys)}
+
+
+def make_tenant_files(install_dir: Path, instance, tag: str, secrets: dict | None = None,
+                      registered_env: str | None = None) -> None:
+    """Write the rendered set for `tag` into `install_dir` (plus a hand-written .env for registered tenants)."""
+    install_dir.mkdir(parents=True, exist_ok=True)
+    result = render_instance(instance, tag, secrets=secrets or {})
+    for rel, content in result.files.items():
+        path = install_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    if registered_env is not None:
+        env = registered_env
+        # A registered tenant's .env has every variable the compose file needs (its install script wrote them).
+        from ccp.envfile.compose_refs import compose_variables
+
+        needed = compose_variables(result.files["docker-compose.yml"]).required
+        present = {line.split("=", 1)[0].removeprefix("export ").strip() for line in env.splitlines() if "=" in line}
+        env += "".join(f"{key}=value-of-{key.lower()}\n" for key in sorted(needed - present))
+        (install_dir / ".env").write_text(env)
+    scripts = install_dir / "scripts"
+    for name in ("upgrade.sh", "image-upgrade.sh"):
+        if (scripts / name).exists():
+            (scripts / name).chmod(0o755)

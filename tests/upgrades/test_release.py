@@ -1,0 +1,117 @@
+"""Upgrade to Release end to end through the service layer, the RQ worker and a real install dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccp.envfile.dotenv import parse_env
+from ccp.models import Upgrade
+from ccp.services import upgrades
+from tests.tenants import CANARY
+
+
+def _dir(inst) -> Path:
+    return Path(inst.install_dir)
+
+
+def test_up_to_date_tenant_previews_all_unchanged(app, tenant):
+    preview = upgrades.preview_release(tenant, "v1")
+    assert preview["summary"]["modified"] == 0 and preview["summary"]["created"] == 0
+    assert preview["summary"]["unchanged"] == len(preview["files"]) >= 10
+    assert preview["coverage"]["missing"] == []
+
+
+def test_preview_v2_shows_changes_and_masks_env(app, tenant):
+    (_dir(tenant) / "nginx" / "conf.d" / "default.conf").unlink()
+    preview = upgrades.preview_release(tenant, "v2")
+    status = {f["path"]: f["status"] for f in preview["files"]}
+    assert status[".env"] == "modified" and status["nginx/conf.d/default.conf"] == "created"
+    assert status["docker-compose.yml"] == "unchanged"
+    env_diff = next(f["diff"] for f in preview["files"] if f["path"] == ".env")
+    assert "IMAGE_TAG" in env_diff and CANARY not in str(preview)
+    assert len(preview["plan_hash"]) == 64
+    assert upgrades.preview_release(tenant, "v2")["plan_hash"] == preview["plan_hash"]
+
+
+def test_apply_release_succeeds_and_records_steps(app, tenant, run_worker, db):
+    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="user:test")
+    assert upgrade.status == "queued" and upgrade.job_id
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "succeeded", (upgrade.error, [(s.name, s.status, s.output_tail) for s in upgrade.steps])
+    assert tenant.image_tag == "v2"
+    assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v2"
+    steps = {s.name: s for s in upgrade.steps}
+    assert [s.name for s in upgrade.steps] == ["render", "check_plan", "write", "env_patch", "pull", "up", "verify"]
+    assert steps["env_patch"].status == "skipped"
+    for name in ("render", "check_plan", "write", "pull", "up", "verify"):
+        assert steps[name].status == "succeeded" and steps[name].duration_s is not None
+    assert all(CANARY not in (s.output_tail or "") for s in upgrade.steps)
+
+
+def test_registered_tenant_env_patched_in_place(app, tenant_factory, run_worker, db):
+    inst = tenant_factory(registered=True)
+    before = (_dir(inst) / ".env").read_text()
+    preview = upgrades.preview_release(inst, "v2")
+    assert ".env" not in {f["path"] for f in preview["files"]}
+    assert preview["env_patch"] == {"IMAGE_TAG": "v2"}
+    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "succeeded", upgrade.error
+    after = (_dir(inst) / ".env").read_text()
+    assert after == before.replace("IMAGE_TAG=v1", "IMAGE_TAG=v2")
+
+
+def test_broken_tag_rolls_back_files_and_env(app, tenant, run_worker, db):
+    before = {p: p.read_bytes() for p in _dir(tenant).rglob("*") if p.is_file() and ".ccp" not in p.parts
+              and p.name != ".fake-runtime.json"}
+    upgrade = upgrades.start_release(tenant, "broken", actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "rolled_back", upgrade.error
+    assert "exited" in upgrade.error
+    after = {p: p.read_bytes() for p in before}
+    assert after == before
+    assert tenant.image_tag == "v1"
+    names = [s.name for s in upgrade.steps if s.status == "succeeded"]
+    assert names[-3:] == ["restore", "rollback_up", "rollback_verify"]
+
+
+def test_stale_plan_fails_before_writing(app, tenant, run_worker, db):
+    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    target = _dir(tenant) / "nginx" / "nginx.conf"
+    target.write_text(target.read_text() + "# edited by hand\n")
+    env_before = (_dir(tenant) / ".env").read_bytes()
+    upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "failed" and "changed since preview" in upgrade.error
+    assert (_dir(tenant) / ".env").read_bytes() == env_before
+    assert target.read_text().endswith("# edited by hand\n")
+
+
+def test_second_start_conflicts_and_bad_tag_enqueues_nothing(app, tenant, db):
+    first = upgrades.start_release(tenant, "v2", actor="t")
+    with pytest.raises(upgrades.UpgradeConflict):
+        upgrades.start_release(tenant, "v3", actor="t")
+    with pytest.raises(upgrades.TagInvalid):
+        upgrades.start_release(tenant, "../etc", actor="t")
+    assert Upgrade.query.count() == 1
+    from ccp.extensions import get_queue
+
+    assert get_queue().job_ids == [first.job_id]
+
+
+def test_cancel_queued_upgrade(app, tenant, run_worker, db):
+    upgrade = upgrades.start_release(tenant, "v2", actor="t")
+    upgrades.cancel_upgrade(upgrade, actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "cancelled"
+    assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v1"
+    with pytest.raises(upgrades.NotCancellable):
+        upgrades.cancel_upgrade(upgrade, actor="t")
