@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import pytest
 import yaml
-from conftest import compose_binary, write_tree
 
 from ccp.envfile.compose_refs import compose_variables, env_coverage
 from ccp.rendering.render import render_instance
 from ccp.rendering.sets import load_template_set
+from tests.rendering.conftest import compose_binary, write_tree
 
 LONG_RUNNING_WITHOUT_HTTP = {"node-exporter", "postgres-exporter", "redis-exporter", "backup"}
 

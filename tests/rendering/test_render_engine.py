@@ -6,10 +6,10 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-from conftest import compose_binary
 
 from ccp.rendering.render import RenderError, env_value, render_instance
 from ccp.rendering.sets import load_template_set
+from tests.rendering.conftest import compose_binary
 
 
 def _custom_set(root, files, manifest='version = "2.0"\nsecret_keys = ["TOKEN"]\n[defaults]\nGREETING = "hi"\n'):

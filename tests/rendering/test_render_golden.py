@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from ccp.rendering.render import render_instance
-
-from conftest import write_tree
+from tests.rendering.conftest import write_tree
 
 GOLDEN = Path(__file__).parent / "golden"
 
