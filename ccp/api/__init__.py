@@ -1,10 +1,17 @@
-"""JSON API: its own blueprint(s) and JSON error handler, registered by init_app."""
+"""JSON API: the /api blueprint, /healthz, /metrics, and the one JSON error shape, registered by init_app."""
 
 from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the API blueprints."""
-    from ccp.api import health
+    """Register the JSON error handlers and the API, health and metrics blueprints (CSRF-exempt: bearer tokens)."""
+    from ccp.api import audit, errors, health, instances, metrics, openapi, upgrades  # noqa: F401 - attach routes
+    from ccp.api.base import bp
+    from ccp.extensions import csrf
 
+    errors.init_app(app)
+    csrf.exempt(bp)
+    csrf.exempt(metrics.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(bp)

@@ -1,0 +1,49 @@
+"""/api/audit: the audit log, newest first, filterable by instance and actor (admin scope)."""
+
+from __future__ import annotations
+
+from flask import request
+from sqlalchemy import select
+
+from ccp.api.auth import require
+from ccp.api.base import bp, iso, page_args, page_of
+from ccp.api.instances import find_instance
+from ccp.models import AuditEvent
+
+
+def audit_query(*, instance_id: int | None = None, actor: str | None = None):
+    """A select of audit events, newest first, filtered by instance id and actor.
+
+    `actor` matches exactly, or as a prefix when it ends with '*' (e.g. 'token:*', 'user:alice'). Shared with the
+    admin UI. (It belongs in ccp.services.audit, which this part does not own.)
+    """
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if instance_id is not None:
+        stmt = stmt.filter(AuditEvent.instance_id == instance_id)
+    if actor:
+        if actor.endswith("*"):
+            prefix = actor[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.filter(AuditEvent.actor.like(prefix + "%", escape="\\"))
+        else:
+            stmt = stmt.filter(AuditEvent.actor == actor)
+    return stmt
+
+
+def audit_to_dict(event: AuditEvent) -> dict:
+    """One audit event as JSON."""
+    return {
+        "id": event.id, "at": iso(event.at), "actor": event.actor, "action": event.action,
+        "instance_id": event.instance_id, "target": event.target, "plan_hash": event.plan_hash,
+        "result": event.result, "detail": event.detail or {},
+    }
+
+
+@bp.get("/audit")
+@require("admin")
+def list_audit():
+    """Audit events; ?instance=<id or slug> and ?actor=<exact actor, or a prefix ending in '*'>."""
+    page, per_page = page_args()
+    ref = request.args.get("instance") or None
+    instance_id = find_instance(ref).id if ref else None
+    stmt = audit_query(instance_id=instance_id, actor=request.args.get("actor") or None)
+    return page_of(stmt, page, per_page, audit_to_dict)

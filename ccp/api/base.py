@@ -1,0 +1,99 @@
+"""The /api blueprint and the small input helpers its views share (JSON body, pagination, lookups)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, current_app, request
+
+from ccp.api.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; override with app.config["CCP_API_MAX_BODY"]
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+
+
+@bp.before_request
+def _limit_body() -> None:
+    """Refuse bodies over the API limit before reading them; the same limit caps chunked bodies while reading."""
+    limit = current_app.config.get("CCP_API_MAX_BODY", DEFAULT_MAX_BODY)
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes", {"limit": limit})
+
+
+@bp.after_request
+def _no_store(response):
+    """API answers carry live state and are per-token: never cache them."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def json_body(*, allow_empty: bool = False) -> dict:
+    """The request body as a JSON object.
+
+    400 `invalid_json` when it does not parse (or is not UTF-8), 400 `invalid_body` when it is not an object,
+    415 when a body is sent with another content type. An empty body is {} when `allow_empty`.
+    """
+    raw = request.get_data(cache=True)  # raises 413 past max_content_length
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise ApiError(400, "invalid_body", "a JSON object body is required")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the request body must be a JSON object")
+    return data
+
+
+def reject_unknown(data: dict, allowed) -> None:
+    """422 naming every field of `data` that is not in `allowed` (typos must not be silently ignored)."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ApiError(422, "validation_failed", "unknown field(s): " + ", ".join(unknown),
+                       {k: "unknown field" for k in unknown})
+
+
+def page_args() -> tuple[int, int]:
+    """(page, per_page) from the query string: page >= 1, 1 <= per_page <= 100; 400 otherwise."""
+    page = _int_arg("page", 1, 1, 10**9)
+    per_page = _int_arg("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    return page, per_page
+
+
+def page_of(select_stmt, page: int, per_page: int, to_dict) -> dict:
+    """Run a paginated select and wrap it: {"items", "page", "per_page", "total"}."""
+    from ccp.extensions import db
+
+    result = db.paginate(select_stmt, page=page, per_page=per_page, error_out=False, count=True)
+    return {"items": [to_dict(row) for row in result.items], "page": page, "per_page": per_page,
+            "total": result.total}
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite returns naive datetimes, which are UTC)."""
+    if dt is None:
+        return None
+    from ccp.services.tokens import aware
+
+    return aware(dt).isoformat()
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}",
+                       {name: "out of range"})
+    return value

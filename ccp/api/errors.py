@@ -1,0 +1,93 @@
+"""One error shape for every JSON surface: {"error": {"code", "message", "details"}}.
+
+The choice between a JSON and an HTML error is made here and only here (`wants_json`): requests under /api, /metrics
+and /healthz get JSON, everything else keeps Werkzeug's HTML page. This covers errors raised by views, by routing
+(404/405 for unknown paths or methods under /api), by body parsing (malformed JSON, 413) and by the auth decorator.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+JSON_PREFIXES = ("/api/", "/metrics", "/healthz")
+
+# Short machine codes for Werkzeug's HTTP errors (clients match on these, not on messages).
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 422: "validation_failed",
+    429: "rate_limited", 500: "internal_error", 502: "bad_gateway", 503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An API request cannot be served; rendered as the JSON error shape with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None,
+                 headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
+    """A JSON error response in the one shape, with `Cache-Control: no-store`."""
+    response = jsonify(error={"code": code, "message": message, "details": details or {}})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def wants_json() -> bool:
+    """True for requests to the JSON surfaces (the API, /metrics, /healthz)."""
+    path = request.path
+    return path == "/api" or any(path.startswith(p) for p in JSON_PREFIXES)
+
+
+def init_app(app: Flask) -> None:
+    """Install the app-wide handlers that turn errors on JSON surfaces into the JSON error shape."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if not wants_json():
+            return exc  # HTML surfaces keep Werkzeug's page
+        status = exc.code or 500
+        headers = {}
+        if status == 405 and getattr(exc, "valid_methods", None):
+            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        message = _message_for(exc)
+        return error_response(status, _HTTP_CODES.get(status, "http_error"), message, headers=headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if isinstance(exc, HTTPException) or not wants_json():
+            raise exc  # HTML surfaces: Flask's own handling (propagates in tests, 500 page in production)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        # Never echo the exception text: it could hold values we must not show a client.
+        return error_response(500, "internal_error", "internal error (see the server log)")
+
+
+def _message_for(exc: HTTPException) -> str:
+    status = exc.code or 500
+    if status == 400 and "json" in (exc.description or "").lower():
+        return "the request body is not valid JSON"
+    if status == 404:
+        return "no such resource"
+    if status == 405:
+        return f"method {request.method} is not allowed here"
+    if status == 413:
+        return "the request body is too large"
+    return exc.name

@@ -1,0 +1,138 @@
+"""/api/instances: list, get, create, update, delete (by numeric id or slug). Never returns keys or secret values."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import g, url_for
+from sqlalchemy import select
+
+from ccp.api.auth import require
+from ccp.api.base import bp, iso, json_body, page_args, page_of, reject_unknown
+from ccp.api.errors import ApiError
+from ccp.extensions import db
+from ccp.models import ACTIVE_STATUSES, Instance, Upgrade
+from ccp.services.instances import EDITABLE, InstanceError, create_instance, delete_instance, update_instance
+
+WRITABLE = (*EDITABLE, "agent_key", "secrets")
+CREATABLE = ("slug", *WRITABLE)
+_TYPES = {
+    "slug": str, "name": str, "domain": str, "driver": str, "agent_url": (str, type(None)),
+    "agent_key_id": (str, type(None)), "agent_key": (str, type(None)), "install_dir": (str, type(None)),
+    "compose_project": str, "is_registered": bool, "image_tag": (str, type(None)), "template_set": str,
+    "health_urls": list, "vars": dict, "secrets": (dict, type(None)),
+}
+
+
+def instance_to_dict(inst: Instance) -> dict:
+    """The public view of an instance: held secrets by name only, the agent key only as 'has_agent_key'."""
+    return {
+        "id": inst.id, "slug": inst.slug, "name": inst.name, "domain": inst.domain, "driver": inst.driver,
+        "agent_url": _without_userinfo(inst.agent_url), "agent_key_id": inst.agent_key_id,
+        "has_agent_key": bool(inst.agent_key_enc), "install_dir": inst.install_dir,
+        "compose_project": inst.compose_project, "is_registered": inst.is_registered, "image_tag": inst.image_tag,
+        "template_set": inst.template_set, "vars": dict(inst.vars or {}), "secret_names": inst.secret_names(),
+        "health_urls": list(inst.health_urls or []), "agent_version": inst.agent_version,
+        "agent_capabilities": list(inst.agent_capabilities or []), "last_seen_at": iso(inst.last_seen_at),
+        "attention": inst.attention, "created_at": iso(inst.created_at), "updated_at": iso(inst.updated_at),
+    }
+
+
+def find_instance(ref: str) -> Instance:
+    """The instance with this numeric id or slug; ApiError(404) otherwise. Digits are tried as an id first."""
+    inst = None
+    if ref.isdigit() and len(ref) < 12:
+        inst = db.session.get(Instance, int(ref))
+    if inst is None:
+        inst = db.session.execute(select(Instance).filter_by(slug=ref)).scalar_one_or_none()
+    if inst is None:
+        raise ApiError(404, "not_found", f"no instance {ref!r}")
+    return inst
+
+
+@bp.get("/instances")
+@require("read")
+def list_instances():
+    """Instances ordered by slug, paginated."""
+    page, per_page = page_args()
+    return page_of(select(Instance).order_by(Instance.slug), page, per_page, instance_to_dict)
+
+
+@bp.get("/instances/<ref>")
+@require("read")
+def get_instance(ref: str):
+    """One instance."""
+    return instance_to_dict(find_instance(ref))
+
+
+@bp.post("/instances")
+@require("admin")
+def create():
+    """Create an instance; 422 with per-field details when invalid (nothing saved)."""
+    data = _checked(json_body(), CREATABLE)
+    try:
+        inst = create_instance(data, actor=g.actor)
+    except InstanceError as exc:
+        raise ApiError(422, "validation_failed", "the instance is not valid", exc.errors) from None
+    return instance_to_dict(inst), 201, {"Location": url_for("api.get_instance", ref=inst.id)}
+
+
+@bp.patch("/instances/<ref>")
+@require("admin")
+def update(ref: str):
+    """Change some fields of an instance; 422 with per-field details when invalid (nothing changed)."""
+    inst = find_instance(ref)
+    data = _checked(json_body(), WRITABLE)
+    try:
+        update_instance(inst, data, actor=g.actor)
+    except InstanceError as exc:
+        db.session.rollback()
+        raise ApiError(422, "validation_failed", "the change is not valid", exc.errors) from None
+    return instance_to_dict(inst)
+
+
+@bp.delete("/instances/<ref>")
+@require("admin")
+def delete(ref: str):
+    """Delete an instance and its history; 409 while an upgrade is queued or running on it."""
+    inst = find_instance(ref)
+    active = db.session.execute(
+        select(Upgrade.id).filter(Upgrade.instance_id == inst.id, Upgrade.status.in_(ACTIVE_STATUSES))
+    ).first()
+    if active:
+        raise ApiError(409, "upgrade_active", f"upgrade {active[0]} is active on {inst.slug}; cancel it first",
+                       {"upgrade_id": active[0]})
+    delete_instance(inst, actor=g.actor)
+    return "", 204
+
+
+def _checked(data: dict, allowed) -> dict:
+    reject_unknown(data, allowed)
+    errors = {}
+    for key, value in data.items():
+        expected = _TYPES[key]
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            errors[key] = f"must be {_type_name(expected)}"
+    if errors:
+        raise ApiError(422, "validation_failed", "wrong field type(s): " + ", ".join(sorted(errors)), errors)
+    return data
+
+
+def _type_name(expected) -> str:
+    names = {str: "a string", bool: "true or false", list: "an array", dict: "an object", type(None): "null"}
+    if isinstance(expected, tuple):
+        return " or ".join(names[t] for t in expected)
+    return names[expected]
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """Drop any user:password@ part of a URL before showing it."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,179 @@
+"""GET /api/openapi.json: a hand-written OpenAPI 3.1 description of the API (tests check it against the URL map)."""
+
+from __future__ import annotations
+
+from ccp import __version__
+from ccp.api.base import MAX_PER_PAGE, bp
+
+_ERR = {"$ref": "#/components/responses/Error"}
+_REF = {"name": "ref", "in": "path", "required": True, "description": "numeric id or slug",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9][a-z0-9-]*$"}}
+_UID = {"name": "upgrade_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_PAGING = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE,
+                                                    "default": 20}},
+]
+_NULLSTR = {"type": ["string", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _json(schema_ref: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
+
+
+def _op(summary: str, scope: str, responses: dict, *, params=(), body: str | None = None, body_required=False):
+    op = {"summary": summary, "security": [{"bearer": []}], "x-scope": scope, "parameters": list(params),
+          "responses": {**responses, "401": _ERR, "403": _ERR}}
+    if body:
+        op["requestBody"] = {"required": body_required, "content": _json(body)}
+    return op
+
+
+def _ok(schema_ref: str, code: str = "200", description: str = "OK") -> dict:
+    return {code: {"description": description, "content": _json(schema_ref)}}
+
+
+def _page_of(item: str) -> dict:
+    return {"type": "object", "required": ["items", "page", "per_page", "total"], "properties": {
+        "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+        "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}}
+
+
+_INSTANCE_FIELDS = {
+    "name": {"type": "string"}, "domain": {"type": "string"}, "driver": {"enum": ["remote", "local"]},
+    "agent_url": _NULLSTR, "agent_key_id": _NULLSTR, "install_dir": _NULLSTR, "compose_project": {"type": "string"},
+    "is_registered": {"type": "boolean"}, "image_tag": _NULLSTR, "template_set": {"type": "string"},
+    "health_urls": {"type": "array", "items": {"type": "string"}},
+    "vars": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+_WRITE_ONLY = {
+    "agent_key": {"type": ["string", "null"], "writeOnly": True, "description": "stored encrypted, never returned"},
+    "secrets": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "writeOnly": True,
+                "description": "provisioned tenants only; stored encrypted, only names are returned"},
+}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "details"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
+    "Instance": {"type": "object", "required": ["id", "slug", "name", "secret_names", "has_agent_key"],
+                 "properties": {"id": {"type": "integer"}, "slug": {"type": "string"}, **_INSTANCE_FIELDS,
+                                "has_agent_key": {"type": "boolean"},
+                                "secret_names": {"type": "array", "items": {"type": "string"}},
+                                "agent_version": _NULLSTR, "agent_capabilities": {"type": "array"},
+                                "last_seen_at": _TIME, "attention": _NULLSTR, "created_at": _TIME,
+                                "updated_at": _TIME}},
+    "InstanceCreate": {"type": "object", "required": ["slug"], "additionalProperties": False,
+                       "properties": {"slug": {"type": "string"}, **_INSTANCE_FIELDS, **_WRITE_ONLY}},
+    "InstanceUpdate": {"type": "object", "additionalProperties": False,
+                       "properties": {**_INSTANCE_FIELDS, **_WRITE_ONLY}},
+    "InstancePage": _page_of("Instance"),
+    "ReleaseRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "imageTag": {"type": ["string", "null"], "description": "image tag; null or absent: the instance's own"},
+        "plan": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
+                 "description": "plan_hash of a preview: apply only if nothing changed since"}}},
+    "PreviewRequest": {"type": "object", "additionalProperties": False,
+                       "properties": {"imageTag": {"type": ["string", "null"]}}},
+    "Empty": {"type": "object", "additionalProperties": False, "maxProperties": 0},
+    "Preview": {"type": "object", "required": ["instance", "tag", "plan_hash", "summary", "files"], "properties": {
+        "instance": {"type": "string"}, "tag": _NULLSTR, "from_tag": _NULLSTR, "registered": {"type": "boolean"},
+        "set": {"type": "object"}, "plan_hash": {"type": "string"}, "summary": {"type": "object"},
+        "files": {"type": "array", "items": {"type": "object"}}, "coverage": {"type": "object"},
+        "env_patch": {"type": "object"}}},
+    "Upgrade": {"type": "object", "required": ["id", "instance", "kind", "status", "steps"], "properties": {
+        "id": {"type": "integer"}, "instance": {"type": "string"}, "instance_id": {"type": "integer"},
+        "kind": {"enum": ["release", "quick", "full", "rollback"]}, "status": {"type": "string"},
+        "from_tag": _NULLSTR, "to_tag": _NULLSTR, "plan_hash": _NULLSTR, "actor": {"type": "string"},
+        "error": _NULLSTR, "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
+        "duration_s": {"type": ["number", "null"]},
+        "steps": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "status": {"type": "string"}, "started_at": _TIME, "finished_at": _TIME,
+            "duration_s": {"type": ["number", "null"]}, "output_tail": _NULLSTR}}}}},
+    "UpgradePage": _page_of("Upgrade"),
+    "AuditEvent": {"type": "object", "required": ["id", "at", "actor", "action", "result"], "properties": {
+        "id": {"type": "integer"}, "at": _TIME, "actor": {"type": "string"}, "action": {"type": "string"},
+        "instance_id": {"type": ["integer", "null"]}, "target": _NULLSTR, "plan_hash": _NULLSTR,
+        "result": {"type": "string"}, "detail": {"type": "object"}}},
+    "AuditPage": _page_of("AuditEvent"),
+}
+
+_E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
+_UPGRADE_ERRORS = {**_E, "502": _ERR}
+
+PATHS = {
+    "/api/instances": {
+        "get": _op("List instances", "read", {**_ok("InstancePage"), "400": _ERR}, params=_PAGING),
+        "post": _op("Create an instance", "admin", {**_ok("Instance", "201", "Created"), **_E},
+                    body="InstanceCreate", body_required=True),
+    },
+    "/api/instances/{ref}": {
+        "get": _op("Get an instance", "read", {**_ok("Instance"), "404": _ERR}, params=[_REF]),
+        "patch": _op("Update an instance", "admin", {**_ok("Instance"), **_E}, params=[_REF],
+                     body="InstanceUpdate", body_required=True),
+        "delete": _op("Delete an instance", "admin", {"204": {"description": "Deleted"}, "404": _ERR, "409": _ERR},
+                      params=[_REF]),
+    },
+    "/api/instances/{ref}/upgrade-release/preview": {
+        "post": _op("Preview an Upgrade to Release (read-only)", "operate", {**_ok("Preview"), **_UPGRADE_ERRORS},
+                    params=[_REF], body="PreviewRequest"),
+    },
+    "/api/instances/{ref}/upgrade-release": {
+        "post": _op("Start an Upgrade to Release", "operate",
+                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="ReleaseRequest"),
+    },
+    "/api/instances/{ref}/quick-upgrade": {
+        "post": _op("Start a Quick Upgrade (pull + up)", "operate",
+                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="Empty"),
+    },
+    "/api/instances/{ref}/upgrade-now": {
+        "post": _op("Start Upgrade Now (the tenant's scripts/upgrade.sh)", "operate",
+                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="Empty"),
+    },
+    "/api/instances/{ref}/upgrades": {
+        "get": _op("An instance's upgrades", "read", {**_ok("UpgradePage"), "400": _ERR, "404": _ERR},
+                   params=[_REF, *_PAGING]),
+    },
+    "/api/upgrades/{upgrade_id}": {
+        "get": _op("Get an upgrade (status, steps, timings)", "read", {**_ok("Upgrade"), "404": _ERR},
+                   params=[_UID]),
+    },
+    "/api/upgrades/{upgrade_id}/cancel": {
+        "post": _op("Cancel an upgrade", "operate", {**_ok("Upgrade"), **_E}, params=[_UID], body="Empty"),
+    },
+    "/api/audit": {
+        "get": _op("The audit log", "admin", {**_ok("AuditPage"), "400": _ERR, "404": _ERR}, params=[
+            {"name": "instance", "in": "query", "schema": {"type": "string"}, "description": "id or slug"},
+            {"name": "actor", "in": "query", "schema": {"type": "string"},
+             "description": "exact actor, or a prefix ending in '*'"},
+            *_PAGING]),
+    },
+    "/api/openapi.json": {
+        "get": {"summary": "This document", "security": [], "responses": {
+            "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}
+        }},
+    },
+}
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3.1 document for /api."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CCP API", "version": __version__,
+                 "description": "Scopes: read (GET), operate (previews, upgrades, cancel), admin (instance "
+                                "create/update/delete, audit). See docs/api.md."},
+        "servers": [{"url": "/"}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+            "responses": {"Error": {"description": "Error", "content": _json("Error")}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """The OpenAPI document (public: it describes the API, it holds no data)."""
+    return openapi_document()

@@ -1,0 +1,139 @@
+"""Upgrade routes: preview / start a release upgrade, quick upgrade, upgrade now, status, cancel, history.
+
+Paths and the `imageTag` / `plan` field names are the earlier system's, so existing scripts keep working. A bad tag
+is refused here, before the service is called, so nothing is ever enqueued for it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import g, url_for
+from sqlalchemy import select
+
+from ccp.api.auth import require
+from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
+from ccp.api.errors import ApiError
+from ccp.api.instances import find_instance
+from ccp.extensions import db
+from ccp.models import Upgrade
+from ccp.services import upgrades as svc
+from ccp.services.audit import record
+from ccp.services.instances import validate_tag
+
+PLAN = re.compile(r"^[0-9a-f]{64}$")
+
+
+@bp.post("/instances/<ref>/upgrade-release/preview")
+@require("operate")
+def preview_release(ref: str):
+    """Read-only: what upgrading to `imageTag` would change (files, diffs with .env values masked, coverage)."""
+    inst = find_instance(ref)
+    tag, _ = _release_body(json_body(allow_empty=True), plan_allowed=False)
+    return _call(svc.preview_release, inst, tag)
+
+
+@bp.post("/instances/<ref>/upgrade-release")
+@require("operate")
+def start_release(ref: str):
+    """Enqueue an Upgrade to Release; with `plan` (a preview's plan_hash) it only applies if nothing changed since."""
+    inst = find_instance(ref)
+    tag, plan = _release_body(json_body(allow_empty=True), plan_allowed=True)
+    upgrade = _started("upgrade.release", inst, svc.start_release, inst, tag, plan=plan, actor=g.actor)
+    return _accepted(upgrade)
+
+
+@bp.post("/instances/<ref>/quick-upgrade")
+@require("operate")
+def quick_upgrade(ref: str):
+    """Enqueue a Quick Upgrade (compose pull + up + verify with the files as they are)."""
+    inst = find_instance(ref)
+    reject_unknown(json_body(allow_empty=True), ())
+    return _accepted(_started("upgrade.quick", inst, svc.start_quick, inst, actor=g.actor))
+
+
+@bp.post("/instances/<ref>/upgrade-now")
+@require("operate")
+def upgrade_now(ref: str):
+    """Enqueue Upgrade Now (the tenant's own scripts/upgrade.sh + verify)."""
+    inst = find_instance(ref)
+    reject_unknown(json_body(allow_empty=True), ())
+    return _accepted(_started("upgrade.full", inst, svc.start_full, inst, actor=g.actor))
+
+
+@bp.get("/instances/<ref>/upgrades")
+@require("read")
+def instance_upgrades(ref: str):
+    """An instance's upgrades, newest first, paginated."""
+    inst = find_instance(ref)
+    page, per_page = page_args()
+    stmt = select(Upgrade).filter_by(instance_id=inst.id).order_by(Upgrade.id.desc())
+    return page_of(stmt, page, per_page, svc.upgrade_to_dict)
+
+
+@bp.get("/upgrades/<int:upgrade_id>")
+@require("read")
+def get_upgrade(upgrade_id: int):
+    """One upgrade with its steps and timings."""
+    return svc.upgrade_to_dict(_find_upgrade(upgrade_id))
+
+
+@bp.post("/upgrades/<int:upgrade_id>/cancel")
+@require("operate")
+def cancel(upgrade_id: int):
+    """Cancel a queued upgrade, or ask a running one to stop at its next safe point; 409 when already finished."""
+    upgrade = _find_upgrade(upgrade_id)
+    reject_unknown(json_body(allow_empty=True), ())
+    upgrade = _call(svc.cancel_upgrade, upgrade, actor=g.actor)
+    return svc.upgrade_to_dict(upgrade)
+
+
+def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | None]:
+    reject_unknown(data, ("imageTag", "plan") if plan_allowed else ("imageTag",))
+    tag, plan = data.get("imageTag"), data.get("plan")
+    errors = {}
+    if tag is not None:
+        if not isinstance(tag, str):
+            errors["imageTag"] = "must be a string"
+        else:
+            try:
+                validate_tag(tag)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_tag", str(exc), {"imageTag": str(exc)}) from None
+    if plan is not None and not (isinstance(plan, str) and PLAN.match(plan)):
+        errors["plan"] = "must be a preview's plan_hash (64 lowercase hex characters)"
+    if errors:
+        raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)
+    return tag, plan
+
+
+def _call(fn, *args, **kwargs):
+    """Call an upgrades-service function, turning its UpgradeError into the API error shape."""
+    try:
+        return fn(*args, **kwargs)
+    except svc.UpgradeError as exc:
+        db.session.rollback()
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+
+
+def _started(action: str, inst, fn, *args, **kwargs) -> Upgrade:
+    """Start an upgrade; a refusal (conflict, stale plan, old agent...) is audited with its code, then raised."""
+    try:
+        return fn(*args, **kwargs)
+    except svc.UpgradeError as exc:
+        db.session.rollback()
+        record(g.actor, action, instance=inst, plan_hash=kwargs.get("plan"), result=f"refused:{exc.code}",
+               detail={"to_tag": args[1] if len(args) > 1 else None})
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+
+
+def _accepted(upgrade: Upgrade):
+    location = url_for("api.get_upgrade", upgrade_id=upgrade.id)
+    return svc.upgrade_to_dict(upgrade), 202, {"Location": location}
+
+
+def _find_upgrade(upgrade_id: int) -> Upgrade:
+    upgrade = db.session.get(Upgrade, upgrade_id)
+    if upgrade is None:
+        raise ApiError(404, "not_found", f"no upgrade {upgrade_id}")
+    return upgrade
