@@ -1,13 +1,15 @@
-"""The fleet page: every instance at a glance."""
+"""The fleet page (every instance at a glance, filtered as you type) and adding an instance."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
-from sqlalchemy import select
+from flask import Blueprint, redirect, request, url_for
+from flask_login import current_user, login_required
 
-from ccp.extensions import db
-from ccp.models import Instance
+from ccp.services.instances import InstanceError, create_instance
+from ccp.web import htmx
+from ccp.web.forms import form_values, instance_data_from_form
+from ccp.web.permissions import requires
+from ccp.web.queries import fleet_rows
 
 bp = Blueprint("fleet", __name__)
 
@@ -15,6 +17,36 @@ bp = Blueprint("fleet", __name__)
 @bp.get("/")
 @login_required
 def index():
-    """List instances."""
-    instances = db.session.execute(select(Instance).order_by(Instance.name)).scalars().all()
-    return render_template("fleet/index.html", instances=instances)
+    """The fleet table; an htmx search request gets only the table rows."""
+    search = request.args.get("q", "")
+    rows = fleet_rows(search)
+    return htmx.render("fleet/index.html", "fleet/_rows.html", rows=rows, q=search)
+
+
+@bp.route("/instances/new", methods=["GET", "POST"])
+@requires("admin")
+def new_instance():
+    """Show the add form; on POST create the instance or show the service's messages next to the fields (422)."""
+    if request.method == "GET":
+        return htmx.render("instances/new.html", "instances/_form.html", values=form_values(None), errors={},
+                           creating=True)
+    data, errors = instance_data_from_form(request.form, creating=True)
+    if not errors:
+        try:
+            inst = create_instance(data, actor=current_user.username)
+        except InstanceError as exc:
+            errors = exc.errors
+        else:
+            return _redirect(url_for("instances.show", slug=inst.slug))
+    return htmx.render("instances/new.html", "instances/_form.html", status=422, creating=True,
+                       values=form_values(None, request.form), errors=errors)
+
+
+def _redirect(location: str):
+    """Redirect a plain form post; tell htmx to navigate (HX-Location keeps it an htmx swap of the body)."""
+    if htmx.wants_fragment():
+        response = htmx.vary(redirect(location))
+        response.status_code = 204
+        response.headers["HX-Redirect"] = location
+        return response
+    return redirect(location)

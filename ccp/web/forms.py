@@ -1,0 +1,57 @@
+"""Turning the instance form into the dict the instances service validates, and an instance back into form values.
+
+Validation itself lives in ccp.services.instances (InstanceError.errors maps field -> message); this module only
+parses text fields (one health URL per line, KEY=value lines for vars). The agent key is write-only: it is never put
+back into a form, and an empty key field on edit keeps the stored key.
+"""
+
+from __future__ import annotations
+
+from ccp.models import Instance
+
+TEXT_FIELDS = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
+               "image_tag", "template_set")
+
+
+def instance_data_from_form(form, *, creating: bool) -> tuple[dict, dict[str, str]]:
+    """Return (data for the service, parse errors by field). Parse errors are reported like service errors."""
+    data: dict = {name: (form.get(name) or "").strip() for name in TEXT_FIELDS}
+    errors: dict[str, str] = {}
+    if creating:
+        data["slug"] = (form.get("slug") or "").strip()
+        if not data["compose_project"]:
+            data["compose_project"] = data["slug"]
+    if not data["template_set"]:
+        data["template_set"] = "default"
+    data["is_registered"] = form.get("is_registered") == "on"
+    data["health_urls"] = [line.strip() for line in (form.get("health_urls") or "").splitlines() if line.strip()]
+    data["vars"] = {}
+    for number, line in enumerate((form.get("vars") or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            errors["vars"] = f"line {number}: write NAME=value"
+            break
+        data["vars"][key.strip()] = value
+    key = form.get("agent_key") or ""
+    if key:
+        data["agent_key"] = key
+    return data, errors
+
+
+def form_values(instance: Instance | None, form=None) -> dict:
+    """Values to show in the form: what was submitted (after an error), else the instance's, else defaults."""
+    if form is not None:
+        values = {name: form.get(name, "") for name in (*TEXT_FIELDS, "slug", "health_urls", "vars")}
+        values["is_registered"] = form.get("is_registered") == "on"
+        return values
+    if instance is None:
+        return {"driver": "remote", "template_set": "default", "is_registered": False}
+    values = {name: getattr(instance, name) or "" for name in TEXT_FIELDS}
+    values.update(
+        slug=instance.slug, is_registered=instance.is_registered,
+        health_urls="\n".join(instance.health_urls or []),
+        vars="\n".join(f"{k}={v}" for k, v in sorted((instance.vars or {}).items())),
+    )
+    return values

@@ -1,0 +1,68 @@
+"""One instance: a page with tabs (Overview, Updates, History, Settings) and editing its settings."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, request, url_for
+from flask_login import current_user, login_required
+
+from ccp.services.instances import InstanceError, update_instance
+from ccp.web import htmx
+from ccp.web.forms import form_values, instance_data_from_form
+from ccp.web.permissions import requires
+from ccp.web.presenters import ACTIONS, status_view
+from ccp.web.queries import instance_by_slug, latest_upgrade, missing_capabilities, recent_upgrades
+
+bp = Blueprint("instances", __name__, url_prefix="/instances")
+
+TABS = ("overview", "updates", "history", "settings")
+
+
+def load(slug: str):
+    """The instance for `slug`, or 404."""
+    inst = instance_by_slug(slug)
+    if inst is None:
+        abort(404, description=f"No instance {slug!r}.")
+    return inst
+
+
+@bp.get("/<slug>", defaults={"tab": "overview"})
+@bp.get("/<slug>/<any(updates, history, settings):tab>")
+@login_required
+def show(slug: str, tab: str):
+    """The instance page; an htmx tab click gets only the tab bar and panel."""
+    return render_tab(load(slug), tab)
+
+
+@bp.post("/<slug>/settings")
+@requires("admin")
+def update(slug: str):
+    """Save the settings form; invalid fields come back next to their inputs (422) and nothing changes."""
+    inst = load(slug)
+    data, errors = instance_data_from_form(request.form, creating=False)
+    if not errors:
+        try:
+            update_instance(inst, data, actor=current_user.username)
+        except InstanceError as exc:
+            errors = exc.errors
+        else:
+            if htmx.wants_fragment():
+                return render_tab(inst, "settings", saved=True)
+            return redirect(url_for("instances.show", slug=inst.slug, tab="settings"))
+    return render_tab(inst, "settings", status=422, errors=errors, values=form_values(inst, request.form))
+
+
+def render_tab(inst, tab: str, status: int = 200, **extra):
+    """Render the instance page (or its tab bar + panel for htmx) with what `tab` needs."""
+    context = {"inst": inst, "tab": tab, "tabs": TABS,
+               "missing_caps": missing_capabilities(inst.driver, inst.agent_capabilities)}
+    latest = latest_upgrade(inst)
+    context["status"] = status_view(latest) if latest is not None else None
+    if tab == "updates":
+        context["actions"] = ACTIONS
+    elif tab == "history":
+        context["upgrades"] = recent_upgrades(inst)
+    context.update(extra)
+    if tab == "settings":
+        context.setdefault("values", form_values(inst))
+        context.setdefault("errors", {})
+    return htmx.render("instances/show.html", "instances/_tabs.html", status=status, **context)

@@ -1,0 +1,193 @@
+"""What the templates show, computed here so templates hold no logic: labels, the three upgrade actions, the status
+widget's step progress, and the release preview's display model (truncated diffs, alert lists)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ccp.models import FINAL_STATUSES, Upgrade
+from ccp.services import upgrades as upgrade_service
+
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "rolled_back": "Rolled back",
+    "rollback_failed": "Rollback failed - needs an operator",
+    "interrupted": "Interrupted - state unknown",
+    "cancelled": "Cancelled",
+    # step statuses
+    "pending": "Pending",
+    "skipped": "Skipped",
+}
+
+KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full": "Upgrade Now", "rollback": "Rollback"}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One of the three upgrade approaches, as a button with its one-line "when to use"."""
+
+    kind: str
+    label: str
+    when: str
+    endpoint: str
+
+
+ACTIONS = (
+    Action("quick", "Quick Upgrade",
+           "Images were rebuilt under the same tag: pull and restart with the files as they are.",
+           "instances.quick_upgrade"),
+    Action("full", "Upgrade Now",
+           "The tenant manages itself with its own scripts/upgrade.sh: run it, then verify.",
+           "instances.upgrade_now"),
+    Action("release", "Upgrade to Release",
+           "A version bump or any change to compose, env or nginx: re-render, preview the diff, then apply.",
+           "instances.release_modal"),
+)
+
+# The steps each kind goes through (the upgrades service owns the list), so the bar shows what is still to come.
+EXPECTED_STEPS: dict[str, tuple[str, ...]] = dict(getattr(upgrade_service, "STEPS_BY_KIND", {}))
+STEP_LABELS = {
+    "render": "Render", "check_plan": "Check plan", "write": "Write files", "env_patch": "Patch .env",
+    "pull": "Pull images", "up": "Start", "verify": "Verify", "script": "upgrade.sh", "restore": "Restore files",
+    "rollback_up": "Restart old version", "rollback_verify": "Verify old version", "rollback": "Roll back",
+}
+DIFF_PREVIEW_LINES = 40
+
+
+def status_label(status: str | None) -> str:
+    """Human label for an upgrade or step status ("Rolled back"), never colour alone."""
+    if not status:
+        return "Never upgraded"
+    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def kind_label(kind: str | None) -> str:
+    """Human name of an upgrade kind."""
+    return KIND_LABELS.get(kind or "", kind or "")
+
+
+def format_duration(seconds: float | None) -> str:
+    """'0.4 s', '12 s', '3 min 05 s'; '' when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def format_when(moment: datetime | None) -> str:
+    """'2026-05-22 09:34 UTC'; '' when unknown."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class StepView:
+    name: str
+    label: str
+    status: str
+    duration: str
+    output_tail: str | None = None
+
+
+@dataclass
+class StatusView:
+    """Everything the self-replacing status widget shows for one upgrade."""
+
+    upgrade: Upgrade
+    final: bool
+    steps: list[StepView] = field(default_factory=list)
+    done: int = 0
+    current: StepView | None = None
+    tail: str | None = None
+
+
+def status_view(upgrade: Upgrade) -> StatusView:
+    """Merge recorded steps with the ones still expected; pick the step whose output tail is worth showing."""
+    final = upgrade.status in FINAL_STATUSES
+    steps = [StepView(s.name, STEP_LABELS.get(s.name, s.name), s.status, format_duration(s.duration_s),
+                      s.output_tail) for s in upgrade.steps]
+    seen = {s.name for s in steps}
+    if not final:
+        steps += [StepView(n, STEP_LABELS.get(n, n), "pending", "") for n in EXPECTED_STEPS.get(upgrade.kind, ())
+                  if n not in seen]
+    view = StatusView(upgrade=upgrade, final=final, steps=steps,
+                      done=sum(1 for s in steps if s.status in ("succeeded", "skipped")))
+    running = [s for s in steps if s.status == "running"]
+    failed = [s for s in steps if s.status == "failed"]
+    view.current = running[-1] if running else (failed[0] if failed else None)
+    if view.current is None and steps and not final:
+        view.current = next((s for s in steps if s.status == "pending"), None)
+    view.tail = view.current.output_tail if view.current else None
+    return view
+
+
+@dataclass
+class FileView:
+    path: str
+    status: str
+    added: int
+    removed: int
+    head: str  # the first DIFF_PREVIEW_LINES lines of the diff
+    rest: str  # the remaining lines, behind a "show all" control
+    rest_lines: int
+    agent_truncated: bool  # the agent cut the diff itself (too large to ship)
+
+
+@dataclass
+class PreviewView:
+    """The release preview as the modal shows it."""
+
+    instance_slug: str
+    tag: str
+    from_tag: str | None
+    plan_hash: str
+    summary: dict
+    files: list[FileView]
+    missing: list[str]
+    defaulted: list[str]
+    env_patch_keys: list[str]
+    registered: bool
+
+    @property
+    def has_env_alert(self) -> bool:
+        return bool(self.missing or self.defaulted)
+
+
+def preview_view(preview: dict) -> PreviewView:
+    """Shape the upgrades service's preview dict for display. Changed files first, then unchanged ones."""
+    files = []
+    order = {"created": 0, "modified": 1, "unchanged": 2}
+    for entry in sorted(preview.get("files", []), key=lambda f: (order.get(f["status"], 3), f["path"])):
+        lines = (entry.get("diff") or "").splitlines()
+        files.append(FileView(
+            path=entry["path"], status=entry["status"], added=entry.get("added") or 0,
+            removed=entry.get("removed") or 0, head="\n".join(lines[:DIFF_PREVIEW_LINES]),
+            rest="\n".join(lines[DIFF_PREVIEW_LINES:]), rest_lines=max(0, len(lines) - DIFF_PREVIEW_LINES),
+            agent_truncated=bool(entry.get("truncated")),
+        ))
+    coverage = preview.get("coverage") or {}
+    return PreviewView(
+        instance_slug=preview.get("instance", ""), tag=preview["tag"], from_tag=preview.get("from_tag"),
+        plan_hash=preview["plan_hash"], summary=preview.get("summary") or {}, files=files,
+        missing=list(coverage.get("missing") or []), defaulted=list(coverage.get("defaulted") or []),
+        env_patch_keys=sorted(preview.get("env_patch") or {}), registered=bool(preview.get("registered")),
+    )
+
+
+def register_filters(app) -> None:
+    """Expose the formatting helpers to templates."""
+    app.add_template_filter(status_label, "status_label")
+    app.add_template_filter(kind_label, "kind_label")
+    app.add_template_filter(format_duration, "duration")
+    app.add_template_filter(format_when, "when")

@@ -1,0 +1,110 @@
+"""Read models for the UI: the fleet table and an instance's history, each in a constant number of queries.
+
+These are read-only projections (no rules), kept apart from the views so the views stay thin.
+TODO(team): the fleet projection would sit naturally in ccp/services/fleet.py once that module exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+
+from ccp.extensions import db
+from ccp.models import Instance, Upgrade
+
+
+def _required_capabilities() -> tuple[str, ...]:
+    """What an agent must offer for "Upgrade to Release" (the upgrades plan owns the list)."""
+    try:
+        from ccp.services.plan import APPLY_CAPS
+    except ImportError:  # the plan module has not landed in this checkout
+        return ()
+    return tuple(APPLY_CAPS)
+
+
+REQUIRED_CAPABILITIES: tuple[str, ...] = _required_capabilities()
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One line of the fleet table."""
+
+    id: int
+    slug: str
+    name: str
+    domain: str
+    driver: str
+    image_tag: str | None
+    agent_version: str | None
+    missing_capabilities: tuple[str, ...]
+    attention: str | None
+    last_status: str | None
+    last_kind: str | None
+    last_to_tag: str | None
+    last_at: datetime | None
+
+
+def missing_capabilities(driver: str, capabilities: list | None) -> tuple[str, ...]:
+    """Capabilities CCP needs that the instance's agent did not report (none for the in-process local driver)."""
+    if driver == "local":
+        return ()
+    have = set(capabilities or ())
+    return tuple(c for c in REQUIRED_CAPABILITIES if c not in have)
+
+
+def fleet_rows(search: str = "") -> list[FleetRow]:
+    """Every instance matching `search` (name, slug, domain or tag), with its latest upgrade - in one query.
+
+    The latest upgrade per instance comes from a grouped subquery (max id per instance) joined back, so the number of
+    statements does not grow with the fleet.
+    """
+    latest = (
+        select(Upgrade.instance_id, func.max(Upgrade.id).label("last_id")).group_by(Upgrade.instance_id).subquery()
+    )
+    stmt = (
+        select(
+            Instance.id, Instance.slug, Instance.name, Instance.domain, Instance.driver, Instance.image_tag,
+            Instance.agent_version, Instance.agent_capabilities, Instance.attention,
+            Upgrade.status, Upgrade.kind, Upgrade.to_tag, func.coalesce(Upgrade.finished_at, Upgrade.created_at),
+        )
+        .outerjoin(latest, latest.c.instance_id == Instance.id)
+        .outerjoin(Upgrade, Upgrade.id == latest.c.last_id)
+        .order_by(Instance.name, Instance.id)
+    )
+    term = search.strip().lower()
+    if term:
+        like = f"%{_escape_like(term)}%"
+        stmt = stmt.where(or_(*(func.lower(col).like(like, escape="\\") for col in
+                                (Instance.name, Instance.slug, Instance.domain, Instance.image_tag))))
+    rows = db.session.execute(stmt).all()
+    return [
+        FleetRow(
+            id=r[0], slug=r[1], name=r[2], domain=r[3], driver=r[4], image_tag=r[5], agent_version=r[6],
+            missing_capabilities=missing_capabilities(r[4], r[7]), attention=r[8],
+            last_status=r[9], last_kind=r[10], last_to_tag=r[11], last_at=r[12],
+        )
+        for r in rows
+    ]
+
+
+def instance_by_slug(slug: str) -> Instance | None:
+    """The instance with this slug, or None."""
+    return db.session.execute(select(Instance).filter_by(slug=slug)).scalar_one_or_none()
+
+
+def recent_upgrades(instance: Instance, limit: int = 50) -> list[Upgrade]:
+    """The instance's latest upgrades, newest first (steps are not loaded: History needs none)."""
+    stmt = select(Upgrade).filter_by(instance_id=instance.id).order_by(Upgrade.id.desc()).limit(limit)
+    return list(db.session.execute(stmt).scalars())
+
+
+def latest_upgrade(instance: Instance) -> Upgrade | None:
+    """The instance's newest upgrade (active or finished), or None."""
+    stmt = select(Upgrade).filter_by(instance_id=instance.id).order_by(Upgrade.id.desc()).limit(1)
+    return db.session.execute(stmt).scalar_one_or_none()
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
