@@ -154,7 +154,8 @@ def _variable(message: str, source_line: str) -> str | None:
 
 
 def _render_template(env: SandboxedEnvironment, tset: TemplateSet, rel: str, context: dict) -> str:
-    filename = str((tset.root / rel).resolve())
+    # Jinja names template frames after the loader's path: the resolved root joined with rel.
+    filename = os.path.join(str(tset.root.resolve()), *rel.split("/"))
     try:
         return env.get_template(rel).render(context)
     except jinja2.TemplateSyntaxError as exc:

@@ -63,24 +63,33 @@ def _search_dirs(extra_dirs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def _list_files(root: Path) -> tuple[str, ...]:
-    """Every file under root except the manifest; refuses symlinks that leave the set and clashing outputs."""
+    """Every file under root except the manifest; refuses symlinks that leave the set and clashing outputs.
+
+    Uses scandir and resolves only symlinks: this runs on every render, so it must stay cheap.
+    """
     files: list[str] = []
     outputs: dict[str, str] = {}
     resolved_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for filename in filenames:
-            path = Path(dirpath) / filename
-            rel = path.relative_to(root).as_posix()
-            if rel == MANIFEST:
-                continue
-            if not path.resolve().is_relative_to(resolved_root):
-                raise TemplateSetError(f"template set {root.name}: {rel} points outside the set")
-            output = TemplateSet.output_path(rel)
-            if output in outputs:
-                raise TemplateSetError(f"template set {root.name}: {outputs[output]} and {rel} both render {output}")
-            outputs[output] = rel
-            files.append(rel)
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(resolved_root):
+                    raise TemplateSetError(f"template set {root.name}: {rel} points outside the set")
+                if entry.is_dir():
+                    if entry.name not in _SKIP_DIRS:
+                        pending.append((Path(entry.path), rel + "/"))
+                    continue
+                if rel == MANIFEST or not entry.is_file():
+                    continue
+                output = TemplateSet.output_path(rel)
+                if output in outputs:
+                    first, second = sorted((outputs[output], rel))
+                    raise TemplateSetError(f"template set {root.name}: {first} and {second} both render {output}")
+                outputs[output] = rel
+                files.append(rel)
     return tuple(sorted(files))
 
 
@@ -91,14 +100,28 @@ def _string_list(manifest: dict, key: str, where: str) -> frozenset[str]:
     return frozenset(value)
 
 
+_manifest_cache: dict[str, tuple[tuple[int, int], dict]] = {}
+
+
+def _parse_manifest(path: Path) -> dict:
+    """Parse set.toml, cached by (mtime, size): parsing it on every render would cost more than rendering."""
+    try:
+        stat = path.stat()
+        cached = _manifest_cache.get(str(path))
+        if cached and cached[0] == (stat.st_mtime_ns, stat.st_size):
+            return cached[1]
+        manifest = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateSetError(f"template set {path.parent.name!r} has no {MANIFEST}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateSetError(f"{path}: {exc}") from None
+    _manifest_cache[str(path)] = ((stat.st_mtime_ns, stat.st_size), manifest)
+    return manifest
+
+
 def _read_manifest(root: Path, name: str) -> TemplateSet:
     where = f"{root / MANIFEST}"
-    try:
-        manifest = tomllib.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateSetError(f"template set {name!r} has no {MANIFEST}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TemplateSetError(f"{where}: {exc}") from None
+    manifest = _parse_manifest(root / MANIFEST)
     version = manifest.get("version")
     if not isinstance(version, str) or not version.strip():
         raise TemplateSetError(f"{where}: version must be a non-empty string")
