@@ -1,0 +1,136 @@
+"""The agent's Flask app: hostops over signed HTTP (protocol v1, see DESIGN.md "Agent protocol").
+
+Every request -- health included -- must be signed; verification runs before any handler, so a bad request gets
+401 and touches nothing. Errors are JSON ``{"error": {"code", "message"}}``.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, abort, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ccp import __version__
+from ccp.agent.config import AgentConfig
+from ccp.agent.signing import RequestVerifier, SignatureError
+from ccp.hostops.errors import BadRequest, HostOpsError, NotFound
+from ccp.hostops.tenant import TenantHost
+
+PROTOCOL_VERSION = 1
+CAPABILITIES = ["files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
+                "compose.up", "compose.ps", "compose.down", "scripts.run"]
+DEFAULT_DEADLINE_S = 600.0
+log = logging.getLogger("ccp.agent")
+
+
+def build_hosts(config: AgentConfig) -> dict[str, TenantHost]:
+    """Create one TenantHost per configured instance and run its crash recovery."""
+    hosts = {}
+    for slug, inst in config.instances.items():
+        host = TenantHost(inst.install_dir, inst.project, compose_command=config.compose_command,
+                          compose_files=inst.compose_files, snapshot_keep=config.snapshot_keep,
+                          state_dir=config.state_dir / slug, diff_limit_bytes=config.diff_limit_bytes,
+                          max_files=config.max_files)
+        outcome = host.recover()
+        if outcome:
+            log.warning("instance %s: interrupted write set %s at start-up", slug, outcome)
+        hosts[slug] = host
+    return hosts
+
+
+def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = None) -> Flask:
+    """Return the agent WSGI app for a validated ``config`` (recovery of each instance runs here)."""
+    app = Flask("ccp.agent")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    verifier = verifier or RequestVerifier(config.keys)
+    hosts = build_hosts(config)
+
+    def error(status: int, code: str, message: str):
+        return jsonify({"error": {"code": code, "message": message}}), status
+
+    @app.errorhandler(HostOpsError)
+    def hostops_error(exc: HostOpsError):
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = "too_large" if exc.code == 413 else (exc.name or "error").lower().replace(" ", "_")
+        return error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        log.exception("agent error on %s %s", request.method, request.path)
+        return error(500, "internal_error", "the agent hit an unexpected error; see its log")
+
+    @app.before_request
+    def check_signature():
+        body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+        qs = request.query_string.decode("latin-1")
+        path = request.path + (f"?{qs}" if qs else "")
+        try:
+            g.key_id = verifier.verify(request.method, path, body, request.headers)
+        except SignatureError as exc:
+            log.warning("401 %s %s: %s", request.method, request.path, exc)
+            return error(401, "unauthorized", f"request not accepted: {exc}")
+        return None
+
+    @app.after_request
+    def no_store(resp):
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def host_for(slug: str) -> TenantHost:
+        if slug not in hosts:
+            raise NotFound(f"this agent serves no instance {slug!r}")
+        return hosts[slug]
+
+    def body() -> dict:
+        data = request.get_json(silent=True) if request.get_data() else {}
+        if not isinstance(data, dict):
+            raise BadRequest("request body must be a JSON object")
+        return data
+
+    def deadline(data: dict) -> float:
+        value = data.get("deadline_s", DEFAULT_DEADLINE_S)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > config.max_deadline_s:
+            raise BadRequest(f"deadline_s exceeds this agent's limit of {config.max_deadline_s} s")
+        return value
+
+    @app.get("/v1/health")
+    def health():
+        return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": CAPABILITIES,
+                        "instances": sorted(hosts)})
+
+    @app.post("/v1/instances/<slug>/files/diff")
+    def files_diff(slug):
+        return jsonify(host_for(slug).diff_files(body().get("files")))
+
+    @app.post("/v1/instances/<slug>/files/write")
+    def files_write(slug):
+        data = body()
+        return jsonify(host_for(slug).write_files(data.get("files"), data.get("fence")))
+
+    @app.post("/v1/instances/<slug>/snapshots/<snapshot_id>/restore")
+    def snapshot_restore(slug, snapshot_id):
+        return jsonify(host_for(slug).restore_snapshot(snapshot_id, body().get("fence")))
+
+    @app.get("/v1/instances/<slug>/env/keys")
+    def env_keys(slug):
+        return jsonify(host_for(slug).env_keys())
+
+    @app.post("/v1/instances/<slug>/env/patch")
+    def env_patch(slug):
+        data = body()
+        return jsonify(host_for(slug).env_patch(data.get("set"), data.get("fence"), data.get("snapshot_id")))
+
+    @app.post("/v1/instances/<slug>/compose/<action>")
+    def compose(slug, action):
+        if action not in ("pull", "up", "ps", "down"):
+            abort(404)
+        return jsonify(host_for(slug).compose(action, deadline(body())))
+
+    @app.post("/v1/instances/<slug>/scripts/<name>")
+    def scripts(slug, name):
+        return jsonify(host_for(slug).run_script(name, deadline(body())))
+
+    return app
