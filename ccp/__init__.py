@@ -58,8 +58,9 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
 
     from ccp import models  # noqa: F401 - register models with the metadata
-    from ccp import api, web
+    from ccp import api, security, web
 
     web.init_app(app)
     api.init_app(app)
+    security.init_app(app)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,21 @@ def init_app(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
-    @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        if not wants_json():
-            return exc  # HTML surfaces keep Werkzeug's page
-        status = exc.code or 500
-        headers = {}
-        if status == 405 and getattr(exc, "valid_methods", None):
-            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-        message = _message_for(exc)
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), message, headers=headers)
+        if wants_json():
+            return json_http_error(exc)
+        html = html_handlers.get(exc.code)
+        return html(exc) if html is not None else exc  # the UI's page for this code, else Werkzeug's
+
+    # Flask prefers a handler registered for a status code over one for the HTTPException class, so the UI's
+    # code handlers (403/404/405...) would answer /api paths with HTML. Take over every code here and hand
+    # non-JSON requests back to the UI's handler: the JSON-or-HTML choice stays in this one function.
+    codes = app.error_handler_spec.setdefault(None, {})
+    html_handlers = {code: handlers[default_exceptions[code]] for code, handlers in codes.items()
+                     if code in default_exceptions and default_exceptions[code] in handlers}
+    for code in set(_HTTP_CODES) | set(html_handlers):
+        app.register_error_handler(code, _http_error)
+    app.register_error_handler(HTTPException, _http_error)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -78,6 +83,15 @@ def init_app(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         # Never echo the exception text: it could hold values we must not show a client.
         return error_response(500, "internal_error", "internal error (see the server log)")
+
+
+def json_http_error(exc: HTTPException):
+    """A Werkzeug HTTP error as the JSON error shape (Allow header kept on 405)."""
+    status = exc.code or 500
+    headers = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return error_response(status, _HTTP_CODES.get(status, "http_error"), _message_for(exc), headers=headers)
 
 
 def _message_for(exc: HTTPException) -> str:

@@ -1,23 +1,33 @@
-"""Login and logout (session cookie, CSRF-protected form)."""
+"""Login and logout: CSRF-protected form, argon2id verify, failed attempts rate-limited, session renewed at login."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+import hashlib
+import logging
+
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length
 
-from ccp.extensions import db, login_manager
+from ccp.extensions import db, get_redis, login_manager
 from ccp.models import User, utcnow
+from ccp.vault import hash_password, verify_password
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+MAX_FAILURES = 5  # per username + client IP within the window (app.config["CCP_LOGIN_MAX_FAILURES"])
+MAX_FAILURES_PER_IP = 50  # any usernames, one IP: slows password spraying (CCP_LOGIN_MAX_FAILURES_PER_IP)
+WINDOW_S = 900  # app.config["CCP_LOGIN_WINDOW_S"]
+_DUMMY_HASH = hash_password("not-a-real-password-timing-equaliser")
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+    username = StringField("Username", validators=[DataRequired(), Length(max=100)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
 
 
 def init_app(app: Flask) -> None:
@@ -28,36 +38,99 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    """The active user with this id (a deactivated user's session stops working at once)."""
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.active else None
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Show the login form; on valid credentials start a fresh session and go to the fleet."""
+    """Show the login form; on valid credentials start a fresh session and go to the fleet (or ?next=)."""
     if current_user.is_authenticated:
         return redirect(url_for("fleet.index"))
     form = LoginForm()
-    if form.validate_on_submit():
-        user = db.session.execute(select(User).filter_by(username=form.username.data)).scalar_one_or_none()
-        if user is not None and user.active and user.check_password(form.password.data):
-            user.last_login_at = utcnow()
-            db.session.commit()
-            login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
-        flash("Unknown user or wrong password.", "error")
-        return render_template("auth/login.html", form=form), 401
-    return render_template("auth/login.html", form=form)
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form), (400 if request.method == "POST" else 200)
+    username = form.username.data.strip()
+    throttle = _Throttle(username, request.remote_addr or "-")
+    retry_after = throttle.blocked_for()
+    if retry_after:
+        flash("Too many failed log-in attempts. Wait a few minutes and try again.", "error")
+        return render_template("auth/login.html", form=form), 429, {"Retry-After": str(retry_after)}
+    user = db.session.execute(select(User).filter_by(username=username)).scalar_one_or_none()
+    if user is None:
+        verify_password(_DUMMY_HASH, form.password.data)  # same cost as a real check: no user enumeration by timing
+    elif user.active and user.check_password(form.password.data):
+        throttle.reset()
+        user.last_login_at = utcnow()
+        db.session.commit()
+        # A fresh session: nothing from before the login (e.g. a planted session) survives into the logged-in one.
+        session.clear()
+        login_user(user)
+        return redirect(_safe_next(request.args.get("next")))
+    throttle.failed()
+    log.info("failed login for a username from %s", request.remote_addr)  # the name itself may be a typo'd password
+    flash("Unknown user or wrong password.", "error")
+    return render_template("auth/login.html", form=form), 401
 
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session (and drop everything in it)."""
     logout_user()
+    session.clear()
     return redirect(url_for("auth.login"))
 
 
 def _safe_next(target: str | None) -> str:
     """Only local paths are followed after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return url_for("fleet.index")
+
+
+class _Throttle:
+    """Failed-login counters in Redis, expiring after the window: one per username+IP, one per IP."""
+
+    def __init__(self, username: str, ip: str) -> None:
+        cfg = current_app.config
+        # Namespaced by the queue name, so separate CCP installs (and test runs) sharing a Redis do not mix.
+        ns = f"ccp:{cfg['CCP'].queue_name}"
+        self.window = int(cfg.get("CCP_LOGIN_WINDOW_S", WINDOW_S))
+        self.limits = {
+            # Hashed so Redis never holds usernames (or passwords typed into the username field).
+            f"{ns}:login-fail:" + hashlib.sha256(f"{username.lower()}\0{ip}".encode()).hexdigest():
+                int(cfg.get("CCP_LOGIN_MAX_FAILURES", MAX_FAILURES)),
+            f"{ns}:login-fail-ip:" + hashlib.sha256(ip.encode()).hexdigest():
+                int(cfg.get("CCP_LOGIN_MAX_FAILURES_PER_IP", MAX_FAILURES_PER_IP)),
+        }
+
+    def blocked_for(self) -> int:
+        """Seconds until another attempt is allowed (0 = allowed now). Fails open, loudly, when Redis is down."""
+        try:
+            redis = get_redis()
+            for key, limit in self.limits.items():
+                count = redis.get(key)
+                if count is not None and int(count) >= limit:
+                    return max(int(redis.ttl(key)), 1)
+        except Exception as exc:  # noqa: BLE001
+            log.error("login rate limit unavailable (Redis: %s); allowing the attempt", type(exc).__name__)
+        return 0
+
+    def failed(self) -> None:
+        """Count one failure on every counter; the window starts at the first failure."""
+        try:
+            pipe = get_redis().pipeline()
+            for key in self.limits:
+                pipe.set(key, 0, ex=self.window, nx=True)
+                pipe.incr(key)
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            log.error("login rate limit unavailable (Redis: %s)", type(exc).__name__)
+
+    def reset(self) -> None:
+        """A successful login clears this username+IP's counter (not the per-IP one)."""
+        try:
+            get_redis().delete(next(iter(self.limits)))
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,85 @@
+"""Security baseline for every response: headers, cookie flags, session protection.
+
+- CSP: scripts, styles and everything else only from our own origin; no inline scripts, no eval, no framing,
+  no plugins; forms post only to us.
+- frame-ancestors 'none' (+ X-Frame-Options for old browsers), nosniff, Referrer-Policy same-origin,
+  Permissions-Policy without powerful features.
+- HSTS only when the request came over TLS (a plain-HTTP dev server must not pin browsers to HTTPS).
+- Session cookie: HttpOnly and SameSite=Lax always, Secure whenever the request is TLS (or SESSION_COOKIE_SECURE).
+  Behind a TLS-terminating proxy, wrap the app in werkzeug's ProxyFix so `request.is_secure` is true.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+HSTS = "max-age=31536000; includeSubDomains"
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+class TlsAwareSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or _request_is_tls()
+
+
+def init_app(app: Flask) -> None:
+    """Install the headers, cookie flags and Flask-Login session protection on `app`."""
+    from ccp.extensions import login_manager
+
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    app.session_interface = TlsAwareSessionInterface()
+    # "strong": a session whose identifier (IP + user agent hash) changes is dropped, not just marked non-fresh.
+    login_manager.session_protection = "strong"
+    app.after_request(add_security_headers)
+
+
+def add_security_headers(response):
+    """Add the baseline headers to a response (setdefault: a view may tighten, e.g. a CSP for one page)."""
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    if _request_is_tls():
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+        _secure_other_cookies(response)
+    return response
+
+
+def _request_is_tls() -> bool:
+    try:
+        return request.is_secure
+    except RuntimeError:  # outside a request (e.g. the CLI)
+        return False
+
+
+def _secure_other_cookies(response) -> None:
+    """Cookies set by anything else than the session interface get Secure too when the request is TLS."""
+    cookies = response.headers.getlist("Set-Cookie")
+    if not cookies or all("; secure" in c.lower() for c in cookies):
+        return
+    response.headers.remove("Set-Cookie")
+    for cookie in cookies:
+        response.headers.add("Set-Cookie", cookie if "; secure" in cookie.lower() else cookie + "; Secure")
