@@ -85,7 +85,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
         return hosts[slug]
 
     def body() -> dict:
-        data = request.get_json(silent=True) if request.get_data() else {}
+        data = request.get_json(force=True, silent=True) if request.get_data() else {}
         if not isinstance(data, dict):
             raise BadRequest("request body must be a JSON object")
         return data
