@@ -56,7 +56,7 @@ def render_tab(inst, tab: str, status: int = 200, **extra):
     context = {"inst": inst, "tab": tab, "tabs": TABS,
                "missing_caps": missing_capabilities(inst.driver, inst.agent_capabilities)}
     latest = latest_upgrade(inst)
-    context["status"] = status_view(latest) if latest is not None else None
+    context["current"] = status_view(latest) if latest is not None else None
     if tab == "updates":
         context["actions"] = ACTIONS
     elif tab == "history":

@@ -39,13 +39,13 @@ class Action:
 ACTIONS = (
     Action("quick", "Quick Upgrade",
            "Images were rebuilt under the same tag: pull and restart with the files as they are.",
-           "instances.quick_upgrade"),
+           "releases.quick_upgrade"),
     Action("full", "Upgrade Now",
            "The tenant manages itself with its own scripts/upgrade.sh: run it, then verify.",
-           "instances.upgrade_now"),
+           "releases.upgrade_now"),
     Action("release", "Upgrade to Release",
            "A version bump or any change to compose, env or nginx: re-render, preview the diff, then apply.",
-           "instances.release_modal"),
+           "releases.modal"),
 )
 
 # The steps each kind goes through (the upgrades service owns the list), so the bar shows what is still to come.

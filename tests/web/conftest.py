@@ -20,6 +20,21 @@ def csrf_token(client, path: str = "/") -> str:
     return match.group(1)
 
 
+@pytest.fixture(autouse=True)
+def fresh_g_per_request(app):
+    """The `app` fixture keeps one app context (and so one `g`) for the whole test, while a real server gives every
+    request its own: drop what Flask-WTF and Flask-Login cache on `g`, so tokens and users come from the session."""
+    from flask import g, request_started
+
+    def reset(sender, **extra):
+        g.pop("csrf_token", None)
+        g.pop("_login_user", None)
+
+    request_started.connect(reset, app)
+    yield
+    request_started.disconnect(reset, app)
+
+
 @pytest.fixture
 def login(client):
     """login(role="operator") -> user: logs the test client in through the login form."""
