@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ccp.hostops.diff import unified_diff  # noqa: E402
+from ccp.hostops.diff import unified_diff
 
 DIFFLIB_CAP_S = 10
 
@@ -114,8 +114,8 @@ def main() -> int:
             old_p.write_text(old)
             new_p.write_text(new)
             gnu, _ = _time(lambda: subprocess.run(["diff", "-u", str(old_p), str(new_p)], stdout=subprocess.DEVNULL,
-                                                  timeout=60), args.repeat)
-            ours, worst = _time(lambda: unified_diff(old, new, old_label="a/f", new_label="b/f",
+                                                  timeout=60, check=False), args.repeat)
+            ours, worst = _time(lambda old=old, new=new: unified_diff(old, new, old_label="a/f", new_label="b/f",
                                                      limit_bytes=1 << 30), args.repeat)
             result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=1 << 30)
             patch_p.write_text(result.text)

@@ -51,9 +51,9 @@ class AgentClient:
                 continue
             try:
                 data = resp.json()
-                if not isinstance(data, dict):
-                    raise ValueError
             except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 data = {"error": {"code": "bad_response",
                                   "message": f"agent at {self.base_url} answered HTTP {resp.status_code} without "
                                              "a JSON object"}}

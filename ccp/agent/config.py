@@ -64,7 +64,7 @@ class AgentConfig:
     max_deadline_s: float = 3600.0
     extra: dict = field(default_factory=dict)
 
-    def validate(self) -> "AgentConfig":
+    def validate(self) -> AgentConfig:
         """Check every setting; raises AgentConfigError naming the first bad or missing one."""
         if not self.keys:
             raise AgentConfigError("no agent key configured: set [keys] in the config file or CCP_AGENT_KEYS")

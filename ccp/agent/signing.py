@@ -30,7 +30,7 @@ class SignatureError(Exception):
 def canonical_string(timestamp: str, method: str, path: str, body: bytes, nonce: str) -> bytes:
     """Return the exact bytes that are signed."""
     digest = hashlib.sha256(body).hexdigest()
-    return "\n".join([timestamp, method.upper(), path, digest, nonce]).encode("utf-8")
+    return f"{timestamp}\n{method.upper()}\n{path}\n{digest}\n{nonce}".encode()
 
 
 def sign_request(key_id: str, key: bytes, method: str, path: str, body: bytes, now: float | None = None,

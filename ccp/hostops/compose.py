@@ -48,7 +48,7 @@ def detect_compose() -> list[str]:
     if shutil.which("docker"):
         try:
             probe = subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                   timeout=DETECT_TIMEOUT_S)
+                                   timeout=DETECT_TIMEOUT_S, check=False)
             if probe.returncode == 0:
                 return ["docker", "compose"]
         except (OSError, subprocess.TimeoutExpired):

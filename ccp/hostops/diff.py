@@ -162,7 +162,7 @@ def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
                 fh.write(text.encode("utf-8", "surrogatepass"))
         try:
             proc = subprocess.run([exe, "-U0", "-a", old_path, new_path], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S,
+                                  stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S, check=False,
                                   env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
         except (subprocess.TimeoutExpired, OSError):
             return None
@@ -229,7 +229,7 @@ class _FixedMatcher(difflib.SequenceMatcher):
         super().__init__(None, [], [])
         self._ours = opcodes
 
-    def get_opcodes(self):  # noqa: D102 - difflib API
+    def get_opcodes(self):
         return list(self._ours)
 
 

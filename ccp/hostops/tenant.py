@@ -6,7 +6,6 @@ Mutations (write_files, env_patch, restore_snapshot) take the tenant lock and ch
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -160,7 +159,7 @@ class TenantHost:
             return PlannedWrite(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
         return PlannedWrite(path, data, 0o600 if is_env_path(rel) else NEW_FILE_MODE)
 
-    def env_patch(self, set: dict, fence: int, snapshot_id: str | None = None) -> dict:  # noqa: A002 - protocol
+    def env_patch(self, set: dict, fence: int, snapshot_id: str | None = None) -> dict:
         """Patch the .env in place (atomic, snapshot first). Returns ``{"snapshot_id", "changed", "appended"}``.
 
         With ``snapshot_id`` of an existing snapshot, the .env is added to it (one restore then undoes both the

@@ -183,6 +183,6 @@ def test_unreachable_agent_names_url():
 
 
 def test_snapshot_files_are_private(client, world):
-    status, res = client.request("POST", WRITE_PATH, json=_write_body())
+    _, res = client.request("POST", WRITE_PATH, json=_write_body())
     snap = world / "state" / "acme" / "snapshots" / res["snapshot_id"]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in snap.rglob("*") if p.is_file())

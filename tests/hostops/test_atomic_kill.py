@@ -22,11 +22,11 @@ sys.stdout.write("done\n"); sys.stdout.flush()
 
 
 def _old(i):
-    return ("old %d\n" % i) * 20000
+    return f"old {i}\n" * 20000
 
 
 def _new(i):
-    return ("new %d\n" % i) * 20000
+    return f"new {i}\n" * 20000
 
 
 def _reset(root):

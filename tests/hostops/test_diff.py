@@ -42,7 +42,7 @@ def _apply_patch(tmp_path, old, diff_text):
     (tmp_path / "p.diff").write_bytes(diff_text.encode())
     out = tmp_path / "out"
     proc = subprocess.run(["patch", "-s", "-o", str(out), str(tmp_path / "old"), str(tmp_path / "p.diff")],
-                          capture_output=True, text=True, timeout=20)
+                          capture_output=True, text=True, timeout=20, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out.read_bytes().decode()
 

@@ -7,7 +7,15 @@ import threading
 import pytest
 
 from ccp.hostops import atomic
-from ccp.hostops.errors import BadRequest, Busy, ExpectationFailed, FenceRejected, NotFound, PathRefused, WriteFailed
+from ccp.hostops.errors import (
+    BadRequest,
+    Busy,
+    ExpectationFailed,
+    FenceRejected,
+    NotFound,
+    PathRefused,
+    WriteFailed,
+)
 from ccp.hostops.locking import tenant_lock
 from ccp.hostops.tenant import sha256_hex
 from tests.hostops.conftest import COMPOSE, ENV
