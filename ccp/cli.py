@@ -78,10 +78,12 @@ def demo(host: str, port: int, no_tenants: bool) -> None:
 
 def _register_subcommands() -> None:
     from ccp.commands import instance_group, rotate_key_command, user_group
+    from ccp.tokens_cli import token_group
 
     main.add_command(user_group)
     main.add_command(instance_group)
     main.add_command(rotate_key_command)
+    main.add_command(token_group)
     try:
         from ccp.rendering.cli import render_command
     except ImportError:  # rendering not installed yet in this checkout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -66,6 +66,7 @@ def login():
         db.session.commit()
         # A fresh session: nothing from before the login (e.g. a planted session) survives into the logged-in one.
         session.clear()
+        g.pop("csrf_token", None)  # the CSRF token cached for this request belonged to the old session
         login_user(user)
         return redirect(_safe_next(request.args.get("next")))
     throttle.failed()
@@ -79,6 +80,7 @@ def logout():
     """End the session (and drop everything in it)."""
     logout_user()
     session.clear()
+    g.pop("csrf_token", None)
     return redirect(url_for("auth.login"))
 
 
