@@ -12,7 +12,7 @@ from pathlib import Path
 from ccp.envfile.dotenv import MASK, mask_env_text
 from ccp.hostops import compose as compose_mod
 from ccp.hostops import envops, scripts
-from ccp.hostops.errors import BadRequest, ExpectationFailed, TooLarge
+from ccp.hostops.errors import BadRequest, ExpectationFailed, HostOpsError, TooLarge
 from ccp.hostops.files import PlannedWrite, SnapshotStore, apply_write_set, recover, split_lines, unified_diff
 from ccp.hostops.locking import check_and_store_fence, tenant_lock
 from ccp.hostops.paths import resolve_inside
@@ -80,7 +80,11 @@ class TenantHost:
     def _mask_output(self, result: dict) -> dict:
         """Hide .env values that a command may have printed."""
         tail = result.get("output_tail", "")
-        for value in envops.secret_values(self.env_path, min_len=8):
+        try:
+            values = envops.secret_values(self.env_path, min_len=8)
+        except HostOpsError:  # .env unreadable or a symlink leaving the dir: nothing we may read to mask
+            values = []
+        for value in values:
             tail = tail.replace(value, MASK)
         result["output_tail"] = tail
         return result
