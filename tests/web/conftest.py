@@ -22,13 +22,17 @@ def csrf_token(client, path: str = "/") -> str:
 
 @pytest.fixture(autouse=True)
 def fresh_g_per_request(app):
-    """The `app` fixture keeps one app context (and so one `g`) for the whole test, while a real server gives every
-    request its own: drop what Flask-WTF and Flask-Login cache on `g`, so tokens and users come from the session."""
+    """The `app` fixture keeps one app context (so one `g` and one db session) for the whole test, while a real
+    server gives every request its own: drop what Flask-WTF and Flask-Login cache on `g` and expire loaded rows, so
+    each request reads tokens, users and upgrades afresh (e.g. after the worker changed them)."""
     from flask import g, request_started
+
+    from ccp.extensions import db
 
     def reset(sender, **extra):
         g.pop("csrf_token", None)
         g.pop("_login_user", None)
+        db.session.expire_all()
 
     request_started.connect(reset, app)
     yield
