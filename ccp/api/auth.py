@@ -48,9 +48,10 @@ def require(permission: str):
 
 
 def current_token():
-    """Authenticate the request's bearer token (cached per request); raise ApiError(401) when it does not."""
-    if "api_token" in g:
-        return g.api_token
+    """Authenticate the request's bearer token; raise ApiError(401) when it does not.
+
+    Deliberately not cached on `g`: `g` lives as long as the app context, which can outlive one request.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if not header:

@@ -1,0 +1,105 @@
+"""Every API route x {no token, bad token, expired, revoked, wrong scope, right scope, session cookie only}.
+
+Denied calls get 401/403 in the error shape and change nothing: the database rows (token last-use times aside) and
+the RQ queue are compared before and after.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from ccp.extensions import get_queue
+from ccp.models import Upgrade
+from tests.api.conftest import assert_error
+from tests.factories import make_user
+
+NEW = {"slug": "matrix-new", "driver": "local", "install_dir": "/srv/matrix-new", "image_tag": "v1"}
+
+# (method, path, body, permission, expected success status)
+ROUTES = [
+    ("GET", "/api/instances", None, "read", 200),
+    ("GET", "/api/instances/{slug}", None, "read", 200),
+    ("POST", "/api/instances", NEW, "admin", 201),
+    ("PATCH", "/api/instances/{id}", {"name": "Renamed"}, "admin", 200),
+    ("DELETE", "/api/instances/{slug}", None, "admin", 204),
+    ("POST", "/api/instances/{slug}/upgrade-release/preview", {"imageTag": "v2"}, "operate", 200),
+    ("POST", "/api/instances/{slug}/upgrade-release", {"imageTag": "v2"}, "operate", 202),
+    ("POST", "/api/instances/{slug}/quick-upgrade", None, "operate", 202),
+    ("POST", "/api/instances/{slug}/upgrade-now", None, "operate", 202),
+    ("GET", "/api/instances/{id}/upgrades", None, "read", 200),
+    ("GET", "/api/upgrades/{done}", None, "read", 200),
+    ("POST", "/api/upgrades/{queued}/cancel", None, "operate", 200),
+    ("GET", "/api/audit", None, "admin", 200),
+    ("GET", "/metrics", None, "read", 200),
+]
+NARROWER = {"operate": "read", "admin": "operate"}
+WIDER = {"read": "operate", "operate": "admin"}
+DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users")
+
+
+def snapshot(db) -> dict:
+    """Every row of the tables a call could change (token last-use time excluded), plus the queue length."""
+    state = {}
+    for table in DB_TABLES:
+        rows = db.session.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")).mappings().all()
+        state[table] = [{k: v for k, v in r.items() if k != "last_used_at"} for r in rows]
+    state["queue"] = get_queue().count
+    db.session.rollback()
+    return state
+
+
+@pytest.fixture
+def matrix_target(app, db, tenant):
+    """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work)."""
+    from tests.factories import make_instance
+
+    other = make_instance()
+    done = Upgrade(instance_id=tenant.id, kind="quick", status="succeeded", actor="test")
+    queued = Upgrade(instance_id=other.id, kind="quick", status="queued", actor="test")
+    db.session.add_all([done, queued])
+    db.session.commit()
+    return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id}
+
+
+@pytest.mark.parametrize("method, path, body, permission, ok", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
+def test_route_auth_matrix(app, db, api, client, make_token, matrix_target, method, path, body, permission, ok):
+    url = path.format(**matrix_target)
+    kwargs = {"json": body} if body is not None else {}
+    denied = {
+        "no token": (None, 401, "unauthenticated"),
+        "bad token": ("ccp_" + "x" * 43, 401, "invalid_token"),
+        "expired": (make_token(permission, "expired"), 401, "invalid_token"),
+        "revoked": (make_token(permission, "revoked"), 401, "invalid_token"),
+    }
+    if permission in NARROWER:
+        denied["wrong scope"] = (make_token(NARROWER[permission]), 403, "insufficient_scope")
+    before = snapshot(db)  # tokens made above are part of the baseline
+    for case, (token, status, code) in denied.items():
+        resp = api(method, url, token, **kwargs)
+        err = assert_error(resp, status, code)
+        if status == 401:
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer"), case
+        assert err["message"], case
+    assert snapshot(db) == before, "a call without a valid token or scope changed something"
+    # A logged-in browser session is not an API credential (the API is CSRF-exempt because of this).
+    admin, password = make_user(role="admin")
+    _login(client, admin.username, password)
+    before = snapshot(db)
+    assert_error(api(method, url, None, **kwargs), 401, "unauthenticated")
+    assert snapshot(db) == before, "a denied call changed something"
+
+    resp = api(method, url, make_token(permission), **kwargs)
+    assert resp.status_code == ok, (resp.status_code, resp.get_data(as_text=True)[:400])
+    if permission in WIDER:  # a wider scope includes the narrower ones
+        repeat = api(method, url, make_token(WIDER[permission]), **kwargs)
+        assert repeat.status_code < 500
+
+
+def _login(client, username, password):
+    html = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    assert client.post("/login", data={"csrf_token": csrf, "username": username,
+                                       "password": password}).status_code == 302
