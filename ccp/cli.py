@@ -77,25 +77,17 @@ def demo(host: str, port: int, no_tenants: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from ccp.agent.cli import agent_command
     from ccp.commands import instance_group, rotate_key_command, user_group
+    from ccp.rendering.cli import render_command
     from ccp.tokens_cli import token_group
 
     main.add_command(user_group)
     main.add_command(instance_group)
     main.add_command(rotate_key_command)
     main.add_command(token_group)
-    try:
-        from ccp.rendering.cli import render_command
-    except ImportError:  # rendering not installed yet in this checkout
-        render_command = None
-    if render_command is not None:
-        main.add_command(render_command, "render")
-    try:
-        from ccp.agent.cli import agent_command
-    except ImportError:
-        agent_command = None
-    if agent_command is not None:
-        main.add_command(agent_command, "agent")
+    main.add_command(render_command, "render")
+    main.add_command(agent_command, "agent")
 
 
 _register_subcommands()

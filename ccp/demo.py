@@ -21,14 +21,17 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
     from ccp import create_app
     from ccp.config import ConfigError
+    from ccp.extensions import get_redis
 
     os.environ.setdefault("CCP_ENV", "demo")
     os.environ.setdefault("CCP_INSTANCE_DIR", str(Path(".ccp-demo").resolve()))
     try:
-        app = create_app()  # starts the embedded Redis when REDIS_URL is unset
+        app = create_app()
     except ConfigError as exc:
         click.echo(f"ccp: configuration error: {exc}", err=True)
         return 2
+    with app.app_context():
+        get_redis()  # starts the embedded Redis (owned by this process) when REDIS_URL is unset
     env = dict(os.environ, REDIS_URL=app.config["REDIS_URL"], CCP_ENV=app.config["CCP"].mode)
     with app.app_context():
         from flask_migrate import upgrade

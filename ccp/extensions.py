@@ -42,14 +42,17 @@ class RedisStore:
         self._embedded = None
 
     def init_app(self, app: Flask) -> None:
+        """Connect to REDIS_URL now; the embedded server is started lazily, on first use (see get_redis)."""
         settings = app.config["CCP"]
-        url = settings.redis_url
-        if url is None:
-            url = self.start_embedded(settings.instance_dir)
+        if settings.redis_url is not None:
+            self.connect(app, settings.redis_url)
+
+    @staticmethod
+    def connect(app: Flask, url: str) -> redis.Redis:
         app.config["REDIS_URL"] = url
-        app.extensions["ccp_redis"] = redis.Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30
-        )
+        conn = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+        app.extensions["ccp_redis"] = conn
+        return conn
 
     def start_embedded(self, instance_dir: Path) -> str:
         """Start (or join) the embedded redis-server for this instance folder and return its unix:// URL."""
@@ -66,8 +69,16 @@ redis_store = RedisStore()
 
 
 def get_redis() -> redis.Redis:
-    """The current app's Redis connection (bytes in, bytes out, as RQ expects)."""
-    return current_app.extensions["ccp_redis"]
+    """The current app's Redis connection (bytes in, bytes out, as RQ expects).
+
+    Without REDIS_URL the embedded redis-server is started here, on first use, so commands that never touch
+    Redis (render, user create, db upgrade) do not start one.
+    """
+    conn = current_app.extensions.get("ccp_redis")
+    if conn is None:
+        app = current_app._get_current_object()
+        conn = redis_store.connect(app, redis_store.start_embedded(app.config["CCP"].instance_dir))
+    return conn
 
 
 def get_queue() -> Queue:
@@ -89,7 +100,8 @@ def check_connections(app: Flask) -> None:
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot start"; keep only its first line
         raise ConfigError(f"cannot connect to DATABASE_URL: {_first_line(exc)}") from None
     try:
-        app.extensions["ccp_redis"].ping()
+        with app.app_context():
+            get_redis().ping()
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot connect to REDIS_URL: {_first_line(exc)}") from None
 

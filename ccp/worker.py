@@ -14,8 +14,10 @@ from flask import Flask
 from rq import SimpleWorker
 
 from ccp.extensions import get_queue, get_redis
+from ccp.services.reaper import reap_interrupted
 
 log = logging.getLogger(__name__)
+HOUSEKEEPING_INTERVAL_S = 20.0
 
 
 class AppWorker(SimpleWorker):
@@ -50,16 +52,12 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> b
         stop.set()
 
 
-def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = 20.0) -> None:
+def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = HOUSEKEEPING_INTERVAL_S) -> None:
     """Mark upgrades whose job died as interrupted (every `interval_s`)."""
     while not stop.is_set():
         try:
-            from ccp.services.reaper import reap_interrupted
-
             with app.app_context():
                 reap_interrupted()
-        except ImportError:
-            return
         except Exception:  # noqa: BLE001 - housekeeping must never kill the worker
             log.exception("housekeeping failed")
         stop.wait(interval_s)

@@ -45,9 +45,7 @@ def _migrate(url: str, instance_dir: Path) -> None:
 
     from ccp import create_app
 
-    app = create_app({"environ": {"CCP_ENV": "testing", "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1",
-                                  "CCP_INSTANCE_DIR": str(instance_dir)}})
-    app.extensions.pop("ccp_redis", None)
+    app = create_app({"environ": {"CCP_ENV": "testing", "DATABASE_URL": url, "CCP_INSTANCE_DIR": str(instance_dir)}})
     with app.app_context():
         upgrade()
         from ccp.extensions import db
@@ -110,6 +108,7 @@ def app_env(database_url, redis_url, tmp_path) -> dict[str, str]:
         "CCP_INSTANCE_DIR": str(tmp_path / "instance"),
         "CCP_QUEUE": f"ccp-test-{uuid.uuid4().hex[:8]}",
         "CCP_MONITOR_WINDOW_S": "0",
+        "CCP_STEP_DEADLINE_S": "20",
     }
 
 

@@ -49,3 +49,34 @@ def make_tenant_files(install_dir: Path, instance, tag: str, secrets: dict | Non
     for name in ("upgrade.sh", "image-upgrade.sh"):
         if (scripts / name).exists():
             (scripts / name).chmod(0o755)
+
+
+class AgentForTests:
+    """A real agent (ccp.agent) serving tenants on 127.0.0.1 in a thread, with its key."""
+
+    key_id = "ccp-test"
+
+    def __init__(self, state_dir: Path, instances: dict[str, Path], project: str,
+                 compose_command: list[str] | None = None) -> None:
+        import secrets as _secrets
+
+        from ccp.agent.config import AgentConfig, InstanceConfig
+        from ccp.agent.server import start_agent_in_thread
+
+        self.key = _secrets.token_urlsafe(32)
+        config = AgentConfig(
+            keys={self.key_id: self.key.encode()},
+            instances={slug: InstanceConfig(install_dir=path, project=project) for slug, path in instances.items()},
+            state_dir=state_dir, compose_command=compose_command or FAKE_COMPOSE,
+        ).validate()
+        self.handle = start_agent_in_thread(config)
+        self.url = self.handle.url
+
+    def stop(self) -> None:
+        self.handle.stop()
+
+
+def start_agent(state_dir: Path, instances: dict[str, Path], project: str,
+                compose_command: list[str] | None = None) -> AgentForTests:
+    """Start a real agent for `instances` (slug -> install dir) on a free loopback port."""
+    return AgentForTests(state_dir, instances, project, compose_command)

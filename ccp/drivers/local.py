@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccp import __version__
+from ccp.agent.app import CAPABILITIES, PROTOCOL_VERSION
 from ccp.drivers.base import AgentRejected, DriverError
 from ccp.hostops.errors import HostOpsError
 from ccp.hostops.tenant import TenantHost
-
-CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
-                "compose.up", "compose.ps", "compose.down", "scripts.run")
 
 
 class LocalDriver:
@@ -39,7 +37,7 @@ class LocalDriver:
             raise DriverError(f"{type(exc).__name__}: {exc.strerror or exc}", target=self.target) from None
 
     def health(self) -> dict:
-        return {"version": __version__, "protocol": 1, "capabilities": list(CAPABILITIES),
+        return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": list(CAPABILITIES),
                 "instances": [self.host.project]}
 
     def diff_files(self, files: dict[str, str]) -> dict:

@@ -115,3 +115,25 @@ def test_cancel_queued_upgrade(app, tenant, run_worker, db):
     assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v1"
     with pytest.raises(upgrades.NotCancellable):
         upgrades.cancel_upgrade(upgrade, actor="t")
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["provisioned", "registered"])
+def test_release_through_a_real_agent(app, tenant_factory, run_worker, db, registered):
+    inst = tenant_factory(registered=registered, driver="remote")
+    preview = upgrades.preview_release(inst, "v2")
+    assert inst.agent_version and "files.diff" in inst.agent_capabilities
+    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "succeeded", upgrade.error
+    assert parse_env((_dir(inst) / ".env").read_text())["IMAGE_TAG"] == "v2"
+
+
+def test_agent_too_old_is_a_clear_error(app, tenant_factory, monkeypatch):
+    import ccp.agent.app as agent_app
+
+    inst = tenant_factory(driver="remote")
+    monkeypatch.setattr(agent_app, "CAPABILITIES", ["files.write"])  # an agent from before files.diff existed
+    with pytest.raises(upgrades.AgentTooOld) as err:
+        upgrades.preview_release(inst, "v2")
+    assert "files.diff" in err.value.message
