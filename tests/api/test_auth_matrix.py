@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
-import sqlalchemy as sa
 
-from ccp.extensions import get_queue
 from ccp.models import Upgrade
+from tests.api.auth_matrix_helpers import snapshot
 from tests.api.conftest import assert_error
 from tests.factories import make_user
 
@@ -37,20 +36,6 @@ ROUTES = [
 ]
 NARROWER = {"operate": "read", "admin": "operate"}
 WIDER = {"read": "operate", "operate": "admin"}
-DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users")
-
-
-def snapshot(db) -> dict:
-    """Every row of the tables a call could change (token last-use time excluded), plus the queue length."""
-    state = {}
-    for table in DB_TABLES:
-        rows = db.session.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")).mappings().all()
-        state[table] = [{k: v for k, v in r.items() if k != "last_used_at"} for r in rows]
-    state["queue"] = get_queue().count
-    db.session.rollback()
-    return state
-
-
 @pytest.fixture
 def matrix_target(app, db, tenant):
     """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work)."""
