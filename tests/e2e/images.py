@@ -59,7 +59,12 @@ _START_WEB = """#!/bin/sh
 # ccp test web image: busybox httpd on $PORT (default 8080), serving /www
 PORT="${PORT:-8080}"
 echo "ccp-test web image version %(version)s listening on port $PORT"
-exec httpd -f -v -p "$PORT" -h /www
+# httpd runs as a child so that this shell (PID 1) can stop it on SIGTERM: PID 1 without a handler ignores
+# SIGTERM, and every `compose down`/`up` recreate would then wait out the whole stop grace period.
+httpd -f -v -p "$PORT" -h /www &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
+wait "$pid"
 """
 
 _START_BROKEN = """#!/bin/sh
