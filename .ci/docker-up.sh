@@ -111,9 +111,12 @@ docker_ok() { timeout 10 docker info >/dev/null 2>&1; }
 
 start_dockerd() {
     # $@ = dockerd options. Returns 0 when `docker info` answers within DOCKER_WAIT seconds.
-    local pid i
+    local pid i first
     log "starting dockerd $*"
+    # a stale pid file from a dead daemon blocks the start
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then rm -f /var/run/docker.pid; fi
     echo "==== $(date -Is) dockerd $*" >>"$LOG_DIR/dockerd.log"
+    first=$(($(wc -l <"$LOG_DIR/dockerd.log") + 1))
     setsid nohup dockerd "$@" >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$STATE_DIR/dockerd.pid"
@@ -123,12 +126,14 @@ start_dockerd() {
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            log "dockerd exited: $(grep -E 'level=(fatal|error)|failed' "$LOG_DIR/dockerd.log" | tail -n 1)"
+            LAST_ERR=$(tail -n +"$first" "$LOG_DIR/dockerd.log" | grep -E 'level=(fatal|error)|failed' | tail -n 1)
+            log "dockerd exited: $LAST_ERR"
             return 1
         fi
         sleep 0.5
     done
-    log "dockerd did not answer within ${DOCKER_WAIT}s; stopping it"
+    LAST_ERR="dockerd did not answer within ${DOCKER_WAIT}s"
+    log "$LAST_ERR; stopping it"
     kill "$pid" 2>/dev/null
     for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -9 "$pid" 2>/dev/null
@@ -147,9 +152,8 @@ COMMON_ARGS="--host=unix:///var/run/docker.sock --exec-root=/var/run/docker --pi
 if docker_ok; then
     log "dockerd already answers ($(cat "$STATE_DIR/dockerd.args" 2>/dev/null || echo 'started elsewhere'))"
 else
-    # a stale pid file from a dead daemon blocks the next start
-    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then rm -f /var/run/docker.pid; fi
     started=0
+    LAST_ERR=""
     if [ -n "${CCP_DOCKERD_ARGS:-}" ]; then
         # shellcheck disable=SC2086
         start_dockerd $COMMON_ARGS $CCP_DOCKERD_ARGS && started=1
@@ -160,8 +164,7 @@ else
         done
     fi
     if [ $started != 1 ]; then
-        reason=$(grep -E 'level=(fatal|error)|failed to start daemon' "$LOG_DIR/dockerd.log" | tail -n 1)
-        unavailable "dockerd would not start with any option set (${reason:-no error logged}); log $LOG_DIR/dockerd.log" "$LOG_DIR/dockerd.log"
+        unavailable "dockerd would not start with any option set (last error: ${LAST_ERR:-none logged}); log $LOG_DIR/dockerd.log" "$LOG_DIR/dockerd.log"
     fi
 fi
 SERVER_VERSION=$(timeout 10 docker version --format '{{.Server.Version}}' 2>&1) || unavailable "docker version: $SERVER_VERSION"
