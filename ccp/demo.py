@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from ccp.services.demo_tenants import seed_demo_tenants, stop_demo_agents
+
 
 def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
@@ -38,7 +40,7 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
 
         upgrade()
         login = _ensure_demo_user()
-        notes = _seed_tenants(app) if with_tenants else []
+        notes = seed_demo_tenants(app) if with_tenants else []
 
     ccp = [sys.executable, "-m", "ccp.cli"]
     children = [
@@ -67,7 +69,7 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
                 code = 1
         time.sleep(0.3)
     _stop_children(children)
-    _stop_demo_agents(app)
+    stop_demo_agents()
     click.echo("ccp demo stopped")
     return code
 
@@ -103,18 +105,3 @@ def _ensure_demo_user() -> tuple[str, str]:
     return "demo", password
 
 
-def _seed_tenants(app) -> list[str]:
-    """Create demo tenants with local agents (added once the agent and upgrades land)."""
-    try:
-        from ccp.services.demo_tenants import seed_demo_tenants
-    except ImportError:
-        return []
-    return seed_demo_tenants(app)
-
-
-def _stop_demo_agents(app) -> None:
-    try:
-        from ccp.services.demo_tenants import stop_demo_agents
-    except ImportError:
-        return
-    stop_demo_agents()

@@ -1,17 +1,19 @@
 """Test tenants: a real install dir rendered from the default set, driven locally or through a real agent.
 
-The container runtime is tests/fakes/fake_compose.py (the process boundary); e2e tests use real Docker instead.
+The container runtime is CCP's labelled dry-run runtime (ccp.hostops.dryrun) at the process boundary; the e2e tier
+uses real Docker instead.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from ccp.hostops.dryrun import dry_run_command
 
 from ccp.rendering.render import render_instance
 from ccp.rendering.sets import load_template_set
 
-FAKE_COMPOSE = [sys.executable, str(Path(__file__).parent / "fakes" / "fake_compose.py")]
+FAKE_COMPOSE = dry_run_command()
 CANARY = "CANARY-s3cr3t-7f1d2c"  # a secret value that must never show up anywhere outside the tenant host
 
 REGISTERED_ENV_HEAD = """# Installed by install.sh on 2025-03-02 — do not share this file

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ccp import __version__
 from ccp.agent.config import AgentConfig
 from ccp.agent.signing import RequestVerifier, SignatureError
+from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import BadRequest, HostOpsError, NotFound
 from ccp.hostops.tenant import TenantHost
 
@@ -98,7 +99,8 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.get("/v1/health")
     def health():
-        return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": CAPABILITIES,
+        caps = CAPABILITIES + (["runtime.dry-run"] if is_dry_run(config.compose_command) else [])
+        return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                         "instances": sorted(hosts)})
 
     @app.post("/v1/instances/<slug>/files/diff")

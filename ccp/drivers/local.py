@@ -7,6 +7,7 @@ from pathlib import Path
 from ccp import __version__
 from ccp.agent.app import CAPABILITIES, PROTOCOL_VERSION
 from ccp.drivers.base import AgentRejected, DriverError
+from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import HostOpsError
 from ccp.hostops.tenant import TenantHost
 
@@ -37,7 +38,8 @@ class LocalDriver:
             raise DriverError(f"{type(exc).__name__}: {exc.strerror or exc}", target=self.target) from None
 
     def health(self) -> dict:
-        return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": list(CAPABILITIES),
+        caps = list(CAPABILITIES) + (["runtime.dry-run"] if is_dry_run(self.host.compose_spec.command) else [])
+        return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
 
     def diff_files(self, files: dict[str, str]) -> dict:

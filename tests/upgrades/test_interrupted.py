@@ -17,7 +17,7 @@ from tests.tenants import FAKE_COMPOSE
 
 def test_killed_worker_marks_upgrade_interrupted(app, app_env, tenant, db):
     upgrade = upgrades.start_release(tenant, "v2", actor="t")
-    env = dict(os.environ, **app_env, CCP_LOCAL_COMPOSE_COMMAND=shlex.join(FAKE_COMPOSE), FAKE_COMPOSE_SLEEP="60")
+    env = dict(os.environ, **app_env, CCP_LOCAL_COMPOSE_COMMAND=shlex.join(FAKE_COMPOSE), DRY_RUN_COMPOSE_SLEEP="60")
     worker = subprocess.Popen([sys.executable, "-m", "ccp.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

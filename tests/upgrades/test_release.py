@@ -68,7 +68,7 @@ def test_registered_tenant_env_patched_in_place(app, tenant_factory, run_worker,
 
 def test_broken_tag_rolls_back_files_and_env(app, tenant, run_worker, db):
     before = {p: p.read_bytes() for p in _dir(tenant).rglob("*") if p.is_file() and ".ccp" not in p.parts
-              and p.name != ".fake-runtime.json"}
+              and p.name != ".dry-run-runtime.json"}
     upgrade = upgrades.start_release(tenant, "broken", actor="t")
     run_worker()
     db.session.refresh(upgrade)
