@@ -16,6 +16,7 @@ from ccp.services.instances import EDITABLE, InstanceError, create_instance, del
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
 CREATABLE = ("slug", *WRITABLE)
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns; a larger number is simply not an id (404, not a DB error)
 _TYPES = {
     "slug": str, "name": str, "domain": str, "driver": str, "agent_url": (str, type(None)),
     "agent_key_id": (str, type(None)), "agent_key": (str, type(None)), "install_dir": (str, type(None)),
@@ -41,7 +42,7 @@ def instance_to_dict(inst: Instance) -> dict:
 def find_instance(ref: str) -> Instance:
     """The instance with this numeric id or slug; ApiError(404) otherwise. Digits are tried as an id first."""
     inst = None
-    if ref.isdigit() and len(ref) < 12:
+    if ref.isdigit() and int(ref) <= MAX_ID:
         inst = db.session.get(Instance, int(ref))
     if inst is None:
         inst = db.session.execute(select(Instance).filter_by(slug=ref)).scalar_one_or_none()

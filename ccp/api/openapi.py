@@ -9,8 +9,9 @@ _ERR = {"$ref": "#/components/responses/Error"}
 _REF = {"name": "ref", "in": "path", "required": True, "description": "numeric id or slug",
         "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9][a-z0-9-]*$"}}
 _UID = {"name": "upgrade_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+# (no maximum on purpose: any larger number is answered 404, which clients and fuzzers may rely on)
 _PAGING = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10**9, "default": 1}},
     {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE,
                                                     "default": 20}},
 ]

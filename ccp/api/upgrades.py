@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
-from ccp.api.instances import find_instance
+from ccp.api.instances import MAX_ID, find_instance
 from ccp.extensions import db
 from ccp.models import Upgrade
 from ccp.services import upgrades as svc
@@ -133,7 +133,7 @@ def _accepted(upgrade: Upgrade):
 
 
 def _find_upgrade(upgrade_id: int) -> Upgrade:
-    upgrade = db.session.get(Upgrade, upgrade_id)
+    upgrade = db.session.get(Upgrade, upgrade_id) if upgrade_id <= MAX_ID else None
     if upgrade is None:
         raise ApiError(404, "not_found", f"no upgrade {upgrade_id}")
     return upgrade

@@ -118,3 +118,10 @@ def test_cancel_finished_upgrade_is_409(app, db, api, op, tenant):
     db.session.add(done)
     db.session.commit()
     assert_error(api("POST", f"/api/upgrades/{done.id}/cancel", op), 409, "not_cancellable")
+
+
+def test_ids_beyond_the_column_range_are_404_not_500(app, api, op):
+    """Found by schemathesis: a huge numeric id overflowed the driver (SQLite) / the int4 column (PostgreSQL)."""
+    assert_error(api("GET", "/api/instances/99999999999999999999", op), 404, "not_found")
+    assert_error(api("GET", "/api/upgrades/475663465741680181248", op), 404, "not_found")
+    assert_error(api("POST", "/api/upgrades/2147483648/cancel", op), 404, "not_found")
