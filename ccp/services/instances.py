@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from ccp.extensions import db
 from ccp.models import DRIVERS, Instance
+from ccp.rendering.context import validate_tag
 from ccp.vault import get_vault
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 VAR_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EDITABLE = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
             "is_registered", "image_tag", "template_set", "health_urls", "vars")
@@ -25,14 +25,6 @@ class InstanceError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-
-
-def validate_tag(tag: str) -> str:
-    """Return `tag` if it is a valid docker image tag, else raise ValueError with a clear message."""
-    if not isinstance(tag, str) or not TAG.match(tag):
-        raise ValueError("image tag must be 1-128 characters of letters, digits, '_', '.', '-' "
-                         "and must not start with '.' or '-'")
-    return tag
 
 
 def create_instance(data: dict, actor: str = "system") -> Instance:
@@ -126,6 +118,7 @@ def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str,
             validate_tag(data["image_tag"])
         except ValueError as exc:
             errors["image_tag"] = str(exc)
+    errors.update(_check_template_set(data.get("template_set") or "default"))
     urls = data.get("health_urls") or []
     if not isinstance(urls, list) or not all(_is_http_url(u) for u in urls):
         errors["health_urls"] = "each must be an http(s):// URL"
@@ -139,6 +132,19 @@ def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str,
         elif not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
             errors["secrets"] = "must map NAME to a string value"
     return errors
+
+
+def _check_template_set(name: str) -> dict[str, str]:
+    from flask import current_app
+
+    from ccp.rendering.sets import TemplateSetError, load_template_set
+
+    settings = current_app.config["CCP"]
+    try:
+        load_template_set(name, (settings.template_sets_dir,) if settings.template_sets_dir else ())
+    except TemplateSetError as exc:
+        return {"template_set": str(exc)}
+    return {}
 
 
 def _is_http_url(value) -> bool:

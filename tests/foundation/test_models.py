@@ -72,3 +72,11 @@ def test_registered_tenant_cannot_hold_secrets(app):
         make_instance(is_registered=True, secrets={"X": "y"})
     assert "secrets" in err.value.errors
     assert Instance.query.count() == 0
+
+
+def test_unknown_template_set_is_a_field_error(app):
+    from ccp.services.instances import InstanceError
+
+    with pytest.raises(InstanceError) as err:
+        make_instance(template_set="no-such-set")
+    assert "template_set" in err.value.errors and Instance.query.count() == 0
