@@ -1,0 +1,173 @@
+"""Redaction canary: a known secret planted in a provisioned tenant's held secrets and in a registered tenant's .env
+must never show up in API responses, rendered UI pages, logs, RQ job data in Redis or the database's plaintext.
+
+Flows: preview, a successful apply, a failing apply (the `broken` tag, rolled back), error paths (stale plan,
+unreachable agent, a conflict), through the API and the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ccp.extensions import get_redis
+from ccp.models import Upgrade
+from tests.factories import make_instance, make_user
+from tests.tenants import CANARY
+
+NEEDLE = CANARY.encode()
+
+
+class Recorder:
+    """Collects every response body and header the test sees."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.seen: list[tuple[str, bytes]] = []
+
+    def __call__(self, method: str, path: str, token: str | None = None, **kwargs):
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        resp = self.client.open(path, method=method, headers=headers, **kwargs)
+        self.seen.append((f"{method} {path}", resp.get_data() + str(resp.headers).encode()))
+        return resp
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+
+def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_factory, run_worker, caplog):
+    caplog.set_level(logging.DEBUG)
+    provisioned = tenant_factory(registered=False, driver="local")
+    registered = tenant_factory(registered=True, driver="remote")
+    assert CANARY in str(provisioned.decrypted_secrets())  # the canary is really there to leak
+    assert CANARY in (Path(registered.install_dir) / ".env").read_text()
+    dead = make_instance(agent_url="http://127.0.0.1:9")
+    op = make_token("admin")
+    call = Recorder(client)
+
+    for inst in (provisioned, registered):
+        # Preview, then a successful apply bound to that plan.
+        preview = call("POST", f"/api/instances/{inst.slug}/upgrade-release/preview", op, json={"imageTag": "v2"})
+        assert preview.status_code == 200, preview.get_data(as_text=True)
+        plan = preview.get_json()["plan_hash"]
+        ok = call("POST", f"/api/instances/{inst.slug}/upgrade-release", op, json={"imageTag": "v2", "plan": plan})
+        assert ok.status_code == 202
+        # Error path: a second start while the first is queued.
+        assert call("POST", f"/api/instances/{inst.slug}/quick-upgrade", op).status_code == 409
+        run_worker()
+        # A failing apply: the broken tag's containers exit, the upgrade rolls back.
+        bad = call("POST", f"/api/instances/{inst.slug}/upgrade-release", op, json={"imageTag": "broken"})
+        assert bad.status_code == 202
+        run_worker()
+        # Error path: a stale plan.
+        stale = call("POST", f"/api/instances/{inst.slug}/upgrade-release", op,
+                     json={"imageTag": "v3", "plan": "f" * 64})
+        assert stale.status_code == 202
+        run_worker()
+        db.session.expire_all()
+    statuses = [u.status for u in db.session.scalars(sa.select(Upgrade).order_by(Upgrade.id))]
+    assert statuses.count("succeeded") == 2 and "rolled_back" in statuses, statuses
+    # Positive control: the secret really went through the apply path (rendered into the host's .env).
+    assert CANARY in (Path(provisioned.install_dir) / ".env").read_text()
+    assert call("POST", f"/api/instances/{dead.slug}/upgrade-release/preview", op,
+                json={"imageTag": "v2"}).status_code == 502
+
+    # Read everything back through the API.
+    upgrade_ids = db.session.scalars(sa.select(Upgrade.id)).all()
+    for inst in (provisioned, registered, dead):
+        call("GET", f"/api/instances/{inst.slug}", op)
+        call("GET", f"/api/instances/{inst.slug}/upgrades", op)
+    for uid in upgrade_ids:
+        call("GET", f"/api/upgrades/{uid}", op)
+    call("GET", "/api/instances", op)
+    call("GET", "/api/audit?per_page=100", op)
+    call("GET", "/metrics", op)
+
+    # ... and through the UI, including a preview rendered as HTML.
+    admin, password = make_user(role="admin")
+    call("POST", "/login", data={"csrf_token": _csrf(call("GET", "/login").get_data(as_text=True)),
+                                 "username": admin.username, "password": password})
+    for inst in (provisioned, registered):
+        page = call("GET", f"/instances/{inst.slug}")
+        assert page.status_code == 200
+        for tab in ("updates", "history", "settings"):
+            call("GET", f"/instances/{inst.slug}/{tab}")
+        call("GET", f"/instances/{inst.slug}/release")
+        ui_preview = call("POST", f"/instances/{inst.slug}/release/preview",
+                          data={"csrf_token": _csrf(page.get_data(as_text=True)), "tag": "v4"})
+        assert ui_preview.status_code == 200, ui_preview.status_code
+    for uid in upgrade_ids:
+        call("GET", f"/upgrades/{uid}")
+        call("GET", f"/upgrades/{uid}/status")
+    for path in ("/", "/admin/audit", "/admin/tokens"):
+        assert call("GET", path).status_code == 200
+
+    leaks = [where for where, data in call.seen if NEEDLE in data]
+    assert leaks == [], f"canary in responses: {leaks}"
+
+    log_hits = [r.getMessage() for r in caplog.records if CANARY in r.getMessage() or CANARY in (r.exc_text or "")]
+    assert log_hits == [], log_hits
+    assert CANARY not in caplog.text
+
+    assert _redis_hits(app, db) == []
+    assert _db_hits(db) == []
+
+
+def _redis_hits(app, db) -> list[str]:
+    """Every key of this test's queue and its jobs (hash fields, strings, lists, sets) searched for the canary."""
+    redis = get_redis()
+    queue = app.config["CCP"].queue_name
+    job_ids = [j for j in db.session.scalars(sa.select(Upgrade.job_id)) if j]
+    assert job_ids
+    keys = {f"rq:job:{j}".encode() for j in job_ids}
+    keys |= set(redis.scan_iter(match=f"rq:*{queue}*".encode()))
+    hits = []
+    job_hashes = [k for k in keys if redis.type(k) == b"hash"]
+    assert len(job_hashes) >= len(job_ids), "the job data is gone: nothing was searched"
+    for key in keys:
+        kind = redis.type(key)
+        if kind == b"hash":
+            blob = b"".join(k + v for k, v in redis.hgetall(key).items())
+        elif kind == b"string":
+            blob = redis.get(key) or b""
+        elif kind == b"list":
+            blob = b"".join(redis.lrange(key, 0, -1))
+        elif kind in (b"set", b"zset"):
+            blob = b"".join(redis.zrange(key, 0, -1) if kind == b"zset" else redis.smembers(key))
+        else:
+            continue
+        if NEEDLE in blob or _maybe_compressed_hit(blob):
+            hits.append(key.decode())
+    return hits
+
+
+def _maybe_compressed_hit(blob: bytes) -> bool:
+    """RQ stores job data zlib-compressed: look inside too."""
+    import zlib
+
+    for start in range(0, min(len(blob), 64)):
+        try:
+            if NEEDLE in zlib.decompress(blob[start:]):
+                return True
+        except zlib.error:
+            continue
+    return False
+
+
+def _db_hits(db) -> list[str]:
+    """Every column of every table, as text: only the Fernet ciphertext columns may hold the secret (encrypted)."""
+    hits = []
+    inspector = sa.inspect(db.engine)
+    for table in inspector.get_table_names():
+        for row in db.session.execute(sa.text(f'SELECT * FROM "{table}"')).mappings():
+            for column, value in row.items():
+                if value is not None and CANARY in str(value):
+                    hits.append(f"{table}.{column}")
+    db.session.rollback()
+    return hits
