@@ -62,9 +62,13 @@ class Run:
         return step
 
     @contextmanager
-    def step(self, name: str):
-        """Record a step: running -> succeeded/failed with timings and the masked output tail."""
-        self.check_cancel()
+    def step(self, name: str, *, cancellable: bool = True):
+        """Record a step: running -> succeeded/failed with timings and the masked output tail.
+
+        Forward steps first honour a pending cancel; rollback steps are not cancellable (they restore safety).
+        """
+        if cancellable:
+            self.check_cancel()
         row = self.step_row(name)
         row.status, row.started_at = "running", utcnow()
         db.session.commit()
@@ -206,13 +210,13 @@ def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_c
     upgrade.error = cause
     db.session.commit()
     try:
-        with run.step("restore") as box:
+        with run.step("restore", cancellable=False) as box:
             restored = [run.driver.restore_snapshot(sid, fence=upgrade.id) for sid in run.snapshots]
             box["output"] = "restored " + ", ".join(sorted({p for r in restored for p in r.get("restored", [])}))
         if run.runtime_touched:
-            with run.step("rollback_up") as box:
+            with run.step("rollback_up", cancellable=False) as box:
                 run.compose(box, "up")
-            with run.step("rollback_verify") as box:
+            with run.step("rollback_verify", cancellable=False) as box:
                 box["output"] = verify_tenant(run.driver, run.instance, run.settings)
         else:
             for name in ROLLBACK_STEPS[1:]:

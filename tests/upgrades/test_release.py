@@ -137,3 +137,33 @@ def test_agent_too_old_is_a_clear_error(app, tenant_factory, monkeypatch):
     with pytest.raises(upgrades.AgentTooOld) as err:
         upgrades.preview_release(inst, "v2")
     assert "files.diff" in err.value.message
+
+
+def test_cancel_running_upgrade_rolls_back_at_next_step(app, tenant, db, monkeypatch):
+    import threading
+    import time
+
+    from ccp.services.runner import run_upgrade
+
+    def work(upgrade_id: int) -> None:  # the job body, in a thread (RQ workers need the main thread)
+        with app.app_context():
+            run_upgrade(upgrade_id)
+
+    monkeypatch.setenv("DRY_RUN_COMPOSE_SLEEP", "2")
+    upgrade = upgrades.start_release(tenant, "v2", actor="t")
+    worker = threading.Thread(target=work, args=(upgrade.id,))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if {s.name: s.status for s in db.session.get(Upgrade, upgrade.id).steps}["pull"] == "running":
+            break
+        time.sleep(0.1)
+    upgrades.cancel_upgrade(db.session.get(Upgrade, upgrade.id), actor="user:op")
+    worker.join(60)
+    db.session.expire_all()
+    upgrade = db.session.get(Upgrade, upgrade.id)
+    assert upgrade.status == "cancelled" and "cancelled" in upgrade.error, upgrade.error
+    steps = {s.name: s.status for s in upgrade.steps}
+    assert steps["pull"] == "succeeded" and steps["up"] == "skipped" and steps["restore"] == "succeeded"
+    assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v1"
