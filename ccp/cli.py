@@ -44,13 +44,14 @@ def main() -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Process queued jobs, then exit.")
 @click.option("--name", default=None, help="Worker name (default: generated).")
+@click.option("--queue", "queues", multiple=True, help="Queue to listen on (repeatable; default: CCP_QUEUE).")
 @with_appcontext
-def worker(burst: bool, name: str | None) -> None:
+def worker(burst: bool, name: str | None, queues: tuple[str, ...]) -> None:
     """Run an RQ worker inside the app context (processes upgrade jobs)."""
     from ccp.worker import run_worker
 
     _preflight()
-    run_worker(current_app._get_current_object(), burst=burst, name=name)
+    run_worker(current_app._get_current_object(), burst=burst, name=name, queues=queues)
 
 
 @main.command()

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from flask import Flask
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 
 from ccp.extensions import get_queue, get_redis
 from ccp.services.reaper import reap_interrupted
@@ -37,16 +37,19 @@ class AppWorker(SimpleWorker):
                 db.session.remove()
 
 
-def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
-    """Work the CCP queue until stopped (or until empty with burst). Returns whether any job was processed."""
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None, queues: tuple[str, ...] = ()) -> bool:
+    """Work the named queues (default: the CCP queue) until stopped, or until empty with burst.
+
+    Returns whether any job was processed.
+    """
     with app.app_context():
-        queue = get_queue()
         connection = get_redis()
+        listen = [Queue(q, connection=connection) for q in queues] if queues else [get_queue()]
     stop = threading.Event()
     housekeeping = threading.Thread(target=_housekeeping, args=(app, stop), daemon=True, name="ccp-housekeeping")
     housekeeping.start()
     try:
-        worker = AppWorker([queue], connection=connection, app=app, name=name)
+        worker = AppWorker(listen, connection=connection, app=app, name=name)
         return worker.work(burst=burst, logging_level="INFO")
     finally:
         stop.set()
