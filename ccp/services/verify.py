@@ -8,7 +8,7 @@ import time
 import requests
 
 POLL_S = 1.0
-BAD_STATES = ("exited", "dead", "removing")
+BAD_STATES = ("exited", "dead", "removing", "restarting")  # restarting = it exited; a crash loop
 
 
 class VerifyFailed(Exception):
