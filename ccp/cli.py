@@ -1,4 +1,5 @@
-"""The `ccp` command: Flask's own commands (db, run, shell, routes) plus worker, web, demo, user, instance, render, agent."""
+"""The `ccp` command: Flask's own commands (db, run, shell, routes) plus worker, web, demo, user, instance,
+render, agent, token."""
 
 from __future__ import annotations
 

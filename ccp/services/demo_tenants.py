@@ -46,7 +46,7 @@ def seed_demo_tenants(app) -> list[str]:
                    for slug, _, _ in DEMO_TENANTS},
         state_dir=settings.instance_dir / "demo-agent", compose_command=None if docker else dry_run_command(),
     )
-    for slug, name, registered in DEMO_TENANTS:
+    for slug, _name, registered in DEMO_TENANTS:
         _ensure_install_dir(hosts_dir / slug, slug, registered)
     handle = start_agent_in_thread(config.validate())
     _agents.append(handle)

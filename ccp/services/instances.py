@@ -51,7 +51,8 @@ def update_instance(inst: Instance, data: dict, actor: str = "system") -> Instan
         raise InstanceError(errors)
     _apply(inst, data)
     db.session.commit()
-    _audit(actor, "instance.update", inst, detail={"fields": sorted(k for k in data if k not in ("agent_key", "secrets"))})
+    changed = sorted(k for k in data if k not in ("agent_key", "secrets"))
+    _audit(actor, "instance.update", inst, detail={"fields": changed})
     return inst
 
 

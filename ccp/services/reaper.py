@@ -49,7 +49,8 @@ def reap_interrupted() -> list[int]:
         db.session.refresh(upgrade)
         for step in upgrade.steps:
             if step.status == "running":
-                step.status, step.finished_at, step.output_tail = "failed", now, (step.output_tail or "") + "\ninterrupted"
+                step.status, step.finished_at = "failed", now
+                step.output_tail = (step.output_tail or "") + "\ninterrupted"
         upgrade.instance.attention = f"state unknown — preview to reconcile (upgrade #{upgrade.id} was interrupted)"
         db.session.commit()
         record("system", "upgrade.interrupted", instance=upgrade.instance, plan_hash=upgrade.plan_hash,

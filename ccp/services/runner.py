@@ -97,9 +97,7 @@ class Run:
         result = self.driver.compose(action, self.settings.step_deadline_s)
         box["output"] = result.get("output_tail") or ""
         if not result.get("ok"):
-            why = "timed out" if result.get("timed_out") else (
-                f"killed by signal {result['signal']}" if result.get("signal") else f"exit code {result.get('exit_code')}")
-            raise StepFailed(f"docker compose {action} failed ({why})")
+            raise StepFailed(f"docker compose {action} failed ({_why(result)})")
         return result
 
 
@@ -238,6 +236,14 @@ def _finish(upgrade: Upgrade, status: str, error: str | None = None) -> None:
     db.session.commit()
     record(upgrade.actor, f"upgrade.{upgrade.kind}.finished", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
            result=status, detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
+
+
+def _why(result: dict) -> str:
+    if result.get("timed_out"):
+        return "timed out"
+    if result.get("signal"):
+        return f"killed by signal {result['signal']}"
+    return f"exit code {result.get('exit_code')}"
 
 
 def _message(exc: Exception) -> str:

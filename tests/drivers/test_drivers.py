@@ -4,7 +4,6 @@ must behave identically, including their errors."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 

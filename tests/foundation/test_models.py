@@ -21,7 +21,8 @@ def test_second_active_upgrade_is_refused_by_the_database(app, db):
         db.session.commit()
     db.session.rollback()
     # Finished upgrades do not count: history can hold any number of them.
-    db.session.add_all([Upgrade(instance_id=inst.id, kind="quick", status=s) for s in ("succeeded", "failed", "rolled_back")])
+    db.session.add_all([Upgrade(instance_id=inst.id, kind="quick", status=s)
+                        for s in ("succeeded", "failed", "rolled_back")])
     db.session.commit()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Upgrade)) == 4
 
