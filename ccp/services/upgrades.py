@@ -253,6 +253,9 @@ def _checked_tag(instance, tag: str | None) -> str:
 
 def _agent_error(exc: DriverError, driver) -> UpgradeError:
     if isinstance(exc, AgentUnreachable):
+        # the client's message already reads "agent at URL is unreachable/timed out: ..."; do not say it twice
+        if driver.target in exc.message:
+            return AgentUnavailable(exc.message)
         return AgentUnavailable(f"agent at {driver.target} is unreachable: {exc.message}")
     return AgentUnavailable(f"agent at {driver.target} refused: {exc.message}", {"agent_status": exc.status})
 
