@@ -24,6 +24,22 @@ def _limit_body() -> None:
         raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes", {"limit": limit})
 
 
+# Query parameters each endpoint understands; any other is refused (a typo'd filter must not silently list all).
+QUERY_PARAMS = {
+    "api.list_instances": {"page", "per_page"},
+    "api.instance_upgrades": {"page", "per_page"},
+    "api.list_audit": {"page", "per_page", "instance", "actor"},
+}
+
+
+@bp.before_request
+def _known_query_params() -> None:
+    unknown = sorted(set(request.args) - QUERY_PARAMS.get(request.endpoint, set()))
+    if unknown:
+        raise ApiError(400, "invalid_parameter", "unknown query parameter(s): " + ", ".join(unknown)[:200],
+                       {name[:100]: "unknown parameter" for name in unknown[:20]})
+
+
 @bp.after_request
 def _no_store(response):
     """API answers carry live state and are per-token: never cache them."""
@@ -87,7 +103,7 @@ def iso(dt: datetime | None) -> str | None:
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -43,7 +43,7 @@ class CcpCollector:
             for source in (self._upgrades, self._steps, self._queue, self._agents):
                 try:
                     yield from source()
-                except Exception:  # noqa: BLE001 - report the failure as a metric, keep the other sources
+                except Exception:
                     db.session.rollback()
                     log.exception("metrics source %s failed", source.__name__)
                     err = GaugeMetricFamily("ccp_metrics_source_error", "1 when a metrics source failed",

@@ -7,7 +7,7 @@ working when the user is deactivated or deleted.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -129,7 +129,7 @@ def max_scope_for(user: User) -> str:
 
 def aware(dt: datetime) -> datetime:
     """SQLite gives naive datetimes back; they are UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _iso(dt: datetime | None) -> str | None:

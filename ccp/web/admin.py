@@ -13,7 +13,13 @@ from ccp.api.audit import audit_query
 from ccp.extensions import db
 from ccp.models import TOKEN_SCOPES, Instance
 from ccp.services.tokens import (
-    MAX_EXPIRES_DAYS, TokenError, create_token, get_token, list_tokens, revoke_token, token_state,
+    MAX_EXPIRES_DAYS,
+    TokenError,
+    create_token,
+    get_token,
+    list_tokens,
+    revoke_token,
+    token_state,
 )
 from ccp.web.permissions import requires
 

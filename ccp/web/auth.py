@@ -5,7 +5,18 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -134,5 +145,5 @@ class _Throttle:
         """A successful login clears this username+IP's counter (not the per-IP one)."""
         try:
             get_redis().delete(next(iter(self.limits)))
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001 - the counter expires on its own
+            log.warning("could not reset the login counter (Redis: %s)", type(exc).__name__)

@@ -125,3 +125,10 @@ def test_ids_beyond_the_column_range_are_404_not_500(app, api, op):
     assert_error(api("GET", "/api/instances/99999999999999999999", op), 404, "not_found")
     assert_error(api("GET", "/api/upgrades/475663465741680181248", op), 404, "not_found")
     assert_error(api("POST", "/api/upgrades/2147483648/cancel", op), 404, "not_found")
+
+
+def test_unknown_query_parameters_are_400(app, api, op):
+    err = assert_error(api("GET", "/api/instances?pge=2", op), 400, "invalid_parameter")
+    assert err["details"] == {"pge": "unknown parameter"}
+    assert_error(api("GET", "/api/audit?instance_id=3", op), 400, "invalid_parameter")
+    assert api("GET", "/api/audit?instance=&actor=&page=1&per_page=5", op).status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from openapi_spec_validator import validate
 
 from ccp.api.openapi import openapi_document

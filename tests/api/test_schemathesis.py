@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 MAX_EXAMPLES = 20
 
@@ -28,7 +28,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(app, case):
     token = app.config["_SCHEMATHESIS_TOKEN"]
     excluded = []

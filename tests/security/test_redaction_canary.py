@@ -151,7 +151,7 @@ def _maybe_compressed_hit(blob: bytes) -> bool:
     """RQ stores job data zlib-compressed: look inside too."""
     import zlib
 
-    for start in range(0, min(len(blob), 64)):
+    for start in range(min(len(blob), 64)):
         try:
             if NEEDLE in zlib.decompress(blob[start:]):
                 return True

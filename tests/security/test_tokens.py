@@ -62,7 +62,7 @@ def test_owner_role_caps_the_scope(app, db):
     with pytest.raises(TokenError, match="scope"):
         create_token("too-wide", "operate", user=viewer)
     operator, _ = make_user(role="operator")
-    token, plaintext = create_token("ops", "operate", user=operator)
+    _token, plaintext = create_token("ops", "operate", user=operator)
     operator.active = False
     db.session.commit()
     with pytest.raises(TokenRejected) as exc:
