@@ -48,6 +48,13 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(settings.to_flask())
     app.config.update(overrides)
+    if settings.proxy_hops:
+        # Behind N trusted reverse proxies: take scheme/host/client address from X-Forwarded-*, so TLS is seen
+        # (Secure cookies, HSTS) and rate limits key on the real client.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,
+                                x_host=settings.proxy_hops)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.extensions["ccp_vault"] = Vault(settings.encryption_keys)

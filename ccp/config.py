@@ -45,6 +45,7 @@ class Settings:
     job_timeout_s: int = 1800
     heartbeat_stale_s: float = 90.0
     local_compose_command: list[str] | None = None
+    proxy_hops: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -69,6 +70,7 @@ class Settings:
         s.agent_read_timeout_s = _number(env, "CCP_AGENT_READ_TIMEOUT_S", s.agent_read_timeout_s, minimum=0.1)
         s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
         s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
+        s.proxy_hops = int(_number(env, "CCP_PROXY_HOPS", 0, minimum=0))
         if env.get("CCP_LOCAL_COMPOSE_COMMAND"):
             s.local_compose_command = shlex.split(env["CCP_LOCAL_COMPOSE_COMMAND"])
         s.validate()

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from flask import request
-from sqlalchemy import select
 
 from ccp.api.auth import require
 from ccp.api.base import bp, iso, page_args, page_of
 from ccp.api.instances import find_instance
 from ccp.models import AuditEvent
-
-
-def audit_query(*, instance_id: int | None = None, actor: str | None = None):
-    """A select of audit events, newest first, filtered by instance id and actor.
-
-    `actor` matches exactly, or as a prefix when it ends with '*' (e.g. 'token:*', 'user:alice'). Shared with the
-    admin UI. (It belongs in ccp.services.audit, which this part does not own.)
-    """
-    stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
-    if instance_id is not None:
-        stmt = stmt.filter(AuditEvent.instance_id == instance_id)
-    if actor:
-        if actor.endswith("*"):
-            prefix = actor[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.filter(AuditEvent.actor.like(prefix + "%", escape="\\"))
-        else:
-            stmt = stmt.filter(AuditEvent.actor == actor)
-    return stmt
+from ccp.services.audit import audit_query
 
 
 def audit_to_dict(event: AuditEvent) -> dict:

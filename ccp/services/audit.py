@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from ccp.extensions import db
 from ccp.models import AuditEvent, Instance
 
@@ -17,3 +19,21 @@ def record(actor: str, action: str, *, instance: Instance | None = None, target:
     db.session.add(event)
     db.session.commit()
     return event
+
+
+def audit_query(*, instance_id: int | None = None, actor: str | None = None):
+    """A select of audit events, newest first, filtered by instance id and actor.
+
+    `actor` matches exactly, or as a prefix when it ends with '*' (e.g. 'token:*', 'user:alice'). Shared by the
+    API and the admin UI.
+    """
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if instance_id is not None:
+        stmt = stmt.filter(AuditEvent.instance_id == instance_id)
+    if actor:
+        if actor.endswith("*"):
+            prefix = actor[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.filter(AuditEvent.actor.like(prefix + "%", escape="\\"))
+        else:
+            stmt = stmt.filter(AuditEvent.actor == actor)
+    return stmt

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
-from ccp.api.audit import audit_query
+from ccp.services.audit import audit_query
 from ccp.extensions import db
 from ccp.models import TOKEN_SCOPES, Instance
 from ccp.services.tokens import (

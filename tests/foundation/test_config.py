@@ -65,3 +65,13 @@ def test_wsgi_module_fails_with_one_clear_line(tmp_path):
     result = _run([sys.executable, "-c", "import app"], {"CCP_INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "x"})
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "DATABASE_URL" in result.stderr
+
+
+def test_proxy_hops_makes_forwarded_tls_visible(app_env):
+    from ccp import create_app
+
+    app = create_app({"environ": {**app_env, "CCP_PROXY_HOPS": "1"}})
+    resp = app.test_client().get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" in resp.headers
+    plain = create_app({"environ": app_env}).test_client().get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" not in plain.headers
