@@ -23,7 +23,7 @@ import upgrade_helpers as uh
 from rq.job import Job
 
 from ccp.extensions import get_queue, get_redis
-from ccp.models import Instance, Upgrade
+from ccp.models import AuditEvent, Instance, Upgrade
 from ccp.services import upgrades
 from ccp.services.instances import create_instance
 
@@ -247,17 +247,18 @@ def test_two_applies_at_once_only_one_runs(app, app_env, db, real_tenant):
     # The same upgrade's job delivered twice (a retry, a duplicated enqueue), two workers racing for it.
     dup = get_queue().enqueue("ccp.jobs.run_upgrade", first.id, job_timeout=600)
     env = {**os.environ, **app_env, "PYTHONPATH": str(REPO)}
-    workers = [subprocess.Popen([sys.executable, "-m", "ccp.cli", "worker", "--burst", "--name", f"e2e-w{i}-{first.id}"],
-                                env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [sys.executable, "-m", "ccp.cli", "worker", "--burst", "--name"]
+    workers = [subprocess.Popen([*cmd, f"e2e-w{i}-{first.id}-{os.getpid()}"], env=env, cwd=str(REPO),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for i in (1, 2)]
     try:
-        # While it runs, a third start is refused as well.
+        # While it runs, a third start is refused as well (the job takes > 3 s: health wait + 2 s monitor window).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and _reload(db, first).status == "queued":
-            time.sleep(0.1)
-        if _reload(db, first).status == "running":
-            with pytest.raises(upgrades.UpgradeConflict):
-                upgrades.start_release(db.session.get(Instance, inst.id), "v2", actor="user:c")
+            time.sleep(0.05)
+        assert _reload(db, first).status == "running", _why(_reload(db, first))
+        with pytest.raises(upgrades.UpgradeConflict):
+            upgrades.start_release(db.session.get(Instance, inst.id), "v2", actor="user:c")
         outputs = [w.communicate(timeout=180)[0] for w in workers]
     finally:
         for w in workers:
@@ -269,8 +270,12 @@ def test_two_applies_at_once_only_one_runs(app, app_env, db, real_tenant):
     upgrade = _reload(db, first)
     assert upgrade.status == "succeeded", _why(upgrade)
     assert [s.name for s in upgrade.steps] == RELEASE_STEPS, "steps ran twice or were recorded twice"
+    # Exactly one run: one finished event, steps recorded once. The other job found the row already claimed and
+    # returned its status without touching the tenant ("running" when it raced the winner, as it does here).
+    finished = AuditEvent.query.filter_by(action="upgrade.release.finished").all()
+    assert [(e.result, e.detail.get("upgrade_id")) for e in finished] == [("succeeded", first.id)]
     results = sorted(str(Job.fetch(jid, connection=get_redis()).return_value()) for jid in (first.job_id, dup.id))
-    assert results == ["running", "succeeded"], (results, outputs)  # the loser found the row claimed and stopped
+    assert results in (["running", "succeeded"], ["succeeded", "succeeded"]), (results, outputs)
     assert Upgrade.query.count() == 1
     assert t.image() == "127.0.0.1:5055/ccp-test/web:v2" and uh.page_version(t.url) == "v2"
 

@@ -216,7 +216,7 @@ class RealTenant:
 
 
 def make_real_tenant(base: Path, *, registered: bool = False, tag: str = "v1", skip_files: tuple[str, ...] = (),
-                     slug: str | None = None) -> RealTenant:
+                     slug: str | None = None, extra_vars: dict[str, str] | None = None) -> RealTenant:
     """Write an install dir at `tag` from the e2e-web set (minus `skip_files`) and start its agent.
 
     Provisioned tenants get the whole set (with .env) rendered with a CCP-held secret; registered ones get the set
@@ -228,7 +228,7 @@ def make_real_tenant(base: Path, *, registered: bool = False, tag: str = "v1", s
     install_dir = base / "hosts" / slug
     install_dir.mkdir(parents=True)
     port = free_port()
-    vars_ = tenant_vars(port)
+    vars_ = {**tenant_vars(port), **(extra_vars or {})}
     secret = f"s3cr3t-{_secrets.token_hex(10)}"
     files = render_files(slug, project, tag, vars_, registered=registered,
                          secrets=None if registered else {"APP_SECRET": secret})
