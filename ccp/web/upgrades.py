@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from ccp.extensions import db
 from ccp.models import Upgrade
@@ -18,10 +18,10 @@ bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
 
 
 def load(upgrade_id: int) -> Upgrade:
-    """The upgrade with its instance and steps in at most two queries, or 404."""
+    """The upgrade with its instance and steps in one query (the widget is polled every second), or 404."""
     stmt = (select(Upgrade).where(Upgrade.id == upgrade_id)
-            .options(joinedload(Upgrade.instance), selectinload(Upgrade.steps)))
-    upgrade = db.session.execute(stmt).scalar_one_or_none()
+            .options(joinedload(Upgrade.instance), joinedload(Upgrade.steps)))
+    upgrade = db.session.execute(stmt).unique().scalar_one_or_none()
     if upgrade is None:
         abort(404, description=f"No upgrade {upgrade_id}.")
     return upgrade
