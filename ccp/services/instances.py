@@ -14,6 +14,7 @@ from ccp.vault import get_vault
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+RESERVED_SLUGS = frozenset({"new", "add", "edit", "search"})  # UI paths under /instances/
 VAR_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EDITABLE = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
             "is_registered", "image_tag", "template_set", "health_urls", "vars")
@@ -96,6 +97,8 @@ def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str,
     slug = data.get("slug") or ""
     if not SLUG.match(slug):
         errors["slug"] = "use 1-63 lowercase letters, digits or '-', starting with a letter or digit"
+    elif slug in RESERVED_SLUGS:
+        errors["slug"] = f"{slug!r} is reserved (it names a page)"
     elif creating and db.session.execute(select(Instance.id).filter_by(slug=slug)).first():
         errors["slug"] = f"{slug!r} is taken"
     if not (data.get("name") or "").strip():

@@ -9,7 +9,7 @@ from ccp.services.instances import InstanceError, create_instance
 from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
 from ccp.web.permissions import requires
-from ccp.web.queries import fleet_rows
+from ccp.services.fleet import fleet_rows
 
 bp = Blueprint("fleet", __name__)
 

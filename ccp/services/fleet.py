@@ -1,7 +1,7 @@
 """Read models for the UI: the fleet table and an instance's history, each in a constant number of queries.
 
-These are read-only projections (no rules), kept apart from the views so the views stay thin.
-TODO(team): the fleet projection would sit naturally in ccp/services/fleet.py once that module exists.
+These are read-only projections (no rules), kept apart from the views so the views stay thin; the API can use
+them too.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ from sqlalchemy import func, or_, select
 
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade
+from ccp.services.plan import APPLY_CAPS
 
 
-def _required_capabilities() -> tuple[str, ...]:
-    """What an agent must offer for "Upgrade to Release" (the upgrades plan owns the list)."""
-    try:
-        from ccp.services.plan import APPLY_CAPS
-    except ImportError:  # the plan module has not landed in this checkout
-        return ()
-    return tuple(APPLY_CAPS)
-
-
-REQUIRED_CAPABILITIES: tuple[str, ...] = _required_capabilities()
+# What an agent must offer for "Upgrade to Release" (the upgrades plan owns the list).
+REQUIRED_CAPABILITIES: tuple[str, ...] = tuple(APPLY_CAPS)
 
 
 @dataclass(frozen=True)
