@@ -13,7 +13,7 @@ alternating rounds v1 -> v2 -> v1 ... (each round does one CCP apply and one raw
     python3 bench/bench_apply.py [--rounds 6] [--via job|worker] [--poll SECONDS]
 
 --via job runs ccp.services.runner.run_upgrade in-process (the job body); --via worker runs the real RQ worker in
-burst mode (adds worker start-up and RQ bookkeeping). --poll overrides ccp.services.verify.POLL_S for the run (to
+burst mode (adds worker start-up and RQ bookkeeping). --poll overrides ccp.services.verify.POLL_MAX_S for the run (to
 measure a proposed fix without editing code). Prints a table with medians and the ratio to raw (goal <= 1.25x), and
 the median duration of each CCP step.
 """
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=6, help="rounds; each does one CCP and one raw apply (default 6)")
     ap.add_argument("--via", choices=("job", "worker"), default="job")
-    ap.add_argument("--poll", type=float, default=None, help="override ccp.services.verify.POLL_S (seconds)")
+    ap.add_argument("--poll", type=float, default=None, help="override ccp.services.verify.POLL_MAX_S (seconds)")
     ap.add_argument("--hc-interval", default="1s",
                     help="the tenant's healthcheck interval (docker's first probe runs one interval after start)")
     args = ap.parse_args(argv)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     import ccp.services.verify as verify
 
     if args.poll is not None:
-        verify.POLL_S = args.poll
+        verify.POLL_MAX_S = args.poll
     base = Path(tempfile.mkdtemp(prefix="ccp-bench-apply-"))
     app = make_app(base)
     from ccp.extensions import db
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
                             timeout=20).stdout.strip()
     print(f"\nbench_apply: e2e-web tenant (web + sidecar, healthcheck interval {args.hc_interval}), "
           f"{args.rounds} rounds, "
-          f"engine {engine}, verify.POLL_S={verify.POLL_S}, {os.cpu_count()} CPUs")
+          f"engine {engine}, verify.POLL_MAX_S={verify.POLL_MAX_S}, {os.cpu_count()} CPUs")
     print(f"{'method':44} {'n':>2} {'median':>7} {'min':>6} {'max':>6} {'ratio':>6}")
     for name, values in rows:
         print(f"{name:44} {len(values):>2} {statistics.median(values):>6.2f}s {min(values):>5.2f}s "

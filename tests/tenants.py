@@ -59,7 +59,7 @@ class AgentForTests:
     key_id = "ccp-test"
 
     def __init__(self, state_dir: Path, instances: dict[str, Path], project: str,
-                 compose_command: list[str] | None = None) -> None:
+                 compose_command: list[str] | None) -> None:
         import secrets as _secrets
 
         from ccp.agent.config import AgentConfig, InstanceConfig
@@ -69,7 +69,7 @@ class AgentForTests:
         config = AgentConfig(
             keys={self.key_id: self.key.encode()},
             instances={slug: InstanceConfig(install_dir=path, project=project) for slug, path in instances.items()},
-            state_dir=state_dir, compose_command=compose_command or FAKE_COMPOSE,
+            state_dir=state_dir, compose_command=compose_command,
         ).validate()
         self.handle = start_agent_in_thread(config)
         self.url = self.handle.url
@@ -79,6 +79,9 @@ class AgentForTests:
 
 
 def start_agent(state_dir: Path, instances: dict[str, Path], project: str,
-                compose_command: list[str] | None = None) -> AgentForTests:
-    """Start a real agent for `instances` (slug -> install dir) on a free loopback port."""
+                compose_command: list[str] | None = FAKE_COMPOSE) -> AgentForTests:
+    """Start a real agent for `instances` (slug -> install dir) on a free loopback port.
+
+    The runtime is the dry-run compose unless `compose_command` says otherwise (None = autodetect real compose).
+    """
     return AgentForTests(state_dir, instances, project, compose_command)

@@ -115,7 +115,7 @@ def run_upgrade(upgrade_id: int) -> str:
         run = None
         try:
             run = Run(upgrade)
-            check_agent(run.instance, run.driver, CAPS_BY_KIND[upgrade.kind])
+            _check_agent_as_first_step(run)
             {"release": _release, "quick": _quick, "full": _full}[upgrade.kind](run)
             _finish(upgrade, "succeeded")
         except Cancelled as exc:
@@ -127,6 +127,18 @@ def run_upgrade(upgrade_id: int) -> str:
             db.session.rollback()
             _fail_or_roll_back(run, upgrade, f"internal error: {type(exc).__name__}")
     return upgrade.status
+
+
+def _check_agent_as_first_step(run: Run) -> None:
+    """Ask the agent for its capabilities; a failure is recorded on the first step, so the UI shows where it stopped."""
+    try:
+        check_agent(run.instance, run.driver, CAPS_BY_KIND[run.upgrade.kind])
+    except UpgradeError as exc:
+        first = run.upgrade.steps[0]
+        first.status, first.started_at, first.finished_at = "failed", utcnow(), utcnow()
+        first.output_tail = run.mask(_message(exc))
+        db.session.commit()
+        raise
 
 
 def _release(run: Run) -> None:

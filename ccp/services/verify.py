@@ -1,5 +1,10 @@
 """Verification after compose up: every service running (and healthy where it has a healthcheck), then every
-health URL of the instance answering 2xx/3xx continuously for the monitor window."""
+health URL of the instance answering 2xx/3xx continuously for the monitor window.
+
+Polling backs off from 0.1 s to 1 s: a tenant that is healthy at once is verified in a fraction of a second, and a
+slow one is not hammered. While waiting for URLs the containers are re-checked, so a service that dies after the
+first `ps` fails the step at once instead of at the deadline.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import time
 
 import requests
 
-POLL_S = 1.0
+POLL_FIRST_S = 0.1
+POLL_MAX_S = 1.0
 BAD_STATES = ("exited", "dead", "removing", "restarting")  # restarting = it exited; a crash loop
 
 
@@ -21,46 +27,64 @@ def verify_tenant(driver, instance, settings) -> str:
     Returns a short report. Raises VerifyFailed naming the failing service or URL.
     """
     deadline = time.monotonic() + settings.step_deadline_s
-    report = [_wait_for_services(driver, deadline, settings)]
+    ps_deadline = min(60.0, settings.step_deadline_s)
+    report = [_wait_for_services(driver, deadline, ps_deadline)]
     urls = list(instance.health_urls or [])
     if urls:
-        report.append(_watch_urls(urls, deadline, settings.monitor_window_s, settings.agent_connect_timeout_s))
+        report.append(_watch_urls(urls, deadline, settings.monitor_window_s, settings.agent_connect_timeout_s,
+                                  recheck=lambda: _services_problem(driver, ps_deadline)))
     return "\n".join(report)
 
 
-def _wait_for_services(driver, deadline: float, settings) -> str:
+def _backoff():
+    delay = POLL_FIRST_S
     while True:
-        result = driver.compose("ps", min(60.0, settings.step_deadline_s))
-        services = result.get("services") or []
-        problem = None
-        if not result.get("ok"):
-            problem = f"docker compose ps failed: {result.get('output_tail', '')[-300:]}"
-        elif not services:
-            problem = "no services are running"
-        else:
-            for svc in services:
-                state, health = (svc.get("state") or "").lower(), (svc.get("health") or "").lower()
-                if state in BAD_STATES or health == "unhealthy":
-                    raise VerifyFailed(f"service {svc.get('name')} is {health or state}"
-                                       + (f" (exit code {svc['exit_code']})" if svc.get("exit_code") else ""))
-                if state != "running" or health not in ("", "healthy"):
-                    problem = f"service {svc.get('name')} is {state}{'/' + health if health else ''}"
-                    break
+        yield delay
+        delay = min(POLL_MAX_S, delay * 2)
+
+
+def _services_problem(driver, ps_deadline: float) -> tuple[str | None, list[dict]]:
+    """(None, services) when every service runs (healthy where checked); else a description of what is pending.
+
+    Raises VerifyFailed at once for a service that exited, died, crash-loops or is unhealthy.
+    """
+    result = driver.compose("ps", ps_deadline)
+    services = result.get("services") or []
+    if not result.get("ok"):
+        return f"docker compose ps failed: {(result.get('output_tail') or '')[-300:]}", services
+    if not services:
+        return "no services are running", services
+    for svc in services:
+        state, health = (svc.get("state") or "").lower(), (svc.get("health") or "").lower()
+        if state in BAD_STATES or health == "unhealthy":
+            raise VerifyFailed(f"service {svc.get('name')} is {health or state}"
+                               + (f" (exit code {svc['exit_code']})" if svc.get("exit_code") else ""))
+        if state != "running" or health not in ("", "healthy"):
+            return f"service {svc.get('name')} is {state}{'/' + health if health else ''}", services
+    return None, services
+
+
+def _wait_for_services(driver, deadline: float, ps_deadline: float) -> str:
+    for delay in _backoff():
+        problem, services = _services_problem(driver, ps_deadline)
         if problem is None:
             return "services: " + ", ".join(f"{s.get('name')} {s.get('health') or s.get('state')}" for s in services)
         if time.monotonic() >= deadline:
             raise VerifyFailed(f"{problem} at the deadline")
-        time.sleep(POLL_S)
+        time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
 
 
-def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: float) -> str:
+def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: float, recheck) -> str:
     pending = list(urls)
-    while pending:  # first, every URL must come up (services may still be warming up)
+    for delay in _backoff():  # first, every URL must come up (services may still be warming up)
         pending = [u for u in pending if _probe(u, timeout_s) is not None]
-        if pending and time.monotonic() >= deadline:
+        if not pending:
+            break
+        recheck()  # raises VerifyFailed when a container died meanwhile
+        if time.monotonic() >= deadline:
             raise VerifyFailed(f"health URL {pending[0]} {_probe(pending[0], timeout_s)} at the deadline")
-        if pending:
-            time.sleep(POLL_S)
+        time.sleep(delay)
     end = time.monotonic() + window_s
     checks = 0
     while True:  # then every URL must keep answering for the whole monitor window
@@ -71,7 +95,7 @@ def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: fl
         checks += 1
         if time.monotonic() >= end:
             return f"health URLs ok ({len(urls)} URL(s), {checks} round(s) over {window_s:g}s)"
-        time.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
+        time.sleep(min(POLL_MAX_S, max(0.0, end - time.monotonic())))
 
 
 def _probe(url: str, timeout_s: float) -> str | None:

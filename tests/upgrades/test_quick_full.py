@@ -58,4 +58,6 @@ def test_agent_down_preview_names_agent_and_apply_writes_nothing(app, run_worker
     db.session.refresh(upgrade)
     assert upgrade.status == "failed" and "127.0.0.1:9" in upgrade.error
     assert upgrade.snapshot_id is None
-    assert all(s.status in ("skipped",) for s in upgrade.steps), [(s.name, s.status) for s in upgrade.steps]
+    statuses = [(s.name, s.status) for s in upgrade.steps]
+    assert statuses[0] == ("render", "failed") and "127.0.0.1:9" in upgrade.steps[0].output_tail
+    assert all(status == "skipped" for _, status in statuses[1:]), statuses
