@@ -18,6 +18,7 @@ from ccp.services.plan import APPLY_CAPS
 
 # What an agent must offer for "Upgrade to Release" (the upgrades plan owns the list).
 REQUIRED_CAPABILITIES: tuple[str, ...] = tuple(APPLY_CAPS)
+DRY_RUN_CAPABILITY = "runtime.dry-run"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class FleetRow:
     image_tag: str | None
     agent_version: str | None
     missing_capabilities: tuple[str, ...]
+    dry_run: bool
     attention: str | None
     last_status: str | None
     last_kind: str | None
@@ -45,6 +47,11 @@ def missing_capabilities(driver: str, capabilities: list | None) -> tuple[str, .
         return ()
     have = set(capabilities or ())
     return tuple(c for c in REQUIRED_CAPABILITIES if c not in have)
+
+
+def is_dry_run_runtime(capabilities: list | None) -> bool:
+    """The tenant's agent runs the labelled dry-run runtime: apply cannot change its containers."""
+    return DRY_RUN_CAPABILITY in (capabilities or ())
 
 
 def fleet_rows(search: str = "") -> list[FleetRow]:
@@ -75,7 +82,7 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
     return [
         FleetRow(
             id=r[0], slug=r[1], name=r[2], domain=r[3], driver=r[4], image_tag=r[5], agent_version=r[6],
-            missing_capabilities=missing_capabilities(r[4], r[7]), attention=r[8],
+            missing_capabilities=missing_capabilities(r[4], r[7]), dry_run=is_dry_run_runtime(r[7]), attention=r[8],
             last_status=r[9], last_kind=r[10], last_to_tag=r[11], last_at=r[12],
         )
         for r in rows

@@ -10,7 +10,7 @@ from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
 from ccp.web.permissions import requires
 from ccp.web.presenters import ACTIONS, status_view
-from ccp.services.fleet import instance_by_slug, latest_upgrade, missing_capabilities, recent_upgrades
+from ccp.services.fleet import instance_by_slug, is_dry_run_runtime, latest_upgrade, missing_capabilities, recent_upgrades
 
 bp = Blueprint("instances", __name__, url_prefix="/instances")
 
@@ -54,7 +54,8 @@ def update(slug: str):
 def render_tab(inst, tab: str, status: int = 200, **extra):
     """Render the instance page (or its tab bar + panel for htmx) with what `tab` needs."""
     context = {"inst": inst, "tab": tab, "tabs": TABS,
-               "missing_caps": missing_capabilities(inst.driver, inst.agent_capabilities)}
+               "missing_caps": missing_capabilities(inst.driver, inst.agent_capabilities),
+               "dry_run": is_dry_run_runtime(inst.agent_capabilities)}
     latest = latest_upgrade(inst)
     context["current"] = status_view(latest) if latest is not None else None
     if tab == "updates":

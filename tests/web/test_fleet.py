@@ -96,3 +96,15 @@ def test_fleet_query_count_is_constant_and_1000_rows_render_fast(app, client, lo
     timings = [_count_statements(app, db, client)[1] for _ in range(5)]
     print(f"fleet page, 1000 instances: {large} statements, median {statistics.median(timings) * 1000:.0f} ms")
     assert statistics.median(timings) <= 0.300, f"median {statistics.median(timings) * 1000:.0f} ms for 1000 rows"
+
+
+def test_dry_run_tenants_are_labelled_after_the_agent_reports_it(client, login, tenant_factory):
+    from ccp.services import upgrades
+
+    login("viewer")
+    inst = tenant_factory(driver="remote")  # its agent runs the dry-run runtime
+    assert "Dry-run runtime" not in client.get("/").get_data(as_text=True)  # not known before the agent answers
+    upgrades.preview_release(inst, "v2")  # stores the agent's capabilities
+    assert "Dry-run runtime: no container changes" in client.get("/").get_data(as_text=True)
+    page = client.get(f"/instances/{inst.slug}").get_data(as_text=True)
+    assert "Dry-run runtime: no container changes" in page
