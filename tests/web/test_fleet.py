@@ -9,7 +9,7 @@ from sqlalchemy import event, func, select
 
 from ccp.models import Instance, Upgrade
 from tests.factories import make_instance
-from tests.web.conftest import HX
+from tests.web.conftest import HX, csrf_token
 
 
 def test_fleet_requires_login(client):
@@ -108,3 +108,13 @@ def test_dry_run_tenants_are_labelled_after_the_agent_reports_it(client, login, 
     assert "Dry-run runtime: no container changes" in client.get("/").get_data(as_text=True)
     page = client.get(f"/instances/{inst.slug}").get_data(as_text=True)
     assert "Dry-run runtime: no container changes" in page
+
+
+def test_admin_pages_are_linked_for_admins_only(client, login):
+    login("operator")
+    assert "/admin/tokens" not in client.get("/").get_data(as_text=True)
+    client.post("/logout", headers={"X-CSRFToken": csrf_token(client)})
+    login("admin")
+    page = client.get("/").get_data(as_text=True)
+    assert "/admin/tokens" in page and "/admin/audit" in page
+
