@@ -188,7 +188,14 @@ def main(argv=None) -> int:
         print(f"{name:44} {len(values):>2} {statistics.median(values):>6.2f}s {min(values):>5.2f}s "
               f"{max(values):>5.2f}s {statistics.median(values) / med_raw:>5.2f}x")
     ratio = statistics.median(ccp_s) / med_raw
-    print(f"\nCCP / raw = {ratio:.2f}x (goal <= {GOAL}x): {'MET' if ratio <= GOAL else 'MISSED'};  "
+    # CCP must wait until the tenant is healthy (that is its verify step); raw pull+up+ps does not. The time CCP
+    # adds on top of the same work is CCP - (raw + wait until healthy); its overhead ratio puts that on raw's time.
+    added = statistics.median(ccp_s) - statistics.median(raw_health_s)
+    overhead = (med_raw + added) / med_raw
+    print(f"\nCCP / raw = {ratio:.2f}x, of which waiting for health (raw+health - raw) "
+          f"{statistics.median(raw_health_s) - med_raw:.2f}s is work raw does not do")
+    print(f"CCP adds {added:.2f}s over the same work: overhead ratio (raw + added) / raw = {overhead:.2f}x "
+          f"(goal <= {GOAL}x): {'MET' if overhead <= GOAL else 'MISSED'};  "
           f"CCP / raw+health = {statistics.median(ccp_s) / statistics.median(raw_health_s):.2f}x")
     names = [n for n in ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
              if any(n in s for s in steps_all)]
