@@ -38,10 +38,25 @@ HEADERS = {
 
 
 class TlsAwareSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS."""
+    """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS.
+
+    The signing serializer is built once per secret (Flask builds a new one on every request, and building one
+    serializes a probe value to see whether it produces text); same keys, same salt, same checks."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple, object] = {}
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or _request_is_tls()
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            if serializer is not None:
+                self._serializers = {keys: serializer}  # a rotated secret replaces the old serializer
+        return serializer
 
 
 def init_app(app: Flask) -> None:
@@ -58,10 +73,18 @@ def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
 
 
+_HEADER_ITEMS = tuple(HEADERS.items())
+_HEADER_NAMES = frozenset(name.lower() for name in HEADERS)
+
+
 def add_security_headers(response):
-    """Add the baseline headers to a response (setdefault: a view may tighten, e.g. a CSP for one page)."""
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
+    """Add the baseline headers to a response; a header the view set already is kept (a view may tighten one,
+    e.g. a CSP for one page). One pass over the response's headers instead of one lookup per baseline header."""
+    present = {name.lower() for name, _ in response.headers} & _HEADER_NAMES
+    if present:
+        response.headers.extend([(k, v) for k, v in _HEADER_ITEMS if k.lower() not in present])
+    else:
+        response.headers.extend(_HEADER_ITEMS)
     if _request_is_tls():
         response.headers.setdefault("Strict-Transport-Security", HSTS)
         _secure_other_cookies(response)
