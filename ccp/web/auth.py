@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from dataclasses import dataclass
 
 from flask import (
     Blueprint,
@@ -17,9 +19,9 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user
+from flask_login import UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -47,11 +49,78 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = "Please log in."
 
 
+USER_RECHECK_S = 2.0  # app.config["CCP_USER_RECHECK_S"]: how long a polled view may reuse a user check
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+_USERS = User.__table__
+# Columns only, one query, no ORM row: every UI request (the status widget is polled every second) loads its user.
+_SESSION_USER_QUERY = select(_USERS.c.id, _USERS.c.username, _USERS.c.role).where(
+    _USERS.c.id == bindparam("user_id"), _USERS.c.active.is_(True))
+
+
+@dataclass(frozen=True, eq=False)
+class SessionUser(UserMixin):
+    """The logged-in user as the UI needs it: id, name and role (not the ORM row; views that change a user load it).
+
+    `can` is the model's rule."""
+
+    id: int
+    username: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        """'read' for everyone, 'operate' for operators and admins, 'admin' for admins (User.can)."""
+        return User.can(self, permission)
+
+
+def polled_view(view):
+    """Mark a read-only view that htmx polls (every second, per open page): its requests may reuse a recent check
+    of the same user instead of querying it again (see load_user). Apply it under @login_required."""
+    view.reuses_user_check = True
+    return view
+
+
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    """The active user with this id (a deactivated user's session stops working at once)."""
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.active else None
+def load_user(user_id: str) -> SessionUser | None:
+    """The active user with this id, or None (the session then counts as logged out).
+
+    Every request checks the database, except a GET of a @polled_view, which may reuse this process's check of
+    the same user for up to CCP_USER_RECHECK_S seconds (default 2). The bound: a user deactivated, deleted or
+    demoted by *another* process may still see a polled widget for at most that long; every page, every
+    state-changing request and every change made through this process (the ORM event below) see it at once."""
+    if not user_id.isdigit():
+        return None
+    uid = int(user_id)
+    checked = _checked_users()
+    now = time.monotonic()
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.method in _SAFE_METHODS and getattr(view, "reuses_user_check", False):
+        hit = checked.get(uid)
+        if hit is not None and now - hit[1] < current_app.config.get("CCP_USER_RECHECK_S", USER_RECHECK_S):
+            return hit[0]
+    row = db.session.execute(_SESSION_USER_QUERY, {"user_id": uid}).first()
+    if row is None:
+        checked.pop(uid, None)
+        return None
+    user = SessionUser(row.id, row.username, row.role)
+    if len(checked) > 10_000:  # bounded by the number of users; never grows without limit
+        checked.clear()
+    checked[uid] = (user, now)
+    return user
+
+
+def _checked_users() -> dict[int, tuple[SessionUser, float]]:
+    """This app's recent user checks: user id -> (user, when checked)."""
+    return current_app.extensions.setdefault("ccp_checked_users", {})
+
+
+@event.listens_for(User, "after_update")
+@event.listens_for(User, "after_delete")
+def _forget_checked_user(mapper, connection, target: User) -> None:
+    """A user row changed here (deactivated, role, name): the next request checks the database again."""
+    try:
+        _checked_users().pop(target.id, None)
+    except RuntimeError:  # no app context (nothing cached then)
+        pass
 
 
 @bp.route("/login", methods=["GET", "POST"])

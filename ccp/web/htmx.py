@@ -5,13 +5,18 @@ Rules (htmx docs, django-htmx middleware):
   restore (`HX-History-Restore-Request`) - those replace the whole page and must get the full page;
 - every response that can differ by `HX-Request` says so with `Vary: HX-Request` (caches must not mix them up);
 - a polled partial is `Cache-Control: no-store` and answers HTTP 286 (htmx stops polling) with its final markup.
+
+Templates see `fragment` (true when the partial is rendered alone for htmx).
 """
 
 from __future__ import annotations
 
-from flask import Response, make_response, render_template, request
+from collections.abc import Callable, Hashable
+
+from flask import Response, current_app, make_response, render_template, request
 
 STOP_POLLING = 286
+FRAGMENT_CACHE_SIZE = 512  # distinct rendered fragments kept per app (each a few kB)
 
 
 def wants_fragment() -> bool:
@@ -24,16 +29,38 @@ def wants_fragment() -> bool:
     )
 
 
-def render(page: str, partial: str, status: int = 200, **context) -> Response:
-    """Render `partial` alone for a fragment request, else the full `page` (which includes that same partial)."""
-    template = partial if wants_fragment() else page
-    response = make_response(render_template(template, **context), status)
-    return vary(response)
+def render(page: str, partial: str, status: int = 200, *, cache_key: Hashable | None = None,
+           make_context: Callable[[], dict] | None = None, **context) -> Response:
+    """Render `partial` alone for a fragment request, else the full `page` (which includes that same partial).
+
+    `make_context` returns more context; it is only called when something is rendered. With `cache_key`, a
+    fragment's markup is rendered once per distinct key and reused (polled widgets mostly re-render unchanged
+    data): the key must cover everything the partial shows, the data and whatever it uses from the context
+    processors (e.g. the user's permissions). Full pages are always rendered afresh."""
+    fragment = wants_fragment()
+    cache = None
+    if fragment and cache_key is not None and not current_app.jinja_env.auto_reload:  # auto_reload: editing
+        cache = current_app.extensions.setdefault("ccp_fragments", {})
+        cache_key = (partial, request.script_root, cache_key)
+        body = cache.get(cache_key)
+        if body is not None:
+            return vary(current_app.response_class(body, status))
+    if make_context is not None:
+        context.update(make_context())
+    body = render_template(partial if fragment else page, fragment=fragment, **context)
+    if cache is not None:
+        if len(cache) >= FRAGMENT_CACHE_SIZE:
+            cache.clear()  # a simple bound: the next polls re-render what is still being watched
+        cache[cache_key] = body
+    return vary(make_response(body, status))
 
 
 def vary(response: Response) -> Response:
     """Mark a response as depending on the HX-Request header."""
-    response.vary.add("HX-Request")
+    if "Vary" in response.headers:
+        response.vary.add("HX-Request")
+    else:
+        response.headers["Vary"] = "HX-Request"  # the common case, without parsing an empty header set
     return response
 
 

@@ -91,6 +91,55 @@ def format_when(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from `start` to `end` (None unless both are known); naive datetimes (SQLite) are UTC."""
+    if start is None or end is None:
+        return None
+    return (_utc(end) - _utc(start)).total_seconds()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class UpgradeSummary:
+    """What the status widget and the upgrade page show of one upgrade: plain values, no ORM object, no secrets.
+
+    Built from an ORM `Upgrade` (pages that already hold one) or from the columns of one lean query (the polled
+    widget), so both paths render the same markup."""
+
+    id: int
+    kind: str
+    status: str
+    from_tag: str | None
+    to_tag: str | None
+    plan_hash: str | None
+    actor: str
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    instance_slug: str
+    instance_name: str
+
+    @property
+    def duration_s(self) -> float | None:
+        return seconds_between(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One recorded step as stored (the widget needs no more of it)."""
+
+    name: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_tail: str | None
+
+
 @dataclass
 class StepView:
     name: str
@@ -104,19 +153,38 @@ class StepView:
 class StatusView:
     """Everything the self-replacing status widget shows for one upgrade."""
 
-    upgrade: Upgrade
+    upgrade: UpgradeSummary
     final: bool
     steps: list[StepView] = field(default_factory=list)
     done: int = 0
     current: StepView | None = None
     tail: str | None = None
+    notice: str | None = None  # why the last action on it was refused (e.g. cancel after it ended)
+
+
+def summarize(upgrade: Upgrade) -> UpgradeSummary:
+    """The widget's values of an ORM upgrade (reads its instance)."""
+    return UpgradeSummary(
+        id=upgrade.id, kind=upgrade.kind, status=upgrade.status, from_tag=upgrade.from_tag, to_tag=upgrade.to_tag,
+        plan_hash=upgrade.plan_hash, actor=upgrade.actor, error=upgrade.error,
+        cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
+        started_at=upgrade.started_at, finished_at=upgrade.finished_at,
+        instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name,
+    )
 
 
 def status_view(upgrade: Upgrade) -> StatusView:
-    """Merge recorded steps with the ones still expected; pick the step whose output tail is worth showing."""
+    """The widget for an ORM upgrade with its steps (see build_status_view)."""
+    steps = [StepRecord(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps]
+    return build_status_view(summarize(upgrade), steps)
+
+
+def build_status_view(upgrade: UpgradeSummary, records: list[StepRecord]) -> StatusView:
+    """Merge recorded steps (in order) with the ones still expected; pick the step whose output tail is worth
+    showing: the running one, else the first failed one, else (while active) the next pending one."""
     final = upgrade.status in FINAL_STATUSES
-    steps = [StepView(s.name, STEP_LABELS.get(s.name, s.name), s.status, format_duration(s.duration_s),
-                      s.output_tail) for s in upgrade.steps]
+    steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status,
+                      format_duration(seconds_between(r.started_at, r.finished_at)), r.output_tail) for r in records]
     seen = {s.name for s in steps}
     if not final:
         steps += [StepView(n, STEP_LABELS.get(n, n), "pending", "") for n in EXPECTED_STEPS.get(upgrade.kind, ())

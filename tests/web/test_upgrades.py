@@ -1,0 +1,210 @@
+"""The upgrade page, the polled status widget (lean read, cached fragments) and cancelling from it."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from flask import render_template
+from sqlalchemy import update
+
+from ccp.models import Upgrade, UpgradeStep, User, utcnow
+from ccp.web.presenters import status_view
+from ccp.web.upgrades import status_rows, status_view_of
+from tests.factories import make_instance
+from tests.web.conftest import HX
+
+STEPS = ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
+
+
+def _upgrade(db, status: str, done: int = 0, running: bool = False, failed: bool = False, **extra) -> Upgrade:
+    """A release upgrade on a new instance with `done` succeeded steps, then a running or failed one."""
+    inst = make_instance(name="Shop <&> Co")
+    now = utcnow()
+    upgrade = Upgrade(instance_id=inst.id, kind="release", status=status, from_tag="v1", to_tag="v2", actor="ann",
+                      started_at=now if status != "queued" else None, **extra)
+    db.session.add(upgrade)
+    db.session.flush()
+    for i in range(done):
+        db.session.add(UpgradeStep(upgrade_id=upgrade.id, position=i, name=STEPS[i], status="succeeded",
+                                   started_at=now, finished_at=now + timedelta(seconds=i + 0.5)))
+    if running or failed:
+        db.session.add(UpgradeStep(upgrade_id=upgrade.id, position=done, name=STEPS[done],
+                                   status="running" if running else "failed", started_at=now,
+                                   finished_at=None if running else now + timedelta(seconds=3),
+                                   output_tail="pulling <layer>\nstill pulling"))
+    db.session.commit()
+    return upgrade
+
+
+STATES = {
+    "queued": dict(status="queued"),
+    "running": dict(status="running", done=4, running=True),
+    "cancel requested": dict(status="running", done=2, running=True, cancel_requested=True),
+    "succeeded": dict(status="succeeded", done=7, finished_at=utcnow() + timedelta(seconds=9)),
+    "rolled back": dict(status="rolled_back", done=5, failed=True, error="service web exited (code 1)",
+                        finished_at=utcnow() + timedelta(seconds=12)),
+}
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("role", ["operator", "viewer"])
+def test_lean_widget_matches_the_orm_rendering(app, db, client, login, state, role):
+    """The polled path (columns only) renders exactly what the ORM path (instance page, apply) renders."""
+    login(role)
+    upgrade = _upgrade(db, **STATES[state])
+    response = client.get(f"/upgrades/{upgrade.id}/status", headers=HX)
+    db.session.expire_all()
+    with app.test_request_context(headers=HX):
+        from flask_login import login_user
+
+        from ccp.web.auth import load_user
+
+        user = db.session.execute(db.select(User).filter_by(role=role)).scalars().first()
+        login_user(load_user(str(user.id)))
+        expected = render_template("upgrades/_status.html", view=status_view(db.session.get(Upgrade, upgrade.id)),
+                                   fragment=True)
+        assert status_view_of(status_rows(upgrade.id)) == status_view(db.session.get(Upgrade, upgrade.id))
+    assert response.get_data(as_text=True) == expected
+    final = upgrade.status not in ("queued", "running")
+    assert response.status_code == (286 if final else 200)
+    assert response.headers["Cache-Control"] == "no-store" and "HX-Request" in response.headers["Vary"]
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert ("hx-trigger" in expected) is not final
+    assert ("Cancel</button>" in expected) is (role == "operator" and not final)
+
+
+def test_widget_shows_the_states_labels_cause_and_tail(db, client, login):
+    login("viewer")
+    running = client.get(f"/upgrades/{_upgrade(db, **STATES['running']).id}/status", headers=HX).get_data(True)
+    assert "Running" in running and "Steps: 4 of 7 done" in running and "Pull images" in running
+    assert "pulling &lt;layer&gt;" in running and "Shop" not in running  # tail escaped; name only in the confirm
+    broken = client.get(f"/upgrades/{_upgrade(db, **STATES['rolled back']).id}/status", headers=HX).get_data(True)
+    assert "Rolled back" in broken and "Cause:</strong> service web exited (code 1)" in broken
+    assert " · took " in broken
+
+
+def test_cached_fragment_follows_every_change(db, client, login):
+    """Fragments are cached by the rows they show: a new step, a new status or a new tail is never served stale."""
+    login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    first = client.get(url, headers=HX).get_data(as_text=True)
+    assert client.get(url, headers=HX).get_data(as_text=True) == first  # unchanged rows, same markup
+    db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id, UpgradeStep.status == "running")
+                       .values(output_tail="layer 3 done"))
+    db.session.commit()
+    assert "layer 3 done" in client.get(url, headers=HX).get_data(as_text=True)
+    db.session.execute(update(Upgrade).where(Upgrade.id == upgrade.id)
+                       .values(status="succeeded", finished_at=utcnow()))
+    db.session.commit()
+    final = client.get(url, headers=HX)
+    assert final.status_code == 286 and "Succeeded" in final.get_data(as_text=True)
+
+
+def test_fragment_has_no_csrf_field_and_page_has_one(db, client, login):
+    """htmx sends the page's token as X-CSRFToken; the full page keeps the field for a plain form post."""
+    login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    fragment = client.get(f"/upgrades/{upgrade.id}/status", headers=HX).get_data(as_text=True)
+    page = client.get(f"/upgrades/{upgrade.id}").get_data(as_text=True)
+    assert "Cancel</button>" in fragment and 'name="csrf_token"' not in fragment
+    assert "<html" in page and re.search(r'<form method="post"[^>]*>\s*<input type="hidden" name="csrf_token"', page)
+    boosted = client.get(f"/upgrades/{upgrade.id}/status", headers={**HX, "HX-Boosted": "true"})
+    assert "<html" in boosted.get_data(as_text=True) and boosted.status_code == 200
+
+
+def test_unknown_upgrade_is_404(client, login):
+    login("viewer")
+    assert client.get("/upgrades/999999/status", headers=HX).status_code == 404
+    assert client.get("/upgrades/999999").status_code == 404
+
+
+def test_refused_cancel_says_why(db, client, login, post):
+    login("operator")
+    upgrade = _upgrade(db, **STATES["succeeded"])
+    response = post(f"/upgrades/{upgrade.id}/cancel")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409 and 'id="upgrade-status"' in body
+    assert 'role="alert">Not cancelled: this upgrade had already ended (Succeeded).</p>' in body
+
+
+def test_cancel_running_marks_it_and_keeps_polling(db, client, login, post):
+    login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    response = post(f"/upgrades/{upgrade.id}/cancel")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Cancel requested" in body and "hx-trigger" in body
+
+
+def test_viewer_cannot_cancel(db, client, login, post):
+    login("viewer")
+    upgrade = _upgrade(db, **STATES["running"])
+    assert post(f"/upgrades/{upgrade.id}/cancel").status_code == 403
+    db.session.expire_all()
+    assert not db.session.get(Upgrade, upgrade.id).cancel_requested
+
+
+def test_user_deactivated_elsewhere_sees_only_the_polled_widget_briefly(app, db, client, login, post):
+    """A change made by another process (here: a bulk UPDATE, which fires no ORM event) reaches the polled widget
+    within CCP_USER_RECHECK_S, and every other request at once."""
+    user = login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    app.config["CCP_USER_RECHECK_S"] = 60
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', client.get("/").get_data(True)).group(1)
+    assert client.get(url, headers=HX).status_code == 200  # checked now
+    db.session.execute(update(User).where(User.id == user.id).values(active=False))
+    db.session.commit()
+    assert client.get(url, headers=HX).status_code == 200  # within the bound: the widget may still be polled
+    refused = client.post(f"/upgrades/{upgrade.id}/cancel", headers={**HX, "X-CSRFToken": token})
+    assert refused.status_code == 302 and "/login" in refused.headers["Location"]  # a POST always checks
+    db.session.expire_all()
+    assert not db.session.get(Upgrade, upgrade.id).cancel_requested
+    assert client.get(f"/upgrades/{upgrade.id}").status_code == 302  # so does every page
+
+
+def test_polled_widget_rechecks_the_user_after_the_bound(app, db, client, login):
+    user = login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    assert client.get(url, headers=HX).status_code == 200
+    db.session.execute(update(User).where(User.id == user.id).values(active=False))
+    db.session.commit()
+    app.config["CCP_USER_RECHECK_S"] = 0  # the bound has passed
+    assert client.get(url, headers=HX).status_code == 302
+
+
+def test_role_change_in_this_process_applies_at_once(db, client, login):
+    user = login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    assert "Cancel</button>" in client.get(url, headers=HX).get_data(as_text=True)
+    db.session.get(User, user.id).role = "viewer"
+    db.session.commit()
+    assert "Cancel</button>" not in client.get(url, headers=HX).get_data(as_text=True)
+
+
+def test_security_headers_keep_what_a_view_set(app):
+    """The baseline headers are added once each; a header a view set (e.g. a stricter CSP) is kept."""
+    from flask import make_response
+
+    from ccp.security import HEADERS, add_security_headers
+
+    with app.test_request_context("/"):
+        plain = add_security_headers(make_response("x"))
+        assert all(plain.headers.getlist(name) == [value] for name, value in HEADERS.items())
+        tightened = make_response("x")
+        tightened.headers["content-security-policy"] = "default-src 'none'"
+        tightened = add_security_headers(tightened)
+        assert tightened.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+        assert tightened.headers["X-Frame-Options"] == "DENY"
+
+
+def test_session_cookie_signed_with_the_current_secret(app, client, login):
+    """The session serializer is reused per secret: a rotated secret signs with the new key at once."""
+    login("viewer")
+    assert client.get("/").status_code == 200
+    app.secret_key = "rotated-" + "x" * 40  # old cookies no longer verify: logged out
+    assert client.get("/").status_code == 302
