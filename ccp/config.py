@@ -107,7 +107,8 @@ class Settings:
         return {
             "SECRET_KEY": self.secret_key,
             "SQLALCHEMY_DATABASE_URI": normalise_database_url(self.database_url),
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # A server connection can drop between requests; a SQLite file cannot, so only servers pay for the ping.
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not self.database_url.startswith("sqlite")},
             "TESTING": self.mode == "testing",
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",

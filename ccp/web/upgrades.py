@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort
 from flask_login import current_user, login_required
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import bindparam, select
 
 from ccp.extensions import db
 from ccp.models import FINAL_STATUSES, Instance, Upgrade, UpgradeStep
@@ -17,53 +17,10 @@ from ccp.web.presenters import StatusView, StepRecord, UpgradeSummary, build_sta
 bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
 
 
-class LeanSelect:
-    """A Core select run straight on a pooled DBAPI connection, for a path polled so often that the ORM session's
-    per-request setup, execution context and teardown would cost several times the query itself.
-
-    `fetch` returns the driver's rows untouched (cheap to compare: they key cached markup); `convert` turns them
-    into the values the ORM path would give, with the columns' own result processors (SQLite's text datetimes,
-    0/1 booleans). Compiled once per dialect. Parameters must be integers (no bind processing is done). The read
-    uses its own pooled connection, outside the request's session: it sees committed data only."""
-
-    def __init__(self, stmt: Select) -> None:
-        self.stmt = stmt
-        self.columns = tuple(column.key for column in stmt.selected_columns)
-        self._by_dialect: dict[tuple, tuple] = {}
-
-    def _compiled(self):
-        dialect = db.engine.dialect
-        key = (dialect.name, dialect.driver, dialect.paramstyle)
-        if key not in self._by_dialect:
-            processors = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                               for column in self.stmt.selected_columns)
-            self._by_dialect[key] = (self.stmt.compile(dialect=dialect), processors)
-        return self._by_dialect[key]
-
-    def fetch(self, **params: int) -> tuple[tuple, ...]:
-        compiled, _ = self._compiled()
-        values = compiled.construct_params(params)
-        args = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
-        connection = db.engine.raw_connection()  # checked out of the pool (pre-pinged); close() gives it back
-        try:
-            cursor = connection.cursor()
-            cursor.execute(compiled.string, args)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
-        return tuple(tuple(row) for row in rows)
-
-    def convert(self, rows: tuple[tuple, ...]) -> list[dict]:
-        _, processors = self._compiled()
-        return [{name: value if process is None else process(value)
-                 for name, process, value in zip(self.columns, processors, row, strict=True)} for row in rows]
-
-
 _UP, _INST, _STEP = Upgrade.__table__, Instance.__table__, UpgradeStep.__table__
 # The widget reads only the columns it shows, in one query: the upgrade joined to its instance and, outer, its
 # steps in order. No ORM objects, no JSON columns.
-STATUS_QUERY = LeanSelect(
+STATUS_QUERY = (
     select(*(_UP.c[name] for name in UpgradeSummary.__dataclass_fields__ if not name.startswith("instance_")),
            _INST.c.slug.label("instance_slug"), _INST.c.name.label("instance_name"),
            *(_STEP.c[name].label(f"step_{name}") for name in StepRecord.__dataclass_fields__))
@@ -72,12 +29,16 @@ STATUS_QUERY = LeanSelect(
     .where(_UP.c.id == bindparam("upgrade_id"))
     .order_by(_STEP.c.position)
 )
-_STATUS_AT = STATUS_QUERY.columns.index("status")
+_STATUS_AT = [column.key for column in STATUS_QUERY.selected_columns].index("status")
 
 
 def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
-    """The widget's rows for one upgrade (one per step; at least one), as the driver returns them, or 404."""
-    rows = STATUS_QUERY.fetch(upgrade_id=upgrade_id)
+    """The widget's rows for one upgrade (one per step; at least one), or 404.
+
+    A Core read on its own pooled connection (no ORM session: this path is polled every second by every open page);
+    it sees committed data only. The rows are plain tuples, so they can key the cached markup."""
+    with db.engine.connect() as conn:
+        rows = tuple(tuple(row) for row in conn.execute(STATUS_QUERY, {"upgrade_id": upgrade_id}))
     if not rows:
         abort(404, description=f"No upgrade {upgrade_id}.")
     return rows
@@ -85,7 +46,8 @@ def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
 
 def status_view_of(rows: tuple[tuple, ...]) -> StatusView:
     """The status widget's view built from `status_rows`."""
-    values = STATUS_QUERY.convert(rows)
+    names = [column.key for column in STATUS_QUERY.selected_columns]
+    values = [dict(zip(names, row, strict=True)) for row in rows]
     summary = UpgradeSummary(**{name: values[0][name] for name in UpgradeSummary.__dataclass_fields__})
     steps = [StepRecord(**{name: row[f"step_{name}"] for name in StepRecord.__dataclass_fields__})
              for row in values if row["step_name"] is not None]
