@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.tiers import tier_unavailable
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 SKIP_ENV = "CCP_BROWSER_SKIP_REASON"
@@ -42,21 +44,8 @@ DEFAULT_TIMEOUT_MS = 10_000
 LOOPBACK_HOSTS = {"localhost", "::1", "[::1]"}
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def unavailable(reason: str):
-    deliberate = os.environ.get(SKIP_ENV, "").strip()
-    if deliberate:
-        pytest.skip(f"{SKIP_ENV}: {deliberate} (check said: {reason})")
-    if _in_ci():
-        pytest.fail(
-            f"BROWSER TIER UNAVAILABLE IN CI: {reason}. This tier must run in CI; run: bash .ci/browser-up.sh "
-            f"(set {SKIP_ENV} only when that script reported why it cannot work).",
-            pytrace=False,
-        )
-    pytest.skip(f"browser tier unavailable: {reason} (run: bash .ci/browser-up.sh)")
+    tier_unavailable("browser", reason, skip_env=SKIP_ENV, fix="run: bash .ci/browser-up.sh")
 
 
 def is_loopback_url(url: str) -> bool:

@@ -7,12 +7,11 @@ the compose plugin, the registry or the test images are missing:
 * with CI=true: they FAIL loudly, unless CCP_E2E_SKIP_REASON is set (what .ci/run does when docker-up.sh
   exits 3 with "DOCKER UNAVAILABLE: ..."), in which case they are skipped with that reason.
 
-Helpers for other e2e tests live in ``images.py`` next to this file (``from images import make_tenant_dir``;
-this directory is put on sys.path here so that import works whatever pytest's import mode).
+Helpers for other e2e tests live in ``images.py`` next to this file (``from tests.e2e.images import make_tenant_dir``).
+The skip-or-fail policy is shared with the browser tier (``tests/tiers.py``).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -20,31 +19,17 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from tests.e2e import images
+from tests.tiers import tier_unavailable
 
-import images
+HERE = Path(__file__).resolve().parent
 
 SKIP_ENV = "CCP_E2E_SKIP_REASON"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def unavailable(reason: str, *, skip_env: str = SKIP_ENV, fix: str = "run: bash .ci/docker-up.sh"):
     """Skip (locally, or when CI deliberately sets ``skip_env``) or fail loudly (CI)."""
-    deliberate = os.environ.get(skip_env, "").strip()
-    if deliberate:
-        pytest.skip(f"{skip_env}: {deliberate} (check said: {reason})")
-    if _in_ci():
-        pytest.fail(
-            f"E2E TIER UNAVAILABLE IN CI: {reason}. This tier must run in CI; {fix} "
-            f"(set {skip_env} only when that script reported why it cannot work).",
-            pytrace=False,
-        )
-    pytest.skip(f"e2e tier unavailable: {reason} ({fix})")
+    tier_unavailable("e2e", reason, skip_env=skip_env, fix=fix)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,12 +12,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import images
+from tests.e2e import images
 import pytest
 import yaml
 
-render_mod = pytest.importorskip("ccp.rendering.render", reason="ccp.rendering.render not available")
-instance_file = pytest.importorskip("ccp.rendering.instance_file", reason="ccp.rendering.instance_file missing")
+import ccp.rendering.instance_file as instance_file
+import ccp.rendering.render as render_mod
 from ccp.envfile.compose_refs import compose_variables
 
 SAMPLES = Path(__file__).resolve().parents[1] / "rendering" / "samples"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-import images
+from tests.e2e import images
 import pytest
 
 

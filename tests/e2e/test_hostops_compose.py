@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import images
+from tests.e2e import images
 import pytest
 
 tenant_mod = pytest.importorskip("ccp.hostops.tenant", reason="ccp.hostops.tenant not available")
