@@ -131,7 +131,7 @@ def main() -> int:
               "difflib s", "patch ok", "result")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     return 0 if ok_all else 1
 
 

@@ -54,7 +54,8 @@ def token_list() -> None:
     if not rows:
         click.echo("no tokens")
         return
-    click.echo(f"{'ID':>4} {'NAME':<24} {'PREFIX':<14} {'SCOPE':<8} {'OWNER':<14} {'EXPIRES':<11} {'LAST USED':<17} STATE")
+    click.echo(f"{'ID':>4} {'NAME':<24} {'PREFIX':<14} {'SCOPE':<8} {'OWNER':<14} {'EXPIRES':<11} "
+               f"{'LAST USED':<17} STATE")
     for t in rows:
         click.echo(f"{t.id:>4} {t.name[:24]:<24} {t.prefix + '…':<14} {t.scope:<8} "
                    f"{(t.user.username if t.user else '-')[:14]:<14} "

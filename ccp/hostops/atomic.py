@@ -113,7 +113,7 @@ def apply_write_set(state_dir: Path, items: list[PlannedWrite]) -> None:
     journal = state_dir / JOURNAL
     write_file_atomic(journal, json.dumps({"phase": "staging", "entries": entries}).encode())
     try:
-        for item, entry in zip(items, entries):
+        for item, entry in zip(items, entries, strict=True):
             if not item.delete:
                 _stage(item, Path(entry["tmp"]))
     except OSError as exc:

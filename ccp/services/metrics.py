@@ -83,7 +83,8 @@ class CcpCollector:
         hist = HistogramMetricFamily("ccp_upgrade_step_duration_seconds", "Duration of finished upgrade steps",
                                      labels=["step"])
         for name, count, total, *cumulative in rows:
-            buckets = [(_le(b), int(c or 0)) for b, c in zip(STEP_BUCKETS, cumulative)] + [("+Inf", int(count))]
+            buckets = [(_le(b), int(c or 0)) for b, c in zip(STEP_BUCKETS, cumulative, strict=True)]
+            buckets.append(("+Inf", int(count)))
             hist.add_metric([name], buckets, float(total or 0.0))
         yield hist
 

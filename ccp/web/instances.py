@@ -10,7 +10,9 @@ from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
 from ccp.web.permissions import requires
 from ccp.web.presenters import ACTIONS, status_view
-from ccp.services.fleet import instance_by_slug, is_dry_run_runtime, latest_upgrade, missing_capabilities, recent_upgrades
+from ccp.services.fleet import (
+    instance_by_slug, is_dry_run_runtime, latest_upgrade, missing_capabilities, recent_upgrades,
+)
 
 bp = Blueprint("instances", __name__, url_prefix="/instances")
 

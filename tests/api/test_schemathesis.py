@@ -1,14 +1,13 @@
 """Property-based run of schemathesis against /api/openapi.json: no 5xx, statuses and bodies as documented.
 
-Runs on SQLite only and with few examples per operation, to stay well under a minute. Skipped with a reason when
-schemathesis is not installed (`pip install schemathesis`).
+Runs on SQLite only and with few examples per operation, to stay well under a minute. schemathesis is a test
+dependency (pyproject's `test` extra).
 """
 
 from __future__ import annotations
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
