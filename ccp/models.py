@@ -136,7 +136,7 @@ class Upgrade(db.Model):
     def duration_s(self) -> float | None:
         """Seconds from start to finish (None until both are known)."""
         if self.started_at and self.finished_at:
-            return (_aware(self.finished_at) - _aware(self.started_at)).total_seconds()
+            return (as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds()
         return None
 
 
@@ -161,7 +161,7 @@ class UpgradeStep(db.Model):
     def duration_s(self) -> float | None:
         """Seconds the step took (None until finished)."""
         if self.started_at and self.finished_at:
-            return (_aware(self.finished_at) - _aware(self.started_at)).total_seconds()
+            return (as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds()
         return None
 
 
@@ -274,6 +274,11 @@ def _allows(role: str, permission: str) -> bool:
     return _RANK.get(role, -1) >= _NEEDS[permission]
 
 
-def _aware(dt: datetime) -> datetime:
-    """SQLite returns naive datetimes; treat them as UTC."""
+def as_utc(dt: datetime) -> datetime:
+    """SQLite returns naive datetimes; they are UTC (every timestamp is written by utcnow)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def iso_utc(dt: datetime | None) -> str | None:
+    """ISO 8601 with the UTC offset, or None."""
+    return as_utc(dt).isoformat() if dt else None

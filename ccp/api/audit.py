@@ -5,16 +5,16 @@ from __future__ import annotations
 from flask import request
 
 from ccp.api.auth import require
-from ccp.api.base import bp, iso, page_args, page_of
+from ccp.api.base import bp, page_args, page_of
 from ccp.api.instances import find_instance
-from ccp.models import AuditEvent
+from ccp.models import AuditEvent, iso_utc
 from ccp.services.audit import audit_query
 
 
 def audit_to_dict(event: AuditEvent) -> dict:
     """One audit event as JSON."""
     return {
-        "id": event.id, "at": iso(event.at), "actor": event.actor, "action": event.action,
+        "id": event.id, "at": iso_utc(event.at), "actor": event.actor, "action": event.action,
         "instance_id": event.instance_id, "target": event.target, "plan_hash": event.plan_hash,
         "result": event.result, "detail": event.detail or {},
     }

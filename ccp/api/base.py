@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from flask import Blueprint, current_app, request
 
@@ -90,15 +89,6 @@ def page_of(select_stmt, page: int, per_page: int, to_dict) -> dict:
     result = db.paginate(select_stmt, page=page, per_page=per_page, error_out=False, count=True)
     return {"items": [to_dict(row) for row in result.items], "page": page, "per_page": per_page,
             "total": result.total}
-
-
-def iso(dt: datetime | None) -> str | None:
-    """ISO 8601 in UTC (SQLite returns naive datetimes, which are UTC)."""
-    if dt is None:
-        return None
-    from ccp.services.tokens import aware
-
-    return aware(dt).isoformat()
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:

@@ -8,10 +8,10 @@ from flask import g, url_for
 from sqlalchemy import select
 
 from ccp.api.auth import require
-from ccp.api.base import bp, iso, json_body, page_args, page_of, reject_unknown
+from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
-from ccp.models import ACTIVE_STATUSES, Instance, Upgrade
+from ccp.models import ACTIVE_STATUSES, Instance, Upgrade, iso_utc
 from ccp.services.instances import EDITABLE, InstanceError, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
@@ -34,8 +34,8 @@ def instance_to_dict(inst: Instance) -> dict:
         "compose_project": inst.compose_project, "is_registered": inst.is_registered, "image_tag": inst.image_tag,
         "template_set": inst.template_set, "vars": dict(inst.vars or {}), "secret_names": inst.secret_names(),
         "health_urls": list(inst.health_urls or []), "agent_version": inst.agent_version,
-        "agent_capabilities": list(inst.agent_capabilities or []), "last_seen_at": iso(inst.last_seen_at),
-        "attention": inst.attention, "created_at": iso(inst.created_at), "updated_at": iso(inst.updated_at),
+        "agent_capabilities": list(inst.agent_capabilities or []), "last_seen_at": iso_utc(inst.last_seen_at),
+        "attention": inst.attention, "created_at": iso_utc(inst.created_at), "updated_at": iso_utc(inst.updated_at),
     }
 
 

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import case, func, select
 
 from ccp.extensions import db
-from ccp.models import FINAL_STATUSES, UPGRADE_KINDS, Instance, Upgrade, UpgradeStep, utcnow
+from ccp.models import FINAL_STATUSES, UPGRADE_KINDS, Instance, Upgrade, UpgradeStep, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,6 @@ class CcpCollector:
         yield gauge
 
     def _agents(self):
-        from ccp.services.tokens import aware
 
         stale_s = self.app.config["CCP"].heartbeat_stale_s
         now = utcnow()
@@ -112,10 +111,10 @@ class CcpCollector:
         total = 0
         for slug, last_seen in db.session.execute(select(Instance.slug, Instance.last_seen_at).order_by(Instance.slug)):
             total += 1
-            fresh = last_seen is not None and (now - aware(last_seen)).total_seconds() <= stale_s
+            fresh = last_seen is not None and (now - as_utc(last_seen)).total_seconds() <= stale_s
             up.add_metric([slug], 1 if fresh else 0)
             if last_seen is not None:
-                seen.add_metric([slug], aware(last_seen).timestamp())
+                seen.add_metric([slug], as_utc(last_seen).timestamp())
         yield up
         yield seen
         yield GaugeMetricFamily("ccp_instances", "Number of instances", value=total)

@@ -9,7 +9,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from ccp.extensions import db, get_redis
-from ccp.models import Upgrade, utcnow
+from ccp.models import Upgrade, as_utc, utcnow
 from ccp.services.audit import record
 
 DEAD_JOB_STATES = ("failed", "stopped", "canceled")
@@ -30,13 +30,13 @@ def reap_interrupted() -> list[int]:
     reaped = []
     for upgrade in candidates:
         if upgrade.status == "running":
-            beat = _aware(upgrade.heartbeat_at or upgrade.started_at or upgrade.created_at)
+            beat = as_utc(upgrade.heartbeat_at or upgrade.started_at or upgrade.created_at)
             if beat >= stale_before:
                 continue
             cause = "the worker running this upgrade stopped (no heartbeat)"
             condition = Upgrade.heartbeat_at == upgrade.heartbeat_at if upgrade.heartbeat_at else True
         else:
-            if _aware(upgrade.created_at) > now - timedelta(seconds=QUEUED_GRACE_S) or _job_alive(upgrade.job_id):
+            if as_utc(upgrade.created_at) > now - timedelta(seconds=QUEUED_GRACE_S) or _job_alive(upgrade.job_id):
                 continue
             cause = "its queued job was lost before it started"
             condition = True
@@ -68,8 +68,3 @@ def _job_alive(job_id: str | None) -> bool:
         return False
     return status is not None and str(getattr(status, "value", status)) not in DEAD_JOB_STATES
 
-
-def _aware(dt):
-    from datetime import timezone
-
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

@@ -7,12 +7,12 @@ working when the user is deactivated or deleted.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from ccp.extensions import db
-from ccp.models import TOKEN_SCOPES, ApiToken, User, utcnow
+from ccp.models import TOKEN_SCOPES, ApiToken, User, as_utc, iso_utc, utcnow
 from ccp.vault import hash_token, new_api_token
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@-]{0,99}$")
@@ -59,7 +59,7 @@ def create_token(name: str, scope: str, *, user: User | None = None, expires_day
     )
     db.session.add(token)
     db.session.commit()
-    _audit(actor, "token.create", token, {"scope": scope, "expires_at": _iso(token.expires_at)})
+    _audit(actor, "token.create", token, {"scope": scope, "expires_at": iso_utc(token.expires_at)})
     return token, plaintext
 
 
@@ -86,7 +86,7 @@ def token_state(token: ApiToken, now: datetime | None = None) -> str:
     """'active', 'expired' or 'revoked'."""
     if token.revoked_at is not None:
         return "revoked"
-    if token.expires_at is not None and aware(token.expires_at) <= (now or utcnow()):
+    if token.expires_at is not None and as_utc(token.expires_at) <= (now or utcnow()):
         return "expired"
     return "active"
 
@@ -104,7 +104,7 @@ def authenticate(plaintext: str) -> ApiToken:
     if token.user_id is not None and (token.user is None or not token.user.active):
         raise TokenRejected("inactive_user")
     now = utcnow()
-    if token.last_used_at is None or (now - aware(token.last_used_at)).total_seconds() >= LAST_USED_RESOLUTION_S:
+    if token.last_used_at is None or (now - as_utc(token.last_used_at)).total_seconds() >= LAST_USED_RESOLUTION_S:
         token.last_used_at = now
         db.session.commit()
     return token
@@ -125,15 +125,6 @@ def token_actor(token: ApiToken) -> str:
 def max_scope_for(user: User) -> str:
     """The widest scope a user's role allows them to hold."""
     return _SCOPE_FOR_ROLE.get(user.role, "read")
-
-
-def aware(dt: datetime) -> datetime:
-    """SQLite gives naive datetimes back; they are UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return aware(dt).isoformat() if dt else None
 
 
 def _audit(actor: str, action: str, token: ApiToken, detail: dict) -> None:

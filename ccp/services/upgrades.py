@@ -38,7 +38,6 @@ rollback_verify when a rollback happens).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from flask import current_app
 from rq.job import Job
@@ -46,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
-from ccp.models import ACTIVE_STATUSES, Upgrade, UpgradeStep, utcnow
+from ccp.models import ACTIVE_STATUSES, Upgrade, UpgradeStep, iso_utc, utcnow
 from ccp.rendering.context import validate_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
@@ -187,10 +186,10 @@ def upgrade_to_dict(upgrade: Upgrade) -> dict:
         "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
         "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
         "cancel_requested": upgrade.cancel_requested,
-        "created_at": _iso(upgrade.created_at), "started_at": _iso(upgrade.started_at),
-        "finished_at": _iso(upgrade.finished_at), "duration_s": upgrade.duration_s,
-        "steps": [{"name": s.name, "status": s.status, "started_at": _iso(s.started_at),
-                   "finished_at": _iso(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
+        "created_at": iso_utc(upgrade.created_at), "started_at": iso_utc(upgrade.started_at),
+        "finished_at": iso_utc(upgrade.finished_at), "duration_s": upgrade.duration_s,
+        "steps": [{"name": s.name, "status": s.status, "started_at": iso_utc(s.started_at),
+                   "finished_at": iso_utc(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
                   for s in upgrade.steps],
     }
 
@@ -273,5 +272,3 @@ def _settings():
     return current_app.config["CCP"]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -167,3 +167,12 @@ def test_cancel_running_upgrade_rolls_back_at_next_step(app, tenant, db, monkeyp
     steps = {s.name: s.status for s in upgrade.steps}
     assert steps["pull"] == "succeeded" and steps["up"] == "skipped" and steps["restore"] == "succeeded"
     assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v1"
+
+
+def test_upgrade_timestamps_carry_utc_offset(app, tenant, run_worker, db):
+    upgrade = upgrades.start_release(tenant, "v2", actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    data = upgrades.upgrade_to_dict(upgrade)
+    for key in ("created_at", "started_at", "finished_at"):
+        assert data[key].endswith("+00:00"), (key, data[key])
