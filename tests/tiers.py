@@ -16,6 +16,16 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def mark_tier(items, folder, marker) -> None:
+    """Give every collected test under `folder` the tier's marker (so `-m e2e` / `-m browser` select them)."""
+    for item in items:
+        try:
+            item.path.resolve().relative_to(folder)
+        except ValueError:
+            continue
+        item.add_marker(marker)
+
+
 def tier_unavailable(tier: str, reason: str, *, skip_env: str, fix: str):
     """Skip (locally, or when CI deliberately set `skip_env`) or fail loudly (CI). Never returns."""
     deliberate = os.environ.get(skip_env, "").strip()

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.tiers import tier_unavailable
+from tests.tiers import mark_tier, tier_unavailable
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -57,12 +57,7 @@ def is_loopback_url(url: str) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        try:
-            item.path.resolve().relative_to(HERE)
-        except ValueError:
-            continue
-        item.add_marker(pytest.mark.browser)
+    mark_tier(items, HERE, pytest.mark.browser)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

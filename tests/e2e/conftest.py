@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import images
-from tests.tiers import tier_unavailable
+from tests.tiers import mark_tier, tier_unavailable
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,12 +33,7 @@ def unavailable(reason: str, *, skip_env: str = SKIP_ENV, fix: str = "run: bash 
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        try:
-            item.path.resolve().relative_to(HERE)
-        except ValueError:
-            continue
-        item.add_marker(pytest.mark.e2e)
+    mark_tier(items, HERE, pytest.mark.e2e)
 
 
 def _check(cmd: list[str], timeout: float = 20) -> tuple[bool, str]:
