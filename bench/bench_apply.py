@@ -30,9 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-import upgrade_helpers as uh  # noqa: E402
+from tests.e2e import upgrade_helpers as uh  # noqa: E402
 
 GOAL = 1.25
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-import upgrade_helpers as uh
+from tests.e2e import upgrade_helpers as uh
 from rq.job import Job
 
 from ccp.extensions import get_queue, get_redis

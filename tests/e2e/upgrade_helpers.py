@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def network_mode() -> str:
     """'bridge' or 'host' as recorded by .ci/docker-up.sh (see tests/e2e/images.py)."""
-    import images
+    from tests.e2e import images
 
     return images.network_mode()
 
