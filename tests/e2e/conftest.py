@@ -13,7 +13,6 @@ The skip-or-fail policy is shared with the browser tier (``tests/tiers.py``).
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -117,17 +116,7 @@ def compose_project(docker_env, tmp_path):
         return tenant
 
     yield factory
-    errors = []
-    for tenant in created:
-        try:
-            proc = tenant.down()
-            if proc.returncode != 0:
-                errors.append(f"{tenant.project}: down exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
-        except subprocess.TimeoutExpired:
-            errors.append(f"{tenant.project}: down timed out")
-    if errors:
-        # teardown problems should be visible, not silently leave containers behind
-        print("compose_project teardown problems:\n  " + "\n  ".join(errors), file=sys.stderr)
+    images.down_all(created, "compose_project")
 
 
 @pytest.fixture

@@ -482,6 +482,20 @@ class ComposeTenant:
         return self.compose("down", "-v", "--remove-orphans", "--timeout", "1", timeout=timeout)
 
 
+def down_all(tenants, label: str) -> None:
+    """`compose down` every tenant (each has .down() and .project); print problems instead of hiding them."""
+    problems = []
+    for tenant in tenants:
+        try:
+            proc = tenant.down()
+            if proc.returncode != 0:
+                problems.append(f"{tenant.project}: down exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        except subprocess.TimeoutExpired:
+            problems.append(f"{tenant.project}: down timed out")
+    if problems:  # teardown problems should be visible, not silently leave containers behind
+        print(f"{label} teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+
+
 def push_web_image(tag: str, version: str, *, kind: str = "web", registry: str = REGISTRY) -> str:
     """Build + push an extra test image under ``tag`` (e.g. to move a tag to new content for a
     Quick Upgrade test: same tag, new digest). Returns the registry manifest digest."""

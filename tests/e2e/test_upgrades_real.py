@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.e2e import images
 from tests.e2e import upgrade_helpers as uh
 from rq.job import Job
 
@@ -61,17 +62,9 @@ def real_tenant(app, tmp_path):
         return t, inst
 
     yield make
-    problems = []
     for t in made:
         t.agent.stop()
-        try:
-            proc = t.down()
-            if proc.returncode != 0:
-                problems.append(f"{t.project}: down exit {proc.returncode}: {proc.stderr[-300:]}")
-        except subprocess.TimeoutExpired:
-            problems.append(f"{t.project}: down timed out")
-    if problems:
-        print("real_tenant teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+    images.down_all(made, "real_tenant")
 
 
 def _reload(db, upgrade: Upgrade) -> Upgrade:

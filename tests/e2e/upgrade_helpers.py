@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from tests.e2e.images import http_get
+
 SETS_DIR = Path(__file__).resolve().parent / "sets"
 SET_NAME = "e2e-web"
 STATE_DIR_NAME = ".ccp"  # the agent keeps snapshots/locks here when no state dir is given; never part of a tree
@@ -94,14 +96,6 @@ def inspect(container: str) -> dict:
 def running_image(install_dir: Path, project: str, service: str = "web") -> str:
     """The image reference the service's container was created from (Config.Image), '' when there is none."""
     return (inspect(container_id(install_dir, project, service)).get("Config") or {}).get("Image", "")
-
-
-def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
 
 
 def page_version(url: str, timeout: float = 3.0) -> str | None:
