@@ -64,7 +64,7 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
 
-    from ccp import models  # noqa: F401 - register models with the metadata
+    from ccp import changes, models  # noqa: F401 - register models with the metadata, upgrade change notices
     from ccp import api, security, web
 
     web.init_app(app)

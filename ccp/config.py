@@ -44,6 +44,7 @@ class Settings:
     agent_read_timeout_s: float = 60.0
     job_timeout_s: int = 1800
     heartbeat_stale_s: float = 90.0
+    status_reuse_s: float = 5.0
     local_compose_command: list[str] | None = None
     proxy_hops: int = 0
 
@@ -70,6 +71,7 @@ class Settings:
         s.agent_read_timeout_s = _number(env, "CCP_AGENT_READ_TIMEOUT_S", s.agent_read_timeout_s, minimum=0.1)
         s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
         s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
+        s.status_reuse_s = _number(env, "CCP_STATUS_REUSE_S", s.status_reuse_s, minimum=0)
         s.proxy_hops = int(_number(env, "CCP_PROXY_HOPS", 0, minimum=0))
         if env.get("CCP_LOCAL_COMPOSE_COMMAND"):
             s.local_compose_command = shlex.split(env["CCP_LOCAL_COMPOSE_COMMAND"])
@@ -112,6 +114,7 @@ class Settings:
             "TESTING": self.mode == "testing",
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "CCP_STATUS_REUSE_S": self.status_reuse_s,
             "CCP": self,
         }
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+import time
+
+from flask import Blueprint, abort, current_app
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 
+from ccp import changes
 from ccp.extensions import db
 from ccp.models import FINAL_STATUSES, Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
@@ -15,6 +18,7 @@ from ccp.web.permissions import requires
 from ccp.web.presenters import StatusView, StepRecord, UpgradeSummary, build_status_view, status_label
 
 bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
+STATUS_READS_KEPT = 4096  # upgrades whose last status read this process keeps (a few kB each)
 
 
 _UP, _INST, _STEP = Upgrade.__table__, Instance.__table__, UpgradeStep.__table__
@@ -44,6 +48,24 @@ def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
     return rows
 
 
+def polled_status_rows(upgrade_id: int) -> tuple[tuple, ...]:
+    """`status_rows`, or this process's last read of them while no change notice arrived for the upgrade (and for
+    at most CCP_STATUS_REUSE_S seconds). See ccp.changes: the stamp is taken before the read, so a change that
+    lands during the read makes the next poll read again."""
+    stamp = changes.current_feed().stamp(upgrade_id)
+    reads = current_app.extensions.setdefault("ccp_status_reads", {})
+    now = time.monotonic()
+    last = reads.get(upgrade_id)
+    if stamp is not None and last is not None and last[0] == stamp and now - last[1] < changes.reuse_seconds():
+        return last[2]
+    rows = status_rows(upgrade_id)
+    if stamp is not None:
+        if len(reads) >= STATUS_READS_KEPT:
+            reads.clear()
+        reads[upgrade_id] = (stamp, now, rows)
+    return rows
+
+
 def status_view_of(rows: tuple[tuple, ...]) -> StatusView:
     """The status widget's view built from `status_rows`."""
     names = [column.key for column in STATUS_QUERY.selected_columns]
@@ -70,8 +92,9 @@ def status(upgrade_id: int):
 
     Polled every second by every open page, mostly while nothing changed: the fragment's markup is cached by what
     it shows (the rows and the one permission it depends on, for the Cancel button), and the view is only built
-    when the markup has to be rendered. The rows are read on every poll, so the widget is never stale."""
-    rows = status_rows(upgrade_id)
+    when the markup has to be rendered. The rows are read again as soon as a change notice for this upgrade arrives
+    (ccp.changes; every process announces its committed changes), and on every poll while notices cannot be heard."""
+    rows = polled_status_rows(upgrade_id)
     response = htmx.render("upgrades/show.html", "upgrades/_status.html",
                            cache_key=(rows, current_user.can("operate")),
                            make_context=lambda: {"view": status_view_of(rows)})

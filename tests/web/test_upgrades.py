@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
 from flask import render_template
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from ccp.models import Upgrade, UpgradeStep, User, utcnow
 from ccp.web.presenters import status_view
@@ -101,6 +105,53 @@ def test_cached_fragment_follows_every_change(db, client, login):
     db.session.commit()
     final = client.get(url, headers=HX)
     assert final.status_code == 286 and "Succeeded" in final.get_data(as_text=True)
+
+
+CHANGE_ELSEWHERE = """
+from ccp import create_app
+from ccp.extensions import db
+from ccp.models import UpgradeStep
+app = create_app()
+with app.app_context():
+    step = db.session.execute(db.select(UpgradeStep).filter_by(upgrade_id={id}, status="running")).scalar_one()
+    step.output_tail = "changed by another process"
+    db.session.commit()
+"""
+
+
+def test_poll_reuses_its_read_until_another_process_announces_a_change(app, app_env, db, client, login):
+    """While no change notice arrives, a poll serves the last read without touching the database; a change
+    committed by another process (a worker) reaches the next polls through Redis within moments."""
+    from ccp import changes
+
+    login("viewer")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    feed = changes.current_feed()
+    deadline = time.monotonic() + 5
+    while not feed.subscribed.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first = client.get(url, headers=HX).get_data(as_text=True)
+    reads = []
+    listener = lambda *args: reads.append(args[2]) if "upgrade_steps" in args[2] else None  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(url, headers=HX).get_data(as_text=True) == first
+        assert reads == [], "an unchanged upgrade was read again"
+        subprocess.run([sys.executable, "-c", CHANGE_ELSEWHERE.format(id=upgrade.id)], env={**os.environ, **app_env},
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 3
+        while "changed by another process" not in client.get(url, headers=HX).get_data(as_text=True):
+            assert time.monotonic() < deadline, "the other process's change was not shown within 3 s"
+            time.sleep(0.02)
+        assert len(reads) >= 1
+        app.config["CCP_STATUS_REUSE_S"] = 0  # reuse switched off: every poll reads
+        before = len(reads)
+        client.get(url, headers=HX)
+        client.get(url, headers=HX)
+        assert len(reads) == before + 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
 
 
 def test_fragment_has_no_csrf_field_and_page_has_one(db, client, login):
