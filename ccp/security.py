@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+import time
+
+from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 
 CSP = "; ".join([  # noqa: FLY002 - one directive per line reads better
     "default-src 'self'",
@@ -40,11 +43,20 @@ HEADERS = {
 class TlsAwareSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS.
 
-    The signing serializer is built once per secret (Flask builds a new one on every request, and building one
-    serializes a probe value to see whether it produces text); same keys, same salt, same checks."""
+    Two costs of Flask's version are paid once instead of on every request (the status widget is polled every
+    second per open page, with the same cookie each time):
+    - the signing serializer is built once per secret (Flask builds one per request, serializing a probe value);
+    - a cookie whose signature was verified is remembered, byte for byte, with its signing time: the same cookie
+      again skips HMAC, base64, zlib and JSON but is still refused once older than the session lifetime. Only
+      sessions holding plain values (no lists or dicts, e.g. flashed messages) are remembered, so a request can
+      never change what the next one starts from. A rotated secret forgets every remembered cookie."""
+
+    VERIFIED_KEPT = 4096  # distinct cookies remembered (roughly: logged-in browsers polling this process)
+    _PLAIN = (str, int, float, bool, type(None))
 
     def __init__(self) -> None:
         self._serializers: dict[tuple, object] = {}
+        self._verified: dict[str, tuple[dict, float]] = {}
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or _request_is_tls()
@@ -55,8 +67,30 @@ class TlsAwareSessionInterface(SecureCookieSessionInterface):
         if serializer is None:
             serializer = super().get_signing_serializer(app)
             if serializer is not None:
-                self._serializers = {keys: serializer}  # a rotated secret replaces the old serializer
+                self._serializers = {keys: serializer}  # a rotated secret replaces the old serializer ...
+                self._verified = {}  # ... and what it verified
         return serializer
+
+    def open_session(self, app: Flask, request):
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie:
+            return self.session_class()
+        max_age = app.permanent_session_lifetime.total_seconds()
+        known = self._verified.get(cookie)
+        if known is not None and 0 <= time.time() - known[1] <= max_age:
+            return self.session_class(known[0])
+        try:
+            data, signed_at = serializer.loads(cookie, max_age=int(max_age), return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if all(isinstance(value, self._PLAIN) for value in data.values()):
+            if len(self._verified) >= self.VERIFIED_KEPT:
+                self._verified = {}
+            self._verified[cookie] = (data, signed_at.timestamp())
+        return self.session_class(data)
 
 
 def init_app(app: Flask) -> None:
@@ -71,6 +105,19 @@ def init_app(app: Flask) -> None:
     # "strong": a session whose identifier (IP + user agent hash) changes is dropped, not just marked non-fresh.
     login_manager.session_protection = "strong"
     app.after_request(add_security_headers)
+    # CSRF: Flask-WTF's own hook resolves view exemptions before it looks at the method; ours skips safe methods
+    # first (every poll is a GET), then lets Flask-WTF check exactly as before.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.before_request(_protect_unsafe_methods)
+
+
+def _protect_unsafe_methods() -> None:
+    """Flask-WTF's CSRF check (honouring csrf.exempt) for POST/PUT/PATCH/DELETE; nothing for GET/HEAD/OPTIONS."""
+    from ccp.extensions import csrf
+
+    config = current_app.config
+    if request.method in config["WTF_CSRF_METHODS"] and config["WTF_CSRF_ENABLED"]:
+        csrf.protect(apply_exemptions=True)
 
 
 _HEADER_ITEMS = tuple(HEADERS.items())
