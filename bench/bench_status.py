@@ -13,7 +13,11 @@ after the load, a request with exactly the load's headers must answer 200 with t
 The machine may be busy with other work, so the two endpoints are measured in alternating rounds (bare, status,
 bare, status, ...) against the same two servers, and the report gives every round and the median.
 
-    python3 bench/bench_status.py [--seconds 10] [--runs 3] [--threads 4] [--connections 8]
+The upgrade does not change during the load, as between most polls of a real one: CCP serves those polls from its
+last read until a change notice arrives over Redis (ccp/changes.py). `--reuse-s 0` sets CCP_STATUS_REUSE_S=0, so
+every poll reads the database: the cost of the polls that follow a change.
+
+    python3 bench/bench_status.py [--seconds 10] [--runs 3] [--threads 4] [--connections 8] [--reuse-s 0]
 """
 
 from __future__ import annotations
@@ -152,6 +156,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads (and load connections / 2)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3, help="alternating rounds; the report gives the median")
+    parser.add_argument("--reuse-s", type=float, default=None,
+                        help="CCP_STATUS_REUSE_S for the CCP server (0: every poll reads the database)")
     args = parser.parse_args()
     load = load_wrk if shutil.which("wrk") else load_python
     with tempfile.TemporaryDirectory(prefix="ccp-bench-") as tmp:
@@ -159,6 +165,8 @@ def main() -> None:
         env = {**os.environ, "CCP_ENV": "testing", "CCP_INSTANCE_DIR": str(tmp_path / "instance"),
                "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{tmp_path / 'ccp.db'}"),
                "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+        if args.reuse_s is not None:
+            env["CCP_STATUS_REUSE_S"] = str(args.reuse_s)
         subprocess.run([sys.executable, "-m", "ccp.cli", "db", "upgrade"], env=env, check=True, capture_output=True)
         upgrade_id = subprocess.run([sys.executable, "-c", SEED], env=env, check=True, capture_output=True,
                                     text=True).stdout.strip().splitlines()[-1]
@@ -185,13 +193,15 @@ def main() -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
-    report(rounds, args, load.__name__, env["DATABASE_URL"].split(":", 1)[0])
+    report(rounds, args, load.__name__, env["DATABASE_URL"].split(":", 1)[0],
+           env.get("CCP_STATUS_REUSE_S", "5 (default)"))
 
 
-def report(rounds: list[tuple[float, float]], args, load_name: str, db_kind: str) -> None:
+def report(rounds: list[tuple[float, float]], args, load_name: str, db_kind: str, reuse: str) -> None:
     """One line per round, then the medians; the verdict uses the median of the per-round ratios."""
     print(f"\nserver: gunicorn -w 1 --threads {args.threads} on 127.0.0.1; load: {load_name} "
-          f"{args.connections} connections x {args.seconds}s, {len(rounds)} alternating rounds; database: {db_kind}")
+          f"{args.connections} connections x {args.seconds}s, {len(rounds)} alternating rounds; database: {db_kind}; "
+          f"CCP_STATUS_REUSE_S={reuse}")
     print(f"{'round':<8}{'bare GET /ping':>16}{'CCP GET /upgrades/<id>/status (htmx)':>40}{'vs bare':>10}")
     ratios = []
     for i, (bare_rps, status_rps) in enumerate(rounds, 1):
