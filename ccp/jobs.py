@@ -21,3 +21,10 @@ def run_upgrade(upgrade_id: int) -> str:
     from ccp.services.runner import run_upgrade as _run
 
     return _run(upgrade_id)
+
+
+def advance_rollout(rollout_id: int) -> str:
+    """Move a rollout on: start its next wave, or end it (see ccp.services.rollouts)."""
+    from ccp.services.rollouts import advance
+
+    return advance(rollout_id)

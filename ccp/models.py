@@ -121,6 +121,7 @@ class Upgrade(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"), index=True)
 
     instance: Mapped[Instance] = relationship(back_populates="upgrades")
     steps: Mapped[list["UpgradeStep"]] = relationship(
@@ -236,15 +237,28 @@ class AuditEvent(db.Model):
 
 
 class Rollout(db.Model):
-    """A fleet-wide release of one tag, applied in waves (driven by the UI, API or a CI webhook)."""
+    """A fleet-wide release of one tag, applied in waves (driven by the API or a CI webhook).
+
+    `waves` is a list of {"instances": [instance ids], "status": pending|running|succeeded|failed, "started_at",
+    "finished_at", "errors": {slug: why an upgrade could not start}}; the upgrades of a wave carry `rollout_id`.
+    `skipped` lists the slugs that were already on the tag when the rollout was planned."""
 
     __tablename__ = "rollouts"
+    __table_args__ = (
+        # The database itself refuses a second running rollout: two would race for the same tenants.
+        Index("uq_rollouts_one_running", "status", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tag: Mapped[str] = mapped_column(String(128), nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
     waves: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    skipped: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    source: Mapped[str] = mapped_column(String(20), nullable=False, default="api")
     actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

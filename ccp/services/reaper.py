@@ -11,6 +11,7 @@ from rq.job import Job
 from ccp.extensions import db, get_redis
 from ccp.models import Upgrade, as_utc, utcnow
 from ccp.services.audit import record
+from ccp.services.rollouts import upgrade_ended
 
 DEAD_JOB_STATES = ("failed", "stopped", "canceled")
 QUEUED_GRACE_S = 30
@@ -56,6 +57,7 @@ def reap_interrupted() -> list[int]:
         record("system", "upgrade.interrupted", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                result="interrupted", detail={"upgrade_id": upgrade.id, "cause": cause})
         reaped.append(upgrade.id)
+        upgrade_ended(upgrade)
     return reaped
 
 

@@ -18,6 +18,7 @@ from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
 from ccp.services.audit import record
 from ccp.services.plan import build_plan
+from ccp.services.rollouts import upgrade_ended
 from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
 from ccp.services.verify import VerifyFailed, verify_tenant
 
@@ -248,6 +249,7 @@ def _finish(upgrade: Upgrade, status: str, error: str | None = None) -> None:
     db.session.commit()
     record(upgrade.actor, f"upgrade.{upgrade.kind}.finished", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
            result=status, detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
+    upgrade_ended(upgrade)  # a rollout it belongs to may move on
 
 
 def _why(result: dict) -> str:

@@ -131,15 +131,16 @@ def preview_release(instance, tag: str | None) -> dict:
     }
 
 
-def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str) -> Upgrade:
-    """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash).
+def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
+                  rollout_id: int | None = None) -> Upgrade:
+    """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash, and part of a rollout).
 
     Raises TagInvalid or UpgradeConflict; in either case nothing is recorded or enqueued.
     """
     tag = _checked_tag(instance, tag)
     if plan is not None and (not isinstance(plan, str) or len(plan) != 64):
         raise UpgradeError("plan must be the 64-character plan hash returned by preview", {"field": "plan"})
-    return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan)
+    return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id)
 
 
 def start_quick(instance, *, actor: str) -> Upgrade:
@@ -166,6 +167,7 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
         if claimed:
             _cancel_job(upgrade.job_id)
             db.session.refresh(upgrade)
+            _ended(upgrade)
             record(actor, "upgrade.cancel", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                    detail={"upgrade_id": upgrade.id, "was": "queued"})
             return upgrade
@@ -240,6 +242,12 @@ def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
     record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
            detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     return upgrade
+
+
+def _ended(upgrade: Upgrade) -> None:
+    from ccp.services.rollouts import upgrade_ended
+
+    upgrade_ended(upgrade)
 
 
 def _checked_tag(instance, tag: str | None) -> str:

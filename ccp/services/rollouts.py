@@ -1,0 +1,268 @@
+"""Rollouts: one image tag across the fleet, in waves - a canary wave first, then waves of a fixed size.
+
+A rollout never runs a tenant's upgrade itself: for each tenant of a wave it previews the release (as an operator
+would) and starts an ordinary "Upgrade to Release" bound to that preview's plan hash, so each tenant gets the same
+checks, lock, recorded steps and automatic rollback as a single upgrade. The next wave starts only when every
+upgrade of the current one *succeeded*; anything else (failed, rolled back, interrupted, cancelled, or a tenant whose
+upgrade could not even start, e.g. its agent is down) halts the rollout with the reason, and the remaining waves are
+never touched. Starting a rollout for the same tag again continues where it stopped: tenants already on the tag are
+skipped.
+
+Progress is event-driven, so no worker ever sits waiting: `advance` (an RQ job) starts a wave and returns; every
+upgrade of the rollout that ends enqueues `advance` again, which moves on once the wave is complete. A Redis lock
+per rollout serialises concurrent `advance` calls, the database allows one running rollout at a time, and the
+worker's housekeeping re-enqueues `advance` for a running rollout that has had no active upgrade for a minute (its
+last `advance` was lost).
+
+Statuses: running (active); succeeded, halted, cancelled (final).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ccp.extensions import db, get_queue, get_redis
+from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_utc, utcnow
+from ccp.rendering.context import validate_tag
+from ccp.services import upgrades as upgrade_svc
+from ccp.services.audit import record
+from ccp.services.upgrades import UpgradeError
+
+log = logging.getLogger(__name__)
+
+FINAL = ("succeeded", "halted", "cancelled")
+MAX_WAVE_SIZE = 1000
+STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
+LOCK_S = 1800  # a wave start previews each tenant (agent timeouts apply); the lock expires if its holder dies
+
+
+class RolloutInvalid(UpgradeError):
+    status, code = 422, "validation_failed"
+
+
+class RolloutConflict(UpgradeError):
+    status, code = 409, "rollout_active"
+
+
+class RolloutNotCancellable(UpgradeError):
+    status, code = 409, "not_cancellable"
+
+
+def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, source: str = "api") -> Rollout:
+    """Plan the waves for `tag` over `instances` (slugs; default: every instance) and start the first one.
+
+    Tenants already on `tag` are skipped. Raises RolloutInvalid (bad tag, sizes or unknown slugs; nothing recorded),
+    RolloutConflict (another rollout is running) or UpgradeError (Redis unavailable: the rollout is recorded halted).
+    """
+    tag, canary, wave_size = _checked(tag, canary, wave_size)
+    targets = _targets(instances)
+    todo = [inst for inst in targets if inst.image_tag != tag]
+    waves = _waves([inst.id for inst in todo], canary, wave_size)
+    rollout = Rollout(tag=tag, status="running" if waves else "succeeded", source=source, actor=actor,
+                      waves=[{"instances": ids, "status": "pending", "errors": {}} for ids in waves],
+                      skipped=[inst.slug for inst in targets if inst.image_tag == tag],
+                      finished_at=None if waves else utcnow())
+    db.session.add(rollout)
+    try:
+        db.session.commit()  # the partial unique index refuses a second running rollout here
+    except IntegrityError:
+        db.session.rollback()
+        running = db.session.execute(select(Rollout).filter_by(status="running")).scalars().first()
+        raise RolloutConflict("another rollout is running" + (f" (#{running.id}, tag {running.tag})" if running
+                              else ""), {"running_rollout_id": running.id if running else None}) from None
+    record(actor, "rollout.start", result=rollout.status,
+           detail={"rollout_id": rollout.id, "tag": tag, "waves": [len(w) for w in waves], "source": source,
+                   "skipped": len(rollout.skipped)})
+    if waves:
+        try:
+            _enqueue_advance(rollout.id)
+        except Exception as exc:  # noqa: BLE001 - Redis down: do not leave a running rollout nobody advances
+            _finish(rollout, "halted", "could not queue the rollout: Redis is unavailable")
+            raise UpgradeError("cannot queue the rollout: Redis is unavailable",
+                               {"reason": type(exc).__name__}) from None
+    return rollout
+
+
+def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
+    """Stop a running rollout: no further wave starts; upgrades already started finish normally.
+
+    Raises RolloutNotCancellable when the rollout has already ended."""
+    if rollout.status in FINAL:
+        raise RolloutNotCancellable(f"rollout {rollout.id} is already {rollout.status}")
+    rollout.cancel_requested = True
+    db.session.commit()
+    record(actor, "rollout.cancel", detail={"rollout_id": rollout.id})
+    _enqueue_advance(rollout.id)
+    return rollout
+
+
+def advance(rollout_id: int) -> str:
+    """Move a running rollout on as far as it can go now; returns its status. (The RQ job `advance_rollout`.)"""
+    with get_redis().lock(f"ccp:rollout:{rollout_id}", timeout=LOCK_S, blocking_timeout=LOCK_S):
+        db.session.expire_all()
+        rollout = db.session.get(Rollout, rollout_id)
+        if rollout is None:
+            return "missing"
+        while rollout.status == "running":
+            wave_no, wave = _current_wave(rollout)
+            if wave is None:
+                _finish(rollout, "succeeded")
+            elif rollout.cancel_requested and wave["status"] == "pending":
+                _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
+            elif wave["status"] == "pending":
+                _start_wave(rollout, wave_no, wave)
+            else:
+                outcome = _wave_outcome(rollout, wave)
+                if outcome is None:  # upgrades still queued/running: their ends will call us again
+                    break
+                wave = {**wave, "status": "succeeded" if not outcome else "failed", "finished_at": iso_utc(utcnow())}
+                _save_wave(rollout, wave_no, wave)
+                if outcome:
+                    _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome))
+        return rollout.status
+
+
+def upgrade_ended(upgrade: Upgrade) -> None:
+    """An upgrade reached a final status: if it belongs to a rollout, let the rollout move on."""
+    if upgrade.rollout_id is None:
+        return
+    try:
+        _enqueue_advance(upgrade.rollout_id)
+    except Exception:  # noqa: BLE001 - housekeeping advances stalled rollouts
+        log.warning("could not queue rollout %s after upgrade %s ended", upgrade.rollout_id, upgrade.id)
+
+
+def nudge_stalled() -> list[int]:
+    """Queue `advance` for running rollouts that have had no active upgrade for STALL_S (their event was lost)."""
+    nudged = []
+    cutoff = utcnow() - timedelta(seconds=STALL_S)
+    for rollout in db.session.execute(select(Rollout).filter_by(status="running")).scalars():
+        active, last_end = db.session.execute(
+            select(func.count(Upgrade.id).filter(Upgrade.status.in_(ACTIVE_STATUSES)), func.max(Upgrade.finished_at))
+            .where(Upgrade.rollout_id == rollout.id)).one()
+        if active == 0 and as_utc(last_end or rollout.created_at) < cutoff:
+            _enqueue_advance(rollout.id)
+            nudged.append(rollout.id)
+    return nudged
+
+
+def rollout_to_dict(rollout: Rollout) -> dict:
+    """The API view of a rollout: its waves with each tenant's upgrade id and status."""
+    upgrades = {u.instance_id: u for u in db.session.execute(
+        select(Upgrade).where(Upgrade.rollout_id == rollout.id).order_by(Upgrade.id)).scalars()}
+    wanted = {iid for wave in rollout.waves for iid in wave["instances"]}
+    slugs = dict(db.session.execute(select(Instance.id, Instance.slug).where(Instance.id.in_(wanted))).all())
+    waves = []
+    for number, wave in enumerate(rollout.waves, 1):
+        tenants = []
+        for iid in wave["instances"]:
+            slug = slugs.get(iid, f"#{iid} (deleted)")
+            upgrade = upgrades.get(iid)
+            tenants.append({"instance": slug, "upgrade_id": upgrade.id if upgrade else None,
+                            "status": upgrade.status if upgrade else ("not_started" if slug not in wave["errors"]
+                                                                      else "could_not_start"),
+                            "error": (upgrade.error if upgrade else wave["errors"].get(slug))})
+        waves.append({"number": number, "status": wave["status"], "started_at": wave.get("started_at"),
+                      "finished_at": wave.get("finished_at"), "tenants": tenants})
+    return {"id": rollout.id, "tag": rollout.tag, "status": rollout.status, "source": rollout.source,
+            "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
+            "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
+            "skipped": list(rollout.skipped), "waves": waves}
+
+
+def _checked(tag, canary, wave_size) -> tuple[str, int, int]:
+    errors = {}
+    try:
+        tag = validate_tag(tag) if isinstance(tag, str) else None
+    except ValueError as exc:
+        errors["tag"] = str(exc)
+    if tag is None and "tag" not in errors:
+        errors["tag"] = "required: the image tag to roll out"
+    for name, value in (("canary", canary), ("waveSize", wave_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WAVE_SIZE:
+            errors[name] = f"must be a whole number from 1 to {MAX_WAVE_SIZE}"
+    if errors:
+        raise RolloutInvalid("invalid field(s): " + ", ".join(sorted(errors)), errors)
+    return tag, canary, wave_size
+
+
+def _targets(slugs) -> list[Instance]:
+    if slugs is None:
+        return list(db.session.execute(select(Instance).order_by(Instance.slug)).scalars())
+    if not isinstance(slugs, list) or not slugs or not all(isinstance(s, str) for s in slugs):
+        raise RolloutInvalid("instances must be a non-empty list of slugs", {"instances": "list of slugs"})
+    found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(slugs))).scalars()}
+    unknown = sorted(set(slugs) - set(found))
+    if unknown:
+        raise RolloutInvalid(f"unknown instance(s): {', '.join(unknown)}", {"instances": unknown})
+    return [found[s] for s in dict.fromkeys(slugs)]  # the caller's order, once each
+
+
+def _waves(ids: list[int], canary: int, wave_size: int) -> list[list[int]]:
+    if not ids:
+        return []
+    first, rest = ids[:canary], ids[canary:]
+    return [first] + [rest[i:i + wave_size] for i in range(0, len(rest), wave_size)]
+
+
+def _current_wave(rollout: Rollout) -> tuple[int, dict | None]:
+    for number, wave in enumerate(rollout.waves):
+        if wave["status"] in ("pending", "running"):
+            return number, wave
+    return len(rollout.waves), None
+
+
+def _save_wave(rollout: Rollout, number: int, wave: dict) -> None:
+    waves = list(rollout.waves)
+    waves[number] = wave
+    rollout.waves = waves  # a new list: JSON columns are saved when the attribute is assigned
+    db.session.commit()
+
+
+def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
+    """Preview and start each tenant's upgrade; a tenant that cannot start is recorded with the reason."""
+    errors = {}
+    actor = f"rollout #{rollout.id}"
+    for iid in wave["instances"]:
+        inst = db.session.get(Instance, iid)
+        if inst is None:
+            errors[f"#{iid}"] = "the instance was deleted"
+            continue
+        try:
+            plan = upgrade_svc.preview_release(inst, rollout.tag)
+            upgrade_svc.start_release(inst, rollout.tag, plan=plan["plan_hash"], actor=actor, rollout_id=rollout.id)
+        except UpgradeError as exc:
+            db.session.rollback()
+            errors[inst.slug] = exc.message
+    _save_wave(rollout, number, {**wave, "status": "running", "started_at": iso_utc(utcnow()), "errors": errors})
+    record(actor, "rollout.wave.start", detail={"rollout_id": rollout.id, "wave": number + 1,
+                                                "tenants": len(wave["instances"]), "not_started": len(errors)})
+
+
+def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:
+    """None while an upgrade of the wave is active; else the reasons it failed ([] when every tenant succeeded)."""
+    upgrades = list(db.session.execute(select(Upgrade).where(
+        Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]))).scalars())
+    if any(u.status in ACTIVE_STATUSES for u in upgrades):
+        return None
+    reasons = [f"{slug} could not start ({why})" for slug, why in sorted(wave["errors"].items())]
+    reasons += [f"{u.instance.slug} {u.status}" + (f" ({u.error})" if u.error else "")
+                for u in upgrades if u.status != "succeeded"]
+    return reasons
+
+
+def _finish(rollout: Rollout, status: str, error: str | None = None) -> None:
+    rollout.status, rollout.finished_at = status, utcnow()
+    if error:
+        rollout.error = error[:4000]
+    db.session.commit()
+    record(rollout.actor, "rollout.finished", result=status, detail={"rollout_id": rollout.id, "tag": rollout.tag})
+
+
+def _enqueue_advance(rollout_id: int) -> None:
+    get_queue().enqueue("ccp.jobs.advance_rollout", rollout_id, job_timeout=LOCK_S + 60,
+                        description=f"advance rollout #{rollout_id}")

@@ -1,0 +1,126 @@
+"""Rollouts in waves through the service layer and the RQ worker, on real install dirs (dry-run runtime)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from ccp.extensions import get_queue
+from ccp.models import Rollout, Upgrade, as_utc
+from ccp.services import rollouts
+from tests.factories import make_instance
+
+
+def _upgrades(db, rollout) -> dict[str, Upgrade]:
+    rows = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == rollout.id)).scalars()
+    return {u.instance.slug: u for u in rows}
+
+
+def test_waves_run_in_order_and_tenants_on_the_tag_are_skipped(app, db, tenant_factory, run_worker):
+    a, b, c = (tenant_factory(slug=f"wave-{x}") for x in "abc")
+    done = tenant_factory(slug="wave-done", tag="v2")
+    rollout = rollouts.start_rollout("v2", canary=1, wave_size=2, actor="user:ann")
+    assert rollout.status == "running" and rollout.skipped == ["wave-done"]
+    assert [w["instances"] for w in rollout.waves] == [[a.id], [b.id, c.id]]
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "succeeded", rollout.error
+    assert [w["status"] for w in rollout.waves] == ["succeeded", "succeeded"]
+    ups = _upgrades(db, rollout)
+    assert set(ups) == {"wave-a", "wave-b", "wave-c"} and all(u.status == "succeeded" for u in ups.values())
+    assert all(u.plan_hash and u.actor == f"rollout #{rollout.id}" for u in ups.values())
+    canary_end = as_utc(ups["wave-a"].finished_at)
+    assert all(as_utc(ups[s].created_at) >= canary_end for s in ("wave-b", "wave-c")), "wave 2 started too early"
+    for inst in (a, b, c, done):
+        db.session.refresh(inst)
+        assert inst.image_tag == "v2"
+    view = rollouts.rollout_to_dict(rollout)
+    assert [[t["instance"] for t in w["tenants"]] for w in view["waves"]] == [["wave-a"], ["wave-b", "wave-c"]]
+
+
+def test_a_failed_canary_halts_and_leaves_the_rest_untouched(app, db, tenant_factory, run_worker):
+    tenant_factory(slug="halt-a"), tenant_factory(slug="halt-b"), tenant_factory(slug="halt-c")
+    rollout = rollouts.start_rollout("broken", canary=1, wave_size=5, actor="webhook:ci", source="webhook")
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "halted"
+    assert "wave 1 did not succeed" in rollout.error and "halt-a rolled_back" in rollout.error
+    assert [w["status"] for w in rollout.waves] == ["failed", "pending"]
+    assert set(_upgrades(db, rollout)) == {"halt-a"}
+
+
+def test_a_tenant_that_cannot_start_fails_its_wave_after_the_others_finish(app, db, tenant_factory, run_worker):
+    tenant_factory(slug="mix-a")
+    dead = make_instance(slug="mix-dead")  # remote driver, nothing listens at its agent URL
+    tenant_factory(slug="mix-z")
+    rollout = rollouts.start_rollout("v2", instances=["mix-a", "mix-dead", "mix-z"], canary=2, wave_size=5,
+                                     actor="user:ann")
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "halted"
+    assert "mix-dead could not start" in rollout.error and "127.0.0.1:9" in rollout.error
+    ups = _upgrades(db, rollout)
+    assert ups["mix-a"].status == "succeeded" and "mix-dead" not in ups and "mix-z" not in ups
+    tenants = rollouts.rollout_to_dict(rollout)["waves"][0]["tenants"]
+    assert {t["instance"]: t["status"] for t in tenants} == {"mix-a": "succeeded", "mix-dead": "could_not_start"}
+    assert dead.image_tag == "v1"
+
+
+def test_cancel_lets_the_wave_in_flight_finish_and_starts_no_other(app, db, tenant_factory, run_worker):
+    tenant_factory(slug="stop-a"), tenant_factory(slug="stop-b")
+    rollout = rollouts.start_rollout("v2", canary=1, wave_size=1, actor="user:ann")
+    rollouts.advance(rollout.id)  # wave 1 started (its upgrade is queued)
+    rollouts.cancel_rollout(rollout, actor="user:bob")
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "cancelled" and rollout.error == "cancelled before wave 2"
+    assert {s: u.status for s, u in _upgrades(db, rollout).items()} == {"stop-a": "succeeded"}
+    with pytest.raises(rollouts.RolloutNotCancellable):
+        rollouts.cancel_rollout(rollout, actor="user:bob")
+
+
+def test_one_running_rollout_at_a_time(app, db, tenant_factory):
+    tenant_factory(slug="one-a")
+    first = rollouts.start_rollout("v2", actor="user:ann")
+    with pytest.raises(rollouts.RolloutConflict) as refused:
+        rollouts.start_rollout("v3", actor="user:bob")
+    assert refused.value.details == {"running_rollout_id": first.id}
+    assert db.session.execute(select(func.count(Rollout.id))).scalar() == 1
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(tag="bad tag!"), "tag"), (dict(tag=None), "tag"), (dict(tag="v2", canary=0), "canary"),
+    (dict(tag="v2", wave_size=True), "waveSize"), (dict(tag="v2", instances=["nope"]), "instances"),
+    (dict(tag="v2", instances=[]), "instances"),
+])
+def test_bad_input_is_refused_and_records_nothing(app, db, tenant_factory, kwargs, field):
+    tenant_factory(slug="bad-a")
+    kwargs = dict(kwargs)  # the parameters are shared by both database runs
+    tag = kwargs.pop("tag")
+    with pytest.raises(rollouts.RolloutInvalid) as refused:
+        rollouts.start_rollout(tag, actor="user:ann", **kwargs)
+    assert field in refused.value.details
+    assert db.session.execute(select(func.count(Rollout.id))).scalar() == 0
+    assert get_queue().count == 0
+
+
+def test_nothing_to_do_is_recorded_as_succeeded(app, db, tenant_factory):
+    tenant_factory(slug="done-a", tag="v2")
+    rollout = rollouts.start_rollout("v2", actor="user:ann")
+    assert rollout.status == "succeeded" and rollout.waves == [] and rollout.skipped == ["done-a"]
+    assert get_queue().count == 0
+
+
+def test_housekeeping_moves_on_a_rollout_whose_event_was_lost(app, db, tenant_factory, run_worker):
+    tenant_factory(slug="lost-a")
+    rollout = rollouts.start_rollout("v2", actor="user:ann")
+    get_queue().empty()  # the advance job is lost
+    assert rollouts.nudge_stalled() == []  # too recent to call it stalled
+    rollout.created_at = rollout.created_at - timedelta(seconds=rollouts.STALL_S + 5)
+    db.session.commit()
+    assert rollouts.nudge_stalled() == [rollout.id]
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "succeeded"
