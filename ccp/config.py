@@ -45,6 +45,7 @@ class Settings:
     job_timeout_s: int = 1800
     heartbeat_stale_s: float = 90.0
     status_reuse_s: float = 5.0
+    webhook_secret: str = ""
     local_compose_command: list[str] | None = None
     proxy_hops: int = 0
 
@@ -71,6 +72,7 @@ class Settings:
         s.agent_read_timeout_s = _number(env, "CCP_AGENT_READ_TIMEOUT_S", s.agent_read_timeout_s, minimum=0.1)
         s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
         s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
+        s.webhook_secret = env.get("CCP_WEBHOOK_SECRET", "")
         s.status_reuse_s = _number(env, "CCP_STATUS_REUSE_S", s.status_reuse_s, minimum=0)
         s.proxy_hops = int(_number(env, "CCP_PROXY_HOPS", 0, minimum=0))
         if env.get("CCP_LOCAL_COMPOSE_COMMAND"):
@@ -90,6 +92,8 @@ class Settings:
                 raise ConfigError("CCP_ENCRYPTION_KEYS is required when CCP_ENV=production")
         if self.secret_key and len(self.secret_key) < 16:
             raise ConfigError("CCP_SECRET_KEY must be at least 16 characters")
+        if self.webhook_secret and len(self.webhook_secret) < 16:
+            raise ConfigError("CCP_WEBHOOK_SECRET must be at least 16 characters")
 
     def ensure_generated_secrets(self) -> None:
         """Outside production, create (once) and reuse a secret key and an encryption key in the instance folder."""

@@ -5,7 +5,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the JSON error handlers and the API, health and metrics blueprints (CSRF-exempt: bearer tokens)."""
-    from ccp.api import audit, errors, health, instances, metrics, openapi, upgrades  # noqa: F401 - attach routes
+    from ccp.api import audit, errors, health, instances, metrics, openapi, rollouts, upgrades  # noqa: F401
     from ccp.api.base import bp
     from ccp.extensions import csrf
 

@@ -28,6 +28,7 @@ QUERY_PARAMS = {
     "api.list_instances": {"page", "per_page"},
     "api.instance_upgrades": {"page", "per_page"},
     "api.list_audit": {"page", "per_page", "instance", "actor"},
+    "api.list_rollouts": {"page", "per_page"},
 }
 
 

@@ -8,6 +8,7 @@ from ccp.api.base import MAX_PER_PAGE, bp
 _ERR = {"$ref": "#/components/responses/Error"}
 _REF = {"name": "ref", "in": "path", "required": True, "description": "numeric id or slug",
         "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9][a-z0-9-]*$"}}
+_RID = {"name": "rollout_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _UID = {"name": "upgrade_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 # (no maximum on purpose: any larger number is answered 404, which clients and fuzzers may rely on)
 _PAGING = [
@@ -97,6 +98,27 @@ SCHEMAS = {
         "instance_id": {"type": ["integer", "null"]}, "target": _NULLSTR, "plan_hash": _NULLSTR,
         "result": {"type": "string"}, "detail": {"type": "object"}}},
     "AuditPage": _page_of("AuditEvent"),
+    "RolloutRequest": {"type": "object", "required": ["tag"], "additionalProperties": False, "properties": {
+        "tag": {"type": "string", "description": "image tag to roll out"},
+        "instances": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                      "description": "slugs, in wave order; absent: every instance (by slug)"},
+        "canary": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1,
+                   "description": "tenants in the first wave"},
+        "waveSize": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5,
+                     "description": "tenants in each later wave"}}},
+    "Rollout": {"type": "object", "required": ["id", "tag", "status", "waves", "skipped"], "properties": {
+        "id": {"type": "integer"}, "tag": {"type": "string"},
+        "status": {"enum": ["running", "succeeded", "halted", "cancelled"]},
+        "source": {"enum": ["api", "webhook"]}, "actor": {"type": "string"}, "error": _NULLSTR,
+        "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,
+        "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
+        "waves": {"type": "array", "items": {"type": "object", "properties": {
+            "number": {"type": "integer"}, "status": {"enum": ["pending", "running", "succeeded", "failed"]},
+            "started_at": _TIME, "finished_at": _TIME,
+            "tenants": {"type": "array", "items": {"type": "object", "properties": {
+                "instance": {"type": "string"}, "upgrade_id": {"type": ["integer", "null"]},
+                "status": {"type": "string"}, "error": _NULLSTR}}}}}}}},
+    "RolloutPage": _page_of("Rollout"),
 }
 
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
@@ -149,6 +171,28 @@ PATHS = {
              "description": "exact actor, or a prefix ending in '*'"},
             *_PAGING]),
     },
+    "/api/rollouts": {
+        "get": _op("List rollouts", "read", {**_ok("RolloutPage"), "400": _ERR}, params=_PAGING),
+        "post": _op("Start a rollout of a tag in waves", "operate", {**_ok("Rollout", "202", "Started"), **_E},
+                    body="RolloutRequest", body_required=True),
+    },
+    "/api/rollouts/{rollout_id}": {
+        "get": _op("Get a rollout (waves, tenants, why it halted)", "read", {**_ok("Rollout"), "404": _ERR},
+                   params=[_RID]),
+    },
+    "/api/rollouts/{rollout_id}/cancel": {
+        "post": _op("Cancel a rollout (no further wave starts)", "operate", {**_ok("Rollout"), **_E},
+                    params=[_RID], body="Empty"),
+    },
+    "/api/webhooks/ci": {
+        "post": {"summary": "CI webhook: start a rollout (signed with CCP_WEBHOOK_SECRET, no token)",
+                 "security": [{"ciSignature": []}],
+                 "parameters": [{"name": "X-CCP-Delivery", "in": "header", "required": True,
+                                 "description": "unique id of this delivery; a repeated id is refused (409)",
+                                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"}}],
+                 "requestBody": {"required": True, "content": _json("RolloutRequest")},
+                 "responses": {**_ok("Rollout", "202", "Started"), **_E, "401": _ERR}},
+    },
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -167,7 +211,11 @@ def openapi_document() -> dict:
         "servers": [{"url": "/"}],
         "paths": PATHS,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "ciSignature": {"type": "apiKey", "in": "header", "name": "X-CCP-Signature",
+                                "description": "sha256=<hex HMAC-SHA256 of the raw body with CCP_WEBHOOK_SECRET>"},
+            },
             "schemas": SCHEMAS,
             "responses": {"Error": {"description": "Error", "content": _json("Error")}},
         },

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from ccp.extensions import get_queue
 
-DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users")
+DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users", "rollouts",
+             "webhook_deliveries")
 
 
 def snapshot(db) -> dict:

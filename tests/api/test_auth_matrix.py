@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from ccp.models import Upgrade
+from ccp.models import Rollout, Upgrade
 from tests.api.auth_matrix_helpers import snapshot
 from tests.api.conftest import assert_error
 from tests.factories import make_user
@@ -31,6 +31,11 @@ ROUTES = [
     ("GET", "/api/instances/{id}/upgrades", None, "read", 200),
     ("GET", "/api/upgrades/{done}", None, "read", 200),
     ("POST", "/api/upgrades/{queued}/cancel", None, "operate", 200),
+    ("GET", "/api/rollouts", None, "read", 200),
+    ("GET", "/api/rollouts/{rollout}", None, "read", 200),
+    ("POST", "/api/rollouts/{rollout}/cancel", None, "operate", 200),
+    # the fixture's rollout is running, so the right scope reaches the service, which refuses a second one
+    ("POST", "/api/rollouts", {"tag": "v2"}, "operate", 409),
     ("GET", "/api/audit", None, "admin", 200),
     ("GET", "/metrics", None, "read", 200),
 ]
@@ -38,15 +43,17 @@ NARROWER = {"operate": "read", "admin": "operate"}
 WIDER = {"read": "operate", "operate": "admin"}
 @pytest.fixture
 def matrix_target(app, db, tenant):
-    """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work)."""
+    """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work), and
+    a running rollout."""
     from tests.factories import make_instance
 
     other = make_instance()
     done = Upgrade(instance_id=tenant.id, kind="quick", status="succeeded", actor="test")
     queued = Upgrade(instance_id=other.id, kind="quick", status="queued", actor="test")
-    db.session.add_all([done, queued])
+    rollout = Rollout(tag="v2", status="running", waves=[{"instances": [other.id], "status": "pending", "errors": {}}])
+    db.session.add_all([done, queued, rollout])
     db.session.commit()
-    return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id}
+    return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id}
 
 
 @pytest.mark.parametrize("method, path, body, permission, ok", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
