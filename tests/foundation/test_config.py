@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
     ({"CCP_ENV": "staging"}, "CCP_ENV"),
     ({"CCP_ENV": "production"}, "CCP_SECRET_KEY"),
     ({"CCP_MONITOR_WINDOW_S": "soon"}, "CCP_MONITOR_WINDOW_S"),
+    ({"CCP_STATUS_REUSE_S": "-1"}, "CCP_STATUS_REUSE_S"),
+    ({"CCP_WEBHOOK_SECRET": "short"}, "CCP_WEBHOOK_SECRET"),
 ])
 def test_bad_settings_name_the_variable(env, needle, tmp_path):
     with pytest.raises(ConfigError) as err:
