@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from ccp.services.instances import create_instance
 from tests.e2e import images
+from tests.e2e import upgrade_helpers as uh
 from tests.tiers import mark_tier, tier_unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -138,3 +140,37 @@ def registry_tag(registry):
         subprocess.run(
             ["docker", "rmi", "-f", images.image_ref(tag, registry)], check=False, capture_output=True, timeout=60
         )
+
+
+# --- tenants on real Docker for the upgrade and rollout modules -----------------------------------------------
+
+@pytest.fixture
+def app_env(app_env):
+    """The conftest environment plus the e2e template set, a short monitor window and a real step deadline."""
+    return {**app_env, "CCP_TEMPLATE_SETS_DIR": str(uh.SETS_DIR), "CCP_MONITOR_WINDOW_S": uh.MONITOR_WINDOW_S,
+            "CCP_STEP_DEADLINE_S": uh.STEP_DEADLINE_S}
+
+
+@pytest.fixture
+def real_tenant(app, tmp_path):
+    """Factory: `real_tenant(registered=False, skip_files=(), start=True)` -> (RealTenant, Instance) at v1.
+
+    Teardown: compose down -v --remove-orphans (timeout 90 s), agent stopped.
+    """
+    made: list[uh.RealTenant] = []
+
+    def make(registered: bool = False, skip_files: tuple[str, ...] = (), start: bool = True):
+        t = uh.make_real_tenant(tmp_path, registered=registered, skip_files=skip_files)
+        made.append(t)
+        inst = create_instance(uh.instance_data(t), actor="test")
+        t.instance_id = inst.id
+        if start:
+            t.up()
+            uh.wait_healthy(t.install_dir, t.project)
+            uh.wait_page(t.url, "v1")
+        return t, inst
+
+    yield make
+    for t in made:
+        t.agent.stop()
+    images.down_all(made, "real_tenant")

@@ -19,52 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.e2e import images
 from tests.e2e import upgrade_helpers as uh
 from rq.job import Job
 
 from ccp.extensions import get_queue, get_redis
 from ccp.models import AuditEvent, Instance, Upgrade
 from ccp.services import upgrades
-from ccp.services.instances import create_instance
 
 REPO = Path(__file__).resolve().parents[2]
-MONITOR_WINDOW_S = "2"
-STEP_DEADLINE_S = "60"
 RELEASE_STEPS = ["render", "check_plan", "write", "env_patch", "pull", "up", "verify"]
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def app_env(app_env):
-    """The conftest environment plus the e2e template set, a short monitor window and a real step deadline."""
-    return {**app_env, "CCP_TEMPLATE_SETS_DIR": str(uh.SETS_DIR), "CCP_MONITOR_WINDOW_S": MONITOR_WINDOW_S,
-            "CCP_STEP_DEADLINE_S": STEP_DEADLINE_S}
-
-
-@pytest.fixture
-def real_tenant(app, tmp_path):
-    """Factory: `real_tenant(registered=False, skip_files=(), start=True)` -> (RealTenant, Instance) at v1.
-
-    Teardown: compose down -v --remove-orphans (timeout 90 s), agent stopped.
-    """
-    made: list[uh.RealTenant] = []
-
-    def make(registered: bool = False, skip_files: tuple[str, ...] = (), start: bool = True):
-        t = uh.make_real_tenant(tmp_path, registered=registered, skip_files=skip_files)
-        made.append(t)
-        inst = create_instance(uh.instance_data(t), actor="test")
-        t.instance_id = inst.id
-        if start:
-            t.up()
-            uh.wait_healthy(t.install_dir, t.project)
-            uh.wait_page(t.url, "v1")
-        return t, inst
-
-    yield make
-    for t in made:
-        t.agent.stop()
-    images.down_all(made, "real_tenant")
 
 
 def _reload(db, upgrade: Upgrade) -> Upgrade:
@@ -130,7 +94,7 @@ def test_provisioned_tenant_previews_and_applies_v2(app, db, real_tenant, run_wo
         assert step["started_at"] and step["finished_at"] and step["duration_s"] is not None and step["duration_s"] >= 0
     by_name = {s["name"]: s for s in d["steps"]}
     assert "health URLs ok" in by_name["verify"]["output_tail"] and "web healthy" in by_name["verify"]["output_tail"]
-    assert d["duration_s"] >= float(MONITOR_WINDOW_S)
+    assert d["duration_s"] >= float(uh.MONITOR_WINDOW_S)
     assert all(t.secret not in (s["output_tail"] or "") for s in d["steps"])
     rendered = uh.render_files(t.slug, t.project, "v2", t.vars, secrets={"APP_SECRET": t.secret})
     assert t.tree() == {k: v.encode() for k, v in rendered.items()}
@@ -201,7 +165,7 @@ def test_bad_tag_rolls_back_to_v1(app, db, real_tenant, run_worker, bad_tag, cau
     inst = db.session.get(Instance, inst.id)
     assert inst.image_tag == "v1" and not inst.attention
     # a crash-looping container must be recognised quickly, not only at the 60 s step deadline
-    assert took < float(STEP_DEADLINE_S), f"rollback took {took:.1f}s: {_why(upgrade)}"
+    assert took < float(uh.STEP_DEADLINE_S), f"rollback took {took:.1f}s: {_why(upgrade)}"
 
 
 # ------------------------------------------------------------------------------------------------ refusals

@@ -20,6 +20,8 @@ from types import SimpleNamespace
 from tests.e2e.images import http_get
 
 SETS_DIR = Path(__file__).resolve().parent / "sets"
+MONITOR_WINDOW_S = "2"  # the upgrade/rollout e2e apps: a short monitor window
+STEP_DEADLINE_S = "60"  # and a real step deadline
 SET_NAME = "e2e-web"
 STATE_DIR_NAME = ".ccp"  # the agent keeps snapshots/locks here when no state dir is given; never part of a tree
 KEY_ID = "ccp-e2e"
