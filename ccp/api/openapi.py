@@ -109,7 +109,7 @@ SCHEMAS = {
     "Rollout": {"type": "object", "required": ["id", "tag", "status", "waves", "skipped"], "properties": {
         "id": {"type": "integer"}, "tag": {"type": "string"},
         "status": {"enum": ["running", "succeeded", "halted", "cancelled"]},
-        "source": {"enum": ["api", "webhook"]}, "actor": {"type": "string"}, "error": _NULLSTR,
+        "source": {"enum": ["api", "webhook", "ui"]}, "actor": {"type": "string"}, "error": _NULLSTR,
         "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
         "waves": {"type": "array", "items": {"type": "object", "properties": {

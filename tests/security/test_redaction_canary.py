@@ -7,6 +7,9 @@ unreachable agent, a conflict), through the API and the UI.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import re
 from pathlib import Path
@@ -19,6 +22,7 @@ from tests.factories import make_instance, make_user
 from tests.tenants import CANARY
 
 NEEDLE = CANARY.encode()
+WEBHOOK_SECRET = "webhook-secret-canary-5f0c2e7d91"  # must never be echoed either
 
 
 class Recorder:
@@ -78,6 +82,22 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
     assert call("POST", f"/api/instances/{dead.slug}/upgrade-release/preview", op,
                 json={"imageTag": "v2"}).status_code == 502
 
+    # A rollout started by the signed CI webhook, over both tenants (canary first).
+    app.config["CCP"].webhook_secret = WEBHOOK_SECRET
+    body = json.dumps({"tag": "v5", "instances": [provisioned.slug, registered.slug], "canary": 1}).encode()
+    signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    hook = call("POST", "/api/webhooks/ci", data=body, headers={
+        "Content-Type": "application/json", "X-CCP-Signature": signature, "X-CCP-Delivery": "canary-run-1"})
+    assert hook.status_code == 202, hook.get_data(as_text=True)
+    assert call("POST", "/api/webhooks/ci", data=body, headers={
+        "Content-Type": "application/json", "X-CCP-Signature": "sha256=" + "0" * 64,
+        "X-CCP-Delivery": "canary-run-2"}).status_code == 401
+    run_worker()
+    db.session.expire_all()
+    rollout = call("GET", hook.headers["Location"], op).get_json()
+    assert rollout["status"] == "succeeded", rollout
+    call("GET", "/api/rollouts", op)
+
     # Read everything back through the API.
     upgrade_ids = db.session.scalars(sa.select(Upgrade.id)).all()
     for inst in (provisioned, registered, dead):
@@ -108,12 +128,12 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
     for path in ("/", "/admin/audit", "/admin/tokens"):
         assert call("GET", path).status_code == 200
 
-    leaks = [where for where, data in call.seen if NEEDLE in data]
+    leaks = [where for where, data in call.seen if NEEDLE in data or WEBHOOK_SECRET.encode() in data]
     assert leaks == [], f"canary in responses: {leaks}"
 
     log_hits = [r.getMessage() for r in caplog.records if CANARY in r.getMessage() or CANARY in (r.exc_text or "")]
     assert log_hits == [], log_hits
-    assert CANARY not in caplog.text
+    assert CANARY not in caplog.text and WEBHOOK_SECRET not in caplog.text
 
     assert _redis_hits(app, db) == []
     assert _db_hits(db) == []
@@ -167,7 +187,7 @@ def _db_hits(db) -> list[str]:
     for table in inspector.get_table_names():
         for row in db.session.execute(sa.text(f'SELECT * FROM "{table}"')).mappings():
             for column, value in row.items():
-                if value is not None and CANARY in str(value):
+                if value is not None and (CANARY in str(value) or WEBHOOK_SECRET in str(value)):
                     hits.append(f"{table}.{column}")
     db.session.rollback()
     return hits
