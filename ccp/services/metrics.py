@@ -11,6 +11,7 @@ Metrics:
   ccp_agent_up{instance}                             gauge: 1 when the agent was seen within heartbeat_stale_s
   ccp_agent_last_seen_timestamp_seconds{instance}    gauge: unix time the agent was last seen (absent if never)
   ccp_instances                                      gauge: number of instances
+  ccp_rollouts{status}                               gauge: rollouts by status (running, succeeded, halted, ...)
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import case, func, select
 
 from ccp.extensions import db
-from ccp.models import FINAL_STATUSES, UPGRADE_KINDS, Instance, Upgrade, UpgradeStep, as_utc, utcnow
+from ccp.models import FINAL_STATUSES, UPGRADE_KINDS, Instance, Rollout, Upgrade, UpgradeStep, as_utc, utcnow
+from ccp.services.rollouts import FINAL as ROLLOUT_FINAL
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class CcpCollector:
     def collect(self):
         """Yield the metric families (each source fails on its own: a dead Redis does not hide DB metrics)."""
         with self.app.app_context():
-            for source in (self._upgrades, self._steps, self._queue, self._agents):
+            for source in (self._upgrades, self._steps, self._queue, self._agents, self._rollouts):
                 try:
                     yield from source()
                 except Exception:
@@ -118,6 +120,13 @@ class CcpCollector:
         yield up
         yield seen
         yield GaugeMetricFamily("ccp_instances", "Number of instances", value=total)
+
+    def _rollouts(self):
+        counts = dict(db.session.execute(select(Rollout.status, func.count()).group_by(Rollout.status)).all())
+        gauge = GaugeMetricFamily("ccp_rollouts", "Rollouts by status", labels=["status"])
+        for status in ("running", *ROLLOUT_FINAL, *sorted(set(counts) - {"running", *ROLLOUT_FINAL})):
+            gauge.add_metric([status], counts.get(status, 0))  # every known status, as 0 when absent
+        yield gauge
 
 
 def render_metrics(app: Flask) -> bytes:

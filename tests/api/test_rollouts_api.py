@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ccp.models import Rollout, WebhookDelivery
 from tests.api.conftest import assert_error
+from tests.api.test_upgrades_api import scrape
 
 SECRET = "ci-webhook-secret-for-tests-0123456789"
 
@@ -22,6 +23,8 @@ def _count(db, model) -> int:
 def test_start_follow_and_finish_a_rollout(app, db, api, make_token, tenant_factory, run_worker):
     tenant_factory(slug="api-a"), tenant_factory(slug="api-b"), tenant_factory(slug="api-c")
     op, viewer = make_token("operate"), make_token("read")
+    succeeded = ("ccp_rollouts", frozenset({("status", "succeeded")}))
+    assert scrape(api, viewer)[succeeded] == 0
     assert_error(api("POST", "/api/rollouts", viewer, json={"tag": "v2"}), 403, "insufficient_scope")
     started = api("POST", "/api/rollouts", op, json={"tag": "v2", "canary": 1, "waveSize": 2})
     assert started.status_code == 202, started.get_json()
@@ -35,6 +38,7 @@ def test_start_follow_and_finish_a_rollout(app, db, api, make_token, tenant_fact
     assert done["status"] == "succeeded" and [w["status"] for w in done["waves"]] == ["succeeded", "succeeded"]
     upgrade_id = done["waves"][1]["tenants"][0]["upgrade_id"]
     assert api("GET", f"/api/upgrades/{upgrade_id}", viewer).get_json()["status"] == "succeeded"
+    assert scrape(api, viewer)[succeeded] == 1
     listed = api("GET", "/api/rollouts", viewer).get_json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == body["id"]
     assert_error(api("POST", f"/api/rollouts/{body['id']}/cancel", op), 409, "not_cancellable")
