@@ -10,7 +10,7 @@ from werkzeug.exceptions import Forbidden, HTTPException
 
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
-    from ccp.web import admin, auth, fleet, instances, releases, upgrades
+    from ccp.web import admin, auth, fleet, instances, releases, rollouts, upgrades
     from ccp.web.presenters import register_filters
 
     auth.init_app(app)
@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(instances.bp)
     app.register_blueprint(releases.bp)
     app.register_blueprint(upgrades.bp)
+    app.register_blueprint(rollouts.bp)
     app.register_blueprint(admin.bp)
 
     register_filters(app)
