@@ -1,0 +1,245 @@
+"""Rollout pages: the list and its start form, a rollout's page with its polled progress, cancelling from it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import event, func, select
+
+from ccp.extensions import get_queue
+from ccp.models import Rollout, Upgrade, utcnow
+from ccp.services import rollouts
+from tests.factories import make_instance
+from tests.web.conftest import HX, csrf_token
+
+FORM = {"tag": "v2", "canary": "1", "waveSize": "5"}
+
+
+def _count(db) -> int:
+    return db.session.execute(select(func.count(Rollout.id))).scalar()
+
+
+def _start(post, **fields):
+    data = {**FORM, **fields}
+    return post("/rollouts", data=data, token_from="/rollouts")
+
+
+def _field_error(page: str, name: str) -> str:
+    match = re.search(rf'<p class="error" id="e-{name}">([^<]*)</p>', page)
+    assert match, f"no message next to {name}"
+    return match.group(1)
+
+
+def test_rollouts_require_login(client):
+    for path in ("/rollouts", "/rollouts/1", "/rollouts/1/progress"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_viewer_sees_list_and_page_but_no_actions(db, client, login, post, tenant_factory):
+    tenant_factory(slug="view-a")
+    login("operator")
+    rid = int(_start(post).headers["HX-Redirect"].rsplit("/", 1)[1])
+    client.post("/logout", headers={"X-CSRFToken": csrf_token(client)})
+    login("viewer")
+    listing = client.get("/rollouts").get_data(as_text=True)
+    assert 'href="/rollouts"' in listing  # the nav link
+    assert f'href="/rollouts/{rid}"' in listing and "Running" in listing and "0 of 1 tenants upgraded" in listing
+    assert "Start a rollout" not in listing and 'id="rollout-form"' not in listing
+    page = client.get(f"/rollouts/{rid}").get_data(as_text=True)
+    assert "Rollout of <code>v2</code>" in page and "view-a" in page and 'hx-trigger="every 2s"' in page
+    assert "Cancel rollout" not in page
+    assert _start(post, tag="v3").status_code == 403
+    assert post(f"/rollouts/{rid}/cancel").status_code == 403
+    db.session.expire_all()
+    assert _count(db) == 1 and db.session.get(Rollout, rid).cancel_requested is False
+
+
+def test_operator_starts_a_rollout_and_follows_it_to_the_end(db, client, login, post, tenant_factory, run_worker):
+    for slug in ("ui-a", "ui-b", "ui-c"):
+        tenant_factory(slug=slug)
+    login("operator")
+    form = client.get("/rollouts").get_data(as_text=True)
+    assert 'id="rollout-form"' in form and 'value="ui-b"' in form and 'name="canary"' in form
+    response = _start(post, waveSize="2")
+    assert response.status_code == 204
+    rollout = db.session.execute(select(Rollout)).scalar_one()
+    assert response.headers["HX-Redirect"] == f"/rollouts/{rollout.id}"
+    assert rollout.source == "ui" and rollout.actor.startswith("user") and rollout.status == "running"
+    url = f"/rollouts/{rollout.id}/progress"
+    polling = client.get(url, headers=HX)
+    body = polling.get_data(as_text=True)
+    assert polling.status_code == 200 and "<html" not in body and body.startswith("<section")
+    assert f'hx-get="{url}"' in body and 'hx-trigger="every 2s"' in body and 'hx-swap="outerHTML"' in body
+    assert polling.headers["Cache-Control"] == "no-store" and "HX-Request" in polling.headers["Vary"]
+    assert "Cancel rollout</button>" in body and 'hx-confirm="Cancel the rollout of v2?' in body
+
+    run_worker()
+    db.session.expire_all()
+    final = client.get(url, headers=HX)
+    body = final.get_data(as_text=True)
+    assert final.status_code == 286 and "hx-trigger" not in body and "Cancel rollout" not in body
+    assert "3 of 3 tenants upgraded in 2 waves" in body
+    assert body.count('<span class="status status-succeeded">Succeeded</span></caption>') == 2
+    upgrades = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == rollout.id)).scalars().all()
+    assert len(upgrades) == 3
+    for upgrade in upgrades:
+        assert f'href="/upgrades/{upgrade.id}">Succeeded</a>' in body
+        assert f'href="/instances/{upgrade.instance.slug}"' in body
+    page = client.get(f"/rollouts/{rollout.id}")
+    assert page.status_code == 200 and "<html" in page.get_data(as_text=True)
+    assert body in page.get_data(as_text=True)  # the page includes the very same partial
+    listing = client.get("/rollouts").get_data(as_text=True)
+    assert "3 of 3 tenants upgraded" in listing and ">UI<" in listing
+
+
+def test_plain_form_post_redirects(db, client, login, tenant_factory):
+    tenant_factory(slug="plain-a")
+    login("operator")
+    token = csrf_token(client, "/rollouts")
+    response = client.post("/rollouts", data={**FORM, "csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/rollouts/{db.session.execute(select(Rollout.id)).scalar()}")
+
+
+@pytest.mark.parametrize("fields, name, message", [
+    (dict(tag="bad tag!"), "tag", "invalid image tag"),
+    (dict(tag=""), "tag", "required"),
+    (dict(canary="0"), "canary", "whole number from 1 to 1000"),
+    (dict(waveSize="two"), "waveSize", "whole number from 1 to 1000"),
+    (dict(instances=["form-a", "nope"]), "instances", "unknown instance(s): nope"),
+])
+def test_invalid_form_shows_the_message_next_to_the_field(db, client, login, post, tenant_factory,
+                                                          fields, name, message):
+    tenant_factory(slug="form-a")
+    login("operator")
+    response = _start(post, **fields)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and page.startswith('<form id="rollout-form"')
+    assert message in _field_error(page, name).replace("&#39;", "'")
+    assert "Nothing was started" in page
+    if name == "instances":
+        assert 'value="form-a" checked' in page  # what was ticked stays ticked
+    assert _count(db) == 0 and get_queue().count == 0
+
+
+def test_invalid_plain_post_gets_the_whole_page(db, client, login, tenant_factory):
+    tenant_factory(slug="whole-a")
+    login("operator")
+    response = client.post("/rollouts", data={**FORM, "canary": "0", "csrf_token": csrf_token(client, "/rollouts")})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "<html" in page and "whole number" in _field_error(page, "canary")
+    assert _count(db) == 0
+
+
+def test_second_start_while_one_runs_is_refused_with_a_link(db, client, login, post, tenant_factory):
+    tenant_factory(slug="busy-a")
+    login("operator")
+    first = int(_start(post).headers["HX-Redirect"].rsplit("/", 1)[1])
+    response = _start(post, tag="v3")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and "another rollout is running" in page
+    assert f'<a href="/rollouts/{first}">Follow rollout #{first}</a>' in page
+    assert 'value="v3"' in page  # the form keeps what was typed
+    assert _count(db) == 1
+
+
+def test_post_without_csrf_token_is_refused(db, client, login, tenant_factory):
+    tenant_factory(slug="csrf-a")
+    login("operator")
+    response = client.post("/rollouts", data=FORM, headers=HX)
+    assert response.status_code == 403 and "security token" in response.get_data(as_text=True)
+    assert _count(db) == 0
+
+
+def test_unknown_rollout_is_404(client, login, post):
+    login("operator")
+    for path in ("/rollouts/999", "/rollouts/999/progress", f"/rollouts/{2**40}"):
+        assert client.get(path).status_code == 404
+    assert post("/rollouts/999/cancel").status_code == 404
+
+
+def test_cancel_stops_before_the_next_wave_and_a_second_cancel_says_why(db, client, login, post, tenant_factory,
+                                                                        run_worker):
+    tenant_factory(slug="stop-a"), tenant_factory(slug="stop-b")
+    login("operator")
+    rid = int(_start(post, waveSize="1").headers["HX-Redirect"].rsplit("/", 1)[1])
+    rollouts.advance(rid)  # the worker starts wave 1 (its upgrade is queued)
+    response = post(f"/rollouts/{rid}/cancel")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and body.startswith('<section id="rollout-progress"')
+    assert "Cancel requested" in body and "Cancel rollout" not in body and 'hx-trigger="every 2s"' in body
+    run_worker()
+    db.session.expire_all()
+    page = client.get(f"/rollouts/{rid}").get_data(as_text=True)
+    assert "Cancelled" in page and "cancelled before wave 2" in page
+    assert ">Succeeded</a>" in page and page.count("Not started") == 2  # stop-a upgraded; wave 2 and stop-b not
+    again = post(f"/rollouts/{rid}/cancel")
+    assert again.status_code == 409
+    assert "Not cancelled: this rollout had already ended (Cancelled)." in again.get_data(as_text=True)
+
+
+def test_halted_rollout_shows_why(db, client, login, post, tenant_factory, run_worker):
+    tenant_factory(slug="halt-a"), tenant_factory(slug="halt-b")
+    login("operator")
+    rid = int(_start(post, tag="broken").headers["HX-Redirect"].rsplit("/", 1)[1])
+    run_worker()
+    db.session.expire_all()
+    response = client.get(f"/rollouts/{rid}/progress", headers=HX)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 286
+    assert '<strong class="status status-halted">Halted</strong>' in body
+    assert "Reason:</strong> wave 1 did not succeed: halt-a rolled_back" in body
+    assert ">Rolled back</a>" in body and "Not started" in body  # the canary's upgrade; wave 2 never ran
+    assert "0 of 2 tenants upgraded" in client.get("/rollouts").get_data(as_text=True)
+
+
+def test_skipped_tenants_are_listed(db, client, login, post, tenant_factory):
+    tenant_factory(slug="skip-a", tag="v2")
+    login("operator")
+    rid = int(_start(post).headers["HX-Redirect"].rsplit("/", 1)[1])
+    page = client.get(f"/rollouts/{rid}").get_data(as_text=True)
+    assert 'already on <code>v2</code>: <a href="/instances/skip-a">skip-a</a>' in page
+    assert "Nothing to do" in page and "Succeeded" in page and "hx-trigger" not in page
+
+
+def _bulk_rollouts(db, count: int) -> None:
+    inst = make_instance()
+    start = _count(db)
+    for i in range(start, start + count):
+        rollout = Rollout(tag=f"v{i}", status="succeeded" if i % 2 else "halted", source="api", actor="bench",
+                          waves=[{"instances": [inst.id], "status": "succeeded", "errors": {}}], skipped=["x"],
+                          finished_at=utcnow())
+        db.session.add(rollout)
+        db.session.flush()
+        db.session.add(Upgrade(instance_id=inst.id, kind="release", status="succeeded" if i % 2 else "rolled_back",
+                               to_tag=rollout.tag, actor="bench", rollout_id=rollout.id))
+    db.session.commit()
+
+
+def _statements_for_list(db, client) -> int:
+    db.session.remove()  # the test holds one app context; a real request starts with an empty session
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        response = client.get("/rollouts")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert response.status_code == 200
+    return len(statements)
+
+
+def test_list_query_count_is_constant(db, client, login):
+    login("operator")  # the form's instance list is read too
+    _bulk_rollouts(db, 2)
+    small = _statements_for_list(db, client)
+    _bulk_rollouts(db, 48)
+    page = client.get("/rollouts").get_data(as_text=True)
+    assert page.count("1 of 1 tenants upgraded") == 25 and page.count("0 of 1 tenants upgraded") == 25
+    assert _statements_for_list(db, client) == small, "the list reads more per rollout"
+    _bulk_rollouts(db, 1)  # 51: a second page
+    page = client.get("/rollouts").get_data(as_text=True)
+    assert "page 1 of 2" in page and ">v0<" not in page.split("<tbody>")[1].split("</tbody>")[0]
+    assert ">v0<" in client.get("/rollouts?page=2").get_data(as_text=True)
