@@ -28,6 +28,8 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger number is simply not an id (404, not a DB error)
+
 class Instance(db.Model):
     """One tenant: a docker-compose application on some host, reached through its agent (or in-process)."""
 

@@ -11,12 +11,11 @@ from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
-from ccp.models import ACTIVE_STATUSES, Instance, Upgrade, iso_utc
+from ccp.models import ACTIVE_STATUSES, MAX_ID, Instance, Upgrade, iso_utc
 from ccp.services.instances import EDITABLE, InstanceError, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
 CREATABLE = ("slug", *WRITABLE)
-MAX_ID = 2**31 - 1  # ids are 32-bit integer columns; a larger number is simply not an id (404, not a DB error)
 _TYPES = {
     "slug": str, "name": str, "domain": str, "driver": str, "agent_url": (str, type(None)),
     "agent_key_id": (str, type(None)), "agent_key": (str, type(None)), "install_dir": (str, type(None)),

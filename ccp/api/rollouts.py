@@ -26,9 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
-from ccp.api.instances import MAX_ID
 from ccp.extensions import db
-from ccp.models import Rollout, WebhookDelivery
+from ccp.models import MAX_ID, Rollout, WebhookDelivery
 from ccp.services import rollouts as svc
 from ccp.services.upgrades import UpgradeError
 

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
-from ccp.api.instances import MAX_ID, find_instance
+from ccp.api.instances import find_instance
 from ccp.extensions import db
-from ccp.models import Upgrade
+from ccp.models import MAX_ID, Upgrade
 from ccp.services import upgrades as svc
 from ccp.services.audit import record
 from ccp.services.instances import validate_tag

@@ -96,7 +96,10 @@ def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
     rollout.cancel_requested = True
     db.session.commit()
     record(actor, "rollout.cancel", detail={"rollout_id": rollout.id})
-    _enqueue_advance(rollout.id)
+    try:
+        _enqueue_advance(rollout.id)  # ends it now if no upgrade is in flight
+    except Exception:  # noqa: BLE001 - Redis down: the request is saved; housekeeping advances it later
+        log.warning("could not queue rollout %s after its cancel; housekeeping will", rollout.id)
     return rollout
 
 

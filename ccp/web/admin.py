@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from ccp.services.audit import audit_query
 from ccp.extensions import db
-from ccp.models import TOKEN_SCOPES, Instance
+from ccp.models import MAX_ID, TOKEN_SCOPES, Instance
 from ccp.services.tokens import (
     MAX_EXPIRES_DAYS,
     TokenError,
@@ -74,7 +74,7 @@ def revoke(token_id: int):
     """Revoke a token: it stops working at once."""
     if not RevokeForm().validate_on_submit():
         abort(400, description="The form's security token is missing or expired.")
-    token = get_token(token_id)
+    token = get_token(token_id) if token_id <= MAX_ID else None
     if token is None:
         abort(404)
     revoke_token(token, actor=_actor())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, request, url_for
+from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
 
 from ccp.services.instances import InstanceError, create_instance
@@ -37,16 +37,6 @@ def new_instance():
         except InstanceError as exc:
             errors = exc.errors
         else:
-            return _redirect(url_for("instances.show", slug=inst.slug))
+            return htmx.redirect(url_for("instances.show", slug=inst.slug))
     return htmx.render("instances/new.html", "instances/_form.html", status=422, creating=True,
                        values=form_values(None, request.form), errors=errors)
-
-
-def _redirect(location: str):
-    """Redirect a plain form post; tell htmx to navigate (HX-Location keeps it an htmx swap of the body)."""
-    if htmx.wants_fragment():
-        response = htmx.vary(redirect(location))
-        response.status_code = 204
-        response.headers["HX-Redirect"] = location
-        return response
-    return redirect(location)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from flask import Response, current_app, make_response, render_template, request
+from flask import redirect as flask_redirect
 
 STOP_POLLING = 286
 FRAGMENT_CACHE_SIZE = 512  # distinct rendered fragments kept per app (each a few kB)
@@ -53,6 +54,16 @@ def render(page: str, partial: str, status: int = 200, *, cache_key: Hashable | 
             cache.clear()  # a simple bound: the next polls re-render what is still being watched
         cache[cache_key] = body
     return vary(make_response(body, status))
+
+
+def redirect(location: str) -> Response:
+    """Redirect a plain form post; tell htmx to navigate instead (204 + HX-Redirect: it loads the new page)."""
+    if wants_fragment():
+        response = vary(flask_redirect(location))
+        response.status_code = 204
+        response.headers["HX-Redirect"] = location
+        return response
+    return flask_redirect(location)
 
 
 def vary(response: Response) -> Response:

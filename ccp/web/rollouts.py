@@ -14,16 +14,14 @@ from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from ccp.api.instances import MAX_ID
 from ccp.extensions import db
-from ccp.models import Instance, Rollout, Upgrade
+from ccp.models import MAX_ID, Instance, Rollout, Upgrade
 from ccp.services.rollouts import (
     RolloutConflict, RolloutInvalid, RolloutNotCancellable, cancel_rollout, rollout_to_dict, start_rollout,
 )
 from ccp.services.upgrades import UpgradeError
 from ccp.web import htmx
 from ccp.web.auth import polled_view
-from ccp.web.fleet import _redirect as redirect_to
 from ccp.web.permissions import requires
 from ccp.web.presenters import status_label
 
@@ -175,7 +173,7 @@ def start():
             form.refusal = exc.message
             form.running_id = exc.details.get("running_rollout_id") if isinstance(exc, RolloutConflict) else None
         return htmx.render("rollouts/index.html", "rollouts/_form.html", exc.status, **_index_context(form))
-    return redirect_to(url_for("rollouts.show", rollout_id=rollout.id))
+    return htmx.redirect(url_for("rollouts.show", rollout_id=rollout.id))
 
 
 @bp.get("/<int:rollout_id>")

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 
 from ccp import changes
 from ccp.extensions import db
-from ccp.models import FINAL_STATUSES, Instance, Upgrade, UpgradeStep
+from ccp.models import FINAL_STATUSES, MAX_ID, Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
 from ccp.web import htmx
 from ccp.web.auth import polled_view
@@ -41,6 +41,8 @@ def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
 
     A Core read on its own pooled connection (no ORM session: this path is polled every second by every open page);
     it sees committed data only. The rows are plain tuples, so they can key the cached markup."""
+    if upgrade_id > MAX_ID:  # not an id (a 32-bit column); PostgreSQL would refuse the parameter
+        abort(404, description=f"No upgrade {upgrade_id}.")
     with db.engine.connect() as conn:
         rows = tuple(tuple(row) for row in conn.execute(STATUS_QUERY, {"upgrade_id": upgrade_id}))
     if not rows:
@@ -107,7 +109,7 @@ def cancel(upgrade_id: int):
     """Cancel a queued upgrade, or ask a running one to stop at its next step (it rolls back what it changed).
 
     A refused cancel (the upgrade has already ended) answers 409 with the widget and a message saying why."""
-    upgrade = db.session.get(Upgrade, upgrade_id)
+    upgrade = db.session.get(Upgrade, upgrade_id) if upgrade_id <= MAX_ID else None
     if upgrade is None:
         abort(404, description=f"No upgrade {upgrade_id}.")
     status_code, notice = 200, None

@@ -166,10 +166,13 @@ def test_fragment_has_no_csrf_field_and_page_has_one(db, client, login):
     assert "<html" in boosted.get_data(as_text=True) and boosted.status_code == 200
 
 
-def test_unknown_upgrade_is_404(client, login):
-    login("viewer")
-    assert client.get("/upgrades/999999/status", headers=HX).status_code == 404
-    assert client.get("/upgrades/999999").status_code == 404
+@pytest.mark.parametrize("upgrade_id", [999999, 2**31, 10**15])
+def test_unknown_upgrade_is_404(client, login, post, upgrade_id):
+    """Also past the 32-bit id range, where PostgreSQL would refuse the parameter (500 before)."""
+    login("operator")
+    assert client.get(f"/upgrades/{upgrade_id}/status", headers=HX).status_code == 404
+    assert client.get(f"/upgrades/{upgrade_id}").status_code == 404
+    assert post(f"/upgrades/{upgrade_id}/cancel").status_code == 404
 
 
 def test_refused_cancel_says_why(db, client, login, post):
