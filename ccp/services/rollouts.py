@@ -253,7 +253,7 @@ def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:
     if any(u.status in ACTIVE_STATUSES for u in upgrades):
         return None
     reasons = [f"{slug} could not start ({why})" for slug, why in sorted(wave["errors"].items())]
-    reasons += [f"{u.instance.slug} {u.status}" + (f" ({u.error})" if u.error else "")
+    reasons += [f"{u.instance.slug} {u.status.replace('_', ' ')}" + (f" ({u.error})" if u.error else "")
                 for u in upgrades if u.status != "succeeded"]
     return reasons
 

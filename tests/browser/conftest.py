@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests import tenants
+from tests.factories import make_user
 from tests.tiers import mark_tier, tier_unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -157,3 +162,26 @@ def live_server():
     for server, thread in servers:
         server.shutdown()
         thread.join(timeout=10)
+
+
+# --- the app's worker and an operator, for the UI flows ------------------------------------------------------
+
+@pytest.fixture
+def worker(app_env, tmp_path):
+    """A real `ccp worker` process on this test's database and queue, stopped at teardown."""
+    env = {**os.environ, **app_env, "CCP_LOCAL_COMPOSE_COMMAND": shlex.join(tenants.FAKE_COMPOSE)}
+    log = open(tmp_path / "worker.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "ccp.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def operator(app):
+    user, password = make_user("olivia", role="operator")
+    return user.username, password

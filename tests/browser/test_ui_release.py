@@ -7,49 +7,16 @@ database and Redis queue; tenants are real install dirs with the fake compose ru
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from tests import tenants
-from tests.factories import make_user
+from tests.browser.flows import log_in
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 FINISH_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def worker(app_env, tmp_path):
-    """A real `ccp worker` process on this test's database and queue, stopped at teardown."""
-    env = {**os.environ, **app_env, "CCP_LOCAL_COMPOSE_COMMAND": shlex.join(tenants.FAKE_COMPOSE)}
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "ccp.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-@pytest.fixture
-def operator(app):
-    user, password = make_user("olivia", role="operator")
-    return user.username, password
-
-
-def _log_in(page, base: str, username: str, password: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("table.fleet")
 
 
 def _open_release_dialog(page, base: str, name: str, tag: str) -> None:
@@ -73,7 +40,7 @@ def test_preview_apply_and_watch_it_succeed(page, live_server, app, tenant_facto
     tenant_factory(slug="globex")
     base = live_server(app)
     page.on("dialog", lambda dialog: dialog.accept())
-    _log_in(page, base, *operator)
+    log_in(page, base, *operator)
 
     page.fill("#fleet-search", "acm")
     expect(page.locator("#fleet-rows tr")).to_have_count(1)  # filtered as typed (no eval: the CSP forbids it)
@@ -105,7 +72,7 @@ def test_broken_tag_rolls_back_with_cause(page, live_server, app, tenant_factory
     tenant_factory(slug="initech")
     base = live_server(app)
     page.on("dialog", lambda dialog: dialog.accept())
-    _log_in(page, base, *operator)
+    log_in(page, base, *operator)
     _open_release_dialog(page, base, "Tenant initech", "broken")
     page.click("#preview button:has-text('Apply broken')")
     page.wait_for_selector("#upgrade-status[data-status=rolled_back]", timeout=FINISH_TIMEOUT_MS)

@@ -37,7 +37,7 @@ def test_waves_on_real_tenants_then_a_broken_tag_halts_at_the_canary(app, db, re
     run_worker()
     db.session.expire_all()
     halted = db.session.get(type(halted), halted.id)
-    assert halted.status == "halted" and f"{slugs[0]} rolled_back" in halted.error, halted.error
+    assert halted.status == "halted" and f"{slugs[0]} rolled back" in halted.error, halted.error
     canary = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == halted.id)).scalars().all()
     assert [u.instance.slug for u in canary] == [slugs[0]]
     for t, inst in tenants:  # the canary is back on v2; the others never changed

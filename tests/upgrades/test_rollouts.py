@@ -46,7 +46,7 @@ def test_a_failed_canary_halts_and_leaves_the_rest_untouched(app, db, tenant_fac
     run_worker()
     db.session.refresh(rollout)
     assert rollout.status == "halted"
-    assert "wave 1 did not succeed" in rollout.error and "halt-a rolled_back" in rollout.error
+    assert "wave 1 did not succeed" in rollout.error and "halt-a rolled back" in rollout.error
     assert [w["status"] for w in rollout.waves] == ["failed", "pending"]
     assert set(_upgrades(db, rollout)) == {"halt-a"}
 

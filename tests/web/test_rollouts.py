@@ -190,7 +190,7 @@ def test_halted_rollout_shows_why(db, client, login, post, tenant_factory, run_w
     body = response.get_data(as_text=True)
     assert response.status_code == 286
     assert '<strong class="status status-halted">Halted</strong>' in body
-    assert "Reason:</strong> wave 1 did not succeed: halt-a rolled_back" in body
+    assert "Reason:</strong> wave 1 did not succeed: halt-a rolled back" in body
     assert ">Rolled back</a>" in body and "Not started" in body  # the canary's upgrade; wave 2 never ran
     assert "0 of 2 tenants upgraded" in client.get("/rollouts").get_data(as_text=True)
 
