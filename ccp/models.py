@@ -180,14 +180,17 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Sessions carry the epoch they were issued in; a different one here ends them (logout, new password).
+    session_epoch: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     @property
     def is_active(self) -> bool:  # Flask-Login
         return self.active
 
     def set_password(self, password: str) -> None:
-        """Store an argon2id hash of the password."""
+        """Store an argon2id hash of the password; sessions issued before it end."""
         self.password_hash = hash_password(password)
+        self.session_epoch = (self.session_epoch or 0) + 1
 
     def check_password(self, password: str) -> bool:
         """True when the password matches."""

@@ -21,7 +21,7 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, select, update
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -49,11 +49,12 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = "Please log in."
 
 
+SESSION_EPOCH_KEY = "_epoch"  # the user's session_epoch when this session was issued
 USER_RECHECK_S = 2.0  # app.config["CCP_USER_RECHECK_S"]: how long a polled view may reuse a user check
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 _USERS = User.__table__
 # Columns only, one query, no ORM row: every UI request (the status widget is polled every second) loads its user.
-_SESSION_USER_QUERY = select(_USERS.c.id, _USERS.c.username, _USERS.c.role).where(
+_SESSION_USER_QUERY = select(_USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.session_epoch).where(
     _USERS.c.id == bindparam("user_id"), _USERS.c.active.is_(True))
 
 
@@ -81,7 +82,8 @@ def polled_view(view):
 
 @login_manager.user_loader
 def load_user(user_id: str) -> SessionUser | None:
-    """The active user with this id, or None (the session then counts as logged out).
+    """The active user with this id, or None (the session then counts as logged out) - also when the session was
+    issued in another epoch than the user's (they logged out, or their password changed, since).
 
     Every request checks the database, except a GET of a @polled_view, which may reuse this process's check of
     the same user for up to CCP_USER_RECHECK_S seconds (default 2). The bound: a user deactivated, deleted or
@@ -95,8 +97,8 @@ def load_user(user_id: str) -> SessionUser | None:
     view = current_app.view_functions.get(request.endpoint or "")
     if request.method in _SAFE_METHODS and getattr(view, "reuses_user_check", False):
         hit = checked.get(uid)
-        if hit is not None and now - hit[1] < current_app.config.get("CCP_USER_RECHECK_S", USER_RECHECK_S):
-            return hit[0]
+        if hit is not None and now - hit[2] < current_app.config.get("CCP_USER_RECHECK_S", USER_RECHECK_S):
+            return hit[0] if session.get(SESSION_EPOCH_KEY) == hit[1] else None
     row = db.session.execute(_SESSION_USER_QUERY, {"user_id": uid}).first()
     if row is None:
         checked.pop(uid, None)
@@ -104,12 +106,12 @@ def load_user(user_id: str) -> SessionUser | None:
     user = SessionUser(row.id, row.username, row.role)
     if len(checked) > 10_000:  # bounded by the number of users; never grows without limit
         checked.clear()
-    checked[uid] = (user, now)
-    return user
+    checked[uid] = (user, row.session_epoch, now)
+    return user if session.get(SESSION_EPOCH_KEY) == row.session_epoch else None
 
 
-def _checked_users() -> dict[int, tuple[SessionUser, float]]:
-    """This app's recent user checks: user id -> (user, when checked)."""
+def _checked_users() -> dict[int, tuple[SessionUser, int, float]]:
+    """This app's recent user checks: user id -> (user, session epoch, when checked)."""
     return current_app.extensions.setdefault("ccp_checked_users", {})
 
 
@@ -148,6 +150,7 @@ def login():
         session.clear()
         g.pop("csrf_token", None)  # the CSRF token cached for this request belonged to the old session
         login_user(user)
+        session[SESSION_EPOCH_KEY] = user.session_epoch
         return redirect(_safe_next(request.args.get("next")))
     throttle.failed()
     log.info("failed login for a username from %s", request.remote_addr)  # the name itself may be a typo'd password
@@ -157,7 +160,13 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """End the session (and drop everything in it)."""
+    """End the session (and drop everything in it) - and every other session of this user: the signed cookie
+    itself stays verifiable until it expires, so what ends it is the user's new session epoch."""
+    if current_user.is_authenticated:
+        db.session.execute(update(User).where(User.id == current_user.id)
+                           .values(session_epoch=User.session_epoch + 1))
+        db.session.commit()
+        _checked_users().pop(current_user.id, None)
     logout_user()
     session.clear()
     g.pop("csrf_token", None)

@@ -3,6 +3,7 @@ shortcut keeps every refusal Flask's own check makes - expired, tampered, re-sig
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import g
@@ -11,8 +12,10 @@ from tests.web.conftest import HX
 
 
 def _get(client, path: str = "/", **kwargs):
-    """A request that loads its user from the session (the test keeps one app context, so one `g`, for all)."""
+    """A request that loads its user (and CSRF token) from the session, as a real request does (the test keeps one
+    app context, so one `g`, for all requests)."""
     g.pop("_login_user", None)
+    g.pop("csrf_token", None)
     return client.get(path, **kwargs)
 
 
@@ -59,3 +62,46 @@ def test_sessions_opened_from_one_cookie_do_not_share_state(app):
     assert opened[1]["_user_id"] == "1"
     assert opened[3]["_flashes"] == [["info", "saved"]]
     assert plain in interface._verified and with_list not in interface._verified
+
+
+def _logout(client) -> None:
+    page = _get(client, "/").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    g.pop("_login_user", None)
+    g.pop("csrf_token", None)
+    assert client.post("/logout", headers={"X-CSRFToken": token}).status_code == 302
+
+
+def test_logout_ends_the_session_even_if_its_cookie_is_replayed(app, client, login):
+    """A signed cookie stays verifiable until it expires; the user's new session epoch is what ends it."""
+    login("operator")
+    name = app.config.get("SESSION_COOKIE_NAME", "session")
+    captured = _session_cookie(client, app)
+    assert _get(client, headers=HX).status_code == 200
+    _logout(client)
+    client.set_cookie(name, captured)  # e.g. copied from the browser before the logout
+    assert _get(client).status_code == 302
+    assert _get(client, "/upgrades/1/status", headers=HX).status_code in (302, 401)  # the polled path too
+
+
+def test_logout_and_a_new_password_end_the_users_other_sessions(app, db, client, login):
+    from ccp.models import User
+
+    user = login("operator")
+    other = app.test_client()
+    other.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), _session_cookie(client, app))
+    assert _get(other).status_code == 200
+    _logout(client)
+    assert _get(other).status_code == 302, "another browser of the user survived the logout"
+
+    login_again = app.test_client()
+    html = login_again.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    g.pop("_login_user", None)
+    assert login_again.post("/login", data={"csrf_token": csrf, "username": user.username,
+                                            "password": "correct horse battery"}).status_code == 302
+    assert _get(login_again).status_code == 200
+    row = db.session.get(User, user.id)
+    row.set_password("a brand new passphrase")
+    db.session.commit()
+    assert _get(login_again).status_code == 302, "a session from before the password change survived it"

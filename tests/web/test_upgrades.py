@@ -65,7 +65,12 @@ def test_lean_widget_matches_the_orm_rendering(app, db, client, login, state, ro
 
         from ccp.web.auth import load_user
 
+        from flask import session
+
+        from ccp.web.auth import SESSION_EPOCH_KEY
+
         user = db.session.execute(db.select(User).filter_by(role=role)).scalars().first()
+        session[SESSION_EPOCH_KEY] = user.session_epoch
         login_user(load_user(str(user.id)))
         expected = render_template("upgrades/_status.html", view=status_view(db.session.get(Upgrade, upgrade.id)),
                                    fragment=True)
