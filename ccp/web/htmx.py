@@ -20,9 +20,11 @@ STOP_POLLING = 286
 FRAGMENT_CACHE_SIZE = 512  # distinct rendered fragments kept per app (each a few kB)
 
 
-def wants_fragment() -> bool:
-    """True when the current request is an htmx request that swaps part of a page (not boosted, not history)."""
-    headers = request.headers
+def wants_fragment(headers=None) -> bool:
+    """True when the current request (or these request headers) is an htmx request that swaps part of a page (not
+    boosted, not history)."""
+    if headers is None:
+        headers = request.headers
     return (
         headers.get("HX-Request") == "true"
         and headers.get("HX-Boosted") != "true"
@@ -38,14 +40,15 @@ def render(page: str, partial: str, status: int = 200, *, cache_key: Hashable | 
     fragment's markup is rendered once per distinct key and reused (polled widgets mostly re-render unchanged
     data): the key must cover everything the partial shows, the data and whatever it uses from the context
     processors (e.g. the user's permissions). Full pages are always rendered afresh."""
-    fragment = wants_fragment()
+    app, req = current_app._get_current_object(), request._get_current_object()  # polled: ~1 µs per lookup
+    fragment = wants_fragment(req.headers)
     cache = None
-    if fragment and cache_key is not None and not current_app.jinja_env.auto_reload:  # auto_reload: editing
-        cache = current_app.extensions.setdefault("ccp_fragments", {})
-        cache_key = (partial, request.script_root, cache_key)
+    if fragment and cache_key is not None and not app.jinja_env.auto_reload:  # auto_reload: templates being edited
+        cache = app.extensions.setdefault("ccp_fragments", {})
+        cache_key = (partial, req.script_root, cache_key)
         body = cache.get(cache_key)
         if body is not None:
-            return vary(current_app.response_class(body, status))
+            return vary(app.response_class(body, status))
     if make_context is not None:
         context.update(make_context())
     body = render_template(partial if fragment else page, fragment=fragment, **context)
