@@ -20,6 +20,7 @@ HEADER_TIMESTAMP = "X-CCP-Timestamp"
 HEADER_NONCE = "X-CCP-Nonce"
 HEADER_SIGNATURE = "X-CCP-Signature"
 MAX_SKEW_S = 60
+RESTART_MARGIN_S = 2.0  # clock difference tolerated for requests signed just before the agent started
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 
@@ -46,10 +47,13 @@ class RequestVerifier:
     """Verifies signed requests: known key (any of the active ones), skew <= 60 s, unused nonce, matching MAC.
 
     Thread-safe. Nonces are remembered for twice the skew window (after that the timestamp check rejects them).
+    They are held in memory only, so a request signed before this verifier was made (an agent restart) is refused:
+    the previous process may have consumed its nonce. `restart_margin_s` tolerates that much clock difference
+    between CCP and the agent right after a start (a request refused for it is simply sent again, freshly signed).
     """
 
     def __init__(self, keys: dict[str, bytes], *, max_skew_s: int = MAX_SKEW_S, clock=time.time,
-                 max_nonces: int = 200_000):
+                 max_nonces: int = 200_000, restart_margin_s: float = RESTART_MARGIN_S):
         if not keys:
             raise ValueError("at least one key is required")
         self._keys = dict(keys)
@@ -57,6 +61,7 @@ class RequestVerifier:
         self._clock = clock
         self._max_nonces = max_nonces
         self._seen: dict[str, float] = {}
+        self._not_before = clock() - restart_margin_s
         self._lock = threading.Lock()
 
     def verify(self, method: str, path: str, body: bytes, headers) -> str:
@@ -78,6 +83,9 @@ class RequestVerifier:
         expected = hmac.new(key, canonical_string(timestamp, method, path, body, nonce), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise SignatureError("signature mismatch")
+        if int(timestamp) < self._not_before:
+            raise SignatureError("signed before this agent started (a request from before a restart cannot be "
+                                 "replayed); sign it again")
         with self._lock:
             if nonce in self._seen:
                 raise SignatureError("nonce already used")

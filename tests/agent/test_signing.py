@@ -29,8 +29,16 @@ def test_rejections(mutate, reason):
         v.verify("POST", "/p", b"{}", mutate(sign_request("k", K, "POST", "/p", b"{}", now=1000)))
 
 
+def _started_at(start: float, now: float) -> RequestVerifier:
+    """A verifier made (the agent started) at `start`, asked at `now`."""
+    clock = [start]
+    verifier = RequestVerifier({"k": K}, clock=lambda: clock[0])
+    clock[0] = now
+    return verifier
+
+
 def test_skew_window_is_60_seconds():
-    v = RequestVerifier({"k": K}, clock=lambda: 1000)
+    v = _started_at(900, 1000)
     v.verify("GET", "/p", b"", sign_request("k", K, "GET", "/p", b"", now=940))
     with pytest.raises(SignatureError, match="clock skew"):
         v.verify("GET", "/p", b"", sign_request("k", K, "GET", "/p", b"", now=939))
@@ -46,3 +54,13 @@ def test_replay_rejected_but_bad_attempt_does_not_burn_nonce():
     v.verify("GET", "/p", b"", headers)
     with pytest.raises(SignatureError, match="nonce already used"):
         v.verify("GET", "/p", b"", headers)
+
+
+def test_a_request_signed_before_the_agent_started_is_refused():
+    """Nonces live in memory: one signed before a restart may have been used by the previous process, so only the
+    restart margin (2 s of clock difference) is accepted from before the start."""
+    v = _started_at(1000, 1005)
+    with pytest.raises(SignatureError, match="before this agent started"):
+        v.verify("GET", "/p", b"", sign_request("k", K, "GET", "/p", b"", now=990))  # inside the 60 s skew
+    v.verify("GET", "/p", b"", sign_request("k", K, "GET", "/p", b"", now=998))
+    v.verify("GET", "/p", b"", sign_request("k", K, "GET", "/p", b"", now=1004))
