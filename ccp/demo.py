@@ -23,7 +23,7 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
     from ccp import create_app
     from ccp.config import ConfigError
-    from ccp.extensions import get_redis
+    from ccp.extensions import get_redis, redis_store
 
     os.environ.setdefault("CCP_ENV", "demo")
     os.environ.setdefault("CCP_INSTANCE_DIR", str(Path(".ccp-demo").resolve()))
@@ -70,6 +70,7 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
         time.sleep(0.3)
     _stop_children(children)
     stop_demo_agents()
+    redis_store.stop_embedded(app)
     click.echo("ccp demo stopped")
     return code
 

