@@ -133,16 +133,21 @@ def _server_of(client: redis.Redis) -> tuple:
     return kwargs.get("path") or kwargs.get("host"), kwargs.get("port")
 
 
+def _running_feed(key: tuple) -> ChangeFeed | None:
+    """This process's feed for that server, if one runs (a feed inherited through a fork has no thread)."""
+    current = _feeds.get(key)
+    return current if current is not None and current.pid == os.getpid() else None
+
+
 def feed(client: redis.Redis) -> ChangeFeed:
     """This process's feed for the client's Redis server, started on first use (and again after a fork)."""
     key = _server_of(client)
-    current = _feeds.get(key)
-    if current is not None and current.pid == os.getpid():
-        return current
-    with _feeds_lock:
-        current = _feeds.get(key)
-        if current is None or current.pid != os.getpid():
-            current = _feeds[key] = ChangeFeed(client)
+    current = _running_feed(key)
+    if current is None:
+        with _feeds_lock:
+            current = _running_feed(key)
+            if current is None:
+                current = _feeds[key] = ChangeFeed(client)
     return current
 
 
@@ -159,8 +164,8 @@ def announce(ids: set[int] | set[str]) -> None:
     if client is None:  # this process never used Redis (e.g. a CLI command): nobody listens through it
         return
     notice = EVERYTHING if EVERYTHING in ids else " ".join(str(i) for i in sorted(ids))
-    local = _feeds.get(_server_of(client))
-    if local is not None and local.pid == os.getpid():
+    local = _running_feed(_server_of(client))
+    if local is not None:
         local.apply(notice)  # our own change is visible to our own next poll, before the round trip
     try:
         client.publish(CHANNEL, f"{process_origin()} {notice}")

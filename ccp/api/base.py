@@ -68,6 +68,19 @@ def json_body(*, allow_empty: bool = False) -> dict:
     return data
 
 
+def call_service(fn, *args, **kwargs):
+    """Call a service function (upgrades, rollouts), turning its UpgradeError into the API error shape; the
+    session is rolled back first, so nothing half-done is committed by a later call."""
+    from ccp.extensions import db
+    from ccp.services.upgrades import UpgradeError
+
+    try:
+        return fn(*args, **kwargs)
+    except UpgradeError as exc:
+        db.session.rollback()
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+
+
 def reject_unknown(data: dict, allowed) -> None:
     """422 naming every field of `data` that is not in `allowed` (typos must not be silently ignored)."""
     unknown = sorted(set(data) - set(allowed))

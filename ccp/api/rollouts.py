@@ -24,12 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ccp.api.auth import require
-from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
+from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp.models import MAX_ID, Rollout, WebhookDelivery
 from ccp.services import rollouts as svc
-from ccp.services.upgrades import UpgradeError
 
 log = logging.getLogger(__name__)
 FIELDS = ("tag", "instances", "canary", "waveSize")
@@ -65,11 +64,7 @@ def cancel_rollout(rollout_id: int):
     """Start no further wave (upgrades already started finish); 409 when the rollout has ended."""
     rollout = _find(rollout_id)
     reject_unknown(json_body(allow_empty=True), ())
-    try:
-        svc.cancel_rollout(rollout, actor=g.actor)
-    except UpgradeError as exc:
-        db.session.rollback()
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    call_service(svc.cancel_rollout, rollout, actor=g.actor)
     return svc.rollout_to_dict(rollout)
 
 
@@ -114,12 +109,8 @@ def ci_webhook():
 
 def _start(data: dict, *, actor: str, source: str) -> Rollout:
     reject_unknown(data, FIELDS)
-    try:
-        return svc.start_rollout(data.get("tag"), instances=data.get("instances"), canary=data.get("canary", 1),
-                                 wave_size=data.get("waveSize", 5), actor=actor, source=source)
-    except UpgradeError as exc:
-        db.session.rollback()
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    return call_service(svc.start_rollout, data.get("tag"), instances=data.get("instances"),
+                        canary=data.get("canary", 1), wave_size=data.get("waveSize", 5), actor=actor, source=source)
 
 
 def _accepted(rollout: Rollout):

@@ -12,7 +12,7 @@ from flask import g, url_for
 from sqlalchemy import select
 
 from ccp.api.auth import require
-from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
+from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.api.instances import find_instance
 from ccp.extensions import db
@@ -30,7 +30,7 @@ def preview_release(ref: str):
     """Read-only: what upgrading to `imageTag` would change (files, diffs with .env values masked, coverage)."""
     inst = find_instance(ref)
     tag, _ = _release_body(json_body(allow_empty=True), plan_allowed=False)
-    return _call(svc.preview_release, inst, tag)
+    return call_service(svc.preview_release, inst, tag)
 
 
 @bp.post("/instances/<ref>/upgrade-release")
@@ -84,7 +84,7 @@ def cancel(upgrade_id: int):
     """Cancel a queued upgrade, or ask a running one to stop at its next safe point; 409 when already finished."""
     upgrade = _find_upgrade(upgrade_id)
     reject_unknown(json_body(allow_empty=True), ())
-    upgrade = _call(svc.cancel_upgrade, upgrade, actor=g.actor)
+    upgrade = call_service(svc.cancel_upgrade, upgrade, actor=g.actor)
     return svc.upgrade_to_dict(upgrade)
 
 
@@ -105,15 +105,6 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
     if errors:
         raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)
     return tag, plan
-
-
-def _call(fn, *args, **kwargs):
-    """Call an upgrades-service function, turning its UpgradeError into the API error shape."""
-    try:
-        return fn(*args, **kwargs)
-    except svc.UpgradeError as exc:
-        db.session.rollback()
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
 
 
 def _started(action: str, inst, fn, *args, **kwargs) -> Upgrade:
