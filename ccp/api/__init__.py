@@ -5,7 +5,9 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the JSON error handlers and the API, health and metrics blueprints (CSRF-exempt: bearer tokens)."""
-    from ccp.api import audit, errors, health, instances, metrics, openapi, rollouts, upgrades  # noqa: F401
+    from ccp.api import (  # noqa: F401
+        audit, errors, health, instances, metrics, openapi, rollouts, upgrades, webhooks,
+    )
     from ccp.api.base import bp
     from ccp.extensions import csrf
 
