@@ -185,13 +185,24 @@ PATHS = {
                     params=[_RID], body="Empty"),
     },
     "/api/webhooks/ci": {
-        "post": {"summary": "CI webhook: start a rollout (signed with CCP_WEBHOOK_SECRET, no token)",
+        "post": {"summary": "CI webhook: start a rollout (Standard Webhooks, signed with CCP_WEBHOOK_SECRET, no token)",
+                 "description": "Signed as https://www.standardwebhooks.com prescribes (docs/api.md has examples). "
+                                "401 `bad_signature` (missing or wrong signature headers; the old X-CCP-Signature "
+                                "is refused) or `stale_delivery` (timestamp more than 300 s off): nothing is stored. "
+                                "Every delivery whose signature checks out is recorded with its outcome, a "
+                                "malformed body included (400). 404 `webhooks_disabled` without a secret.",
                  "security": [{"ciSignature": []}],
-                 "parameters": [{"name": "X-CCP-Delivery", "in": "header", "required": True,
-                                 "description": "unique id of this delivery; a repeated id is refused (409)",
-                                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"}}],
+                 "parameters": [
+                     {"name": "webhook-id", "in": "header", "required": True,
+                      "description": "unique id of this delivery (signed); a repeated id is refused (409)",
+                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"}},
+                     {"name": "webhook-timestamp", "in": "header", "required": True,
+                      "description": "Unix time in seconds when the delivery was signed; refused (401) when more "
+                                     "than 300 s off CCP's clock either way",
+                      "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,11}$"}},
+                 ],
                  "requestBody": {"required": True, "content": _json("RolloutRequest")},
-                 "responses": {**_ok("Rollout", "202", "Started"), **_E, "401": _ERR}},
+                 "responses": {**_ok("Rollout", "202", "Started"), **_E, "401": _ERR, "503": _ERR}},
     },
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
@@ -213,8 +224,10 @@ def openapi_document() -> dict:
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "ciSignature": {"type": "apiKey", "in": "header", "name": "X-CCP-Signature",
-                                "description": "sha256=<hex HMAC-SHA256 of the raw body with CCP_WEBHOOK_SECRET>"},
+                "ciSignature": {"type": "apiKey", "in": "header", "name": "webhook-signature",
+                                "description": "v1,<base64 HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<raw "
+                                               "body>'>, keyed with CCP_WEBHOOK_SECRET (a whsec_<base64> secret: the "
+                                               "decoded bytes); several space-separated signatures are allowed"},
             },
             "schemas": SCHEMAS,
             "responses": {"Error": {"description": "Error", "content": _json("Error")}},

@@ -7,8 +7,6 @@ unreachable agent, a conflict), through the API and the UI.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -20,6 +18,7 @@ from ccp.extensions import get_redis
 from ccp.models import Upgrade
 from tests.factories import make_instance, make_user
 from tests.tenants import CANARY
+from tests.webhook_signing import signed_headers
 
 NEEDLE = CANARY.encode()
 WEBHOOK_SECRET = "webhook-secret-canary-5f0c2e7d91"  # must never be echoed either
@@ -85,13 +84,10 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
     # A rollout started by the signed CI webhook, over both tenants (canary first).
     app.config["CCP"].webhook_secret = WEBHOOK_SECRET
     body = json.dumps({"tag": "v5", "instances": [provisioned.slug, registered.slug], "canary": 1}).encode()
-    signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    hook = call("POST", "/api/webhooks/ci", data=body, headers={
-        "Content-Type": "application/json", "X-CCP-Signature": signature, "X-CCP-Delivery": "canary-run-1"})
+    hook = call("POST", "/api/webhooks/ci", data=body, headers=signed_headers(WEBHOOK_SECRET, body, "canary-run-1"))
     assert hook.status_code == 202, hook.get_data(as_text=True)
-    assert call("POST", "/api/webhooks/ci", data=body, headers={
-        "Content-Type": "application/json", "X-CCP-Signature": "sha256=" + "0" * 64,
-        "X-CCP-Delivery": "canary-run-2"}).status_code == 401
+    forged = {**signed_headers(WEBHOOK_SECRET, body, "canary-run-2"), "webhook-signature": "v1," + "A" * 43 + "="}
+    assert call("POST", "/api/webhooks/ci", data=body, headers=forged).status_code == 401
     run_worker()
     db.session.expire_all()
     rollout = call("GET", hook.headers["Location"], op).get_json()
