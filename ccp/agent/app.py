@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ccp import __version__
 from ccp.agent.config import AgentConfig
 from ccp.agent.signing import RequestVerifier, SignatureError
+from ccp.bodies import parse_json, read_body
 from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import BadRequest, HostOpsError, NotFound
 from ccp.hostops.tenant import TenantHost
@@ -65,7 +66,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.before_request
     def check_signature():
-        body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+        body = read_body(request, config.max_body_bytes)  # 413 past the limit, however the body is framed
         qs = request.query_string.decode("latin-1")
         path = request.path + (f"?{qs}" if qs else "")
         try:
@@ -86,7 +87,11 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
         return hosts[slug]
 
     def body() -> dict:
-        data = request.get_json(force=True, silent=True) if request.get_data() else {}
+        raw = request.get_data()
+        try:
+            data = parse_json(raw) if raw else {}
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise BadRequest("request body must be a JSON object")
         return data

@@ -12,6 +12,8 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, default_exceptions
 
+from ccp.bodies import BodyTooLarge
+
 log = logging.getLogger(__name__)
 
 JSON_PREFIXES = ("/api/", "/metrics", "/healthz")
@@ -88,10 +90,12 @@ def init_app(app: Flask) -> None:
 def json_http_error(exc: HTTPException):
     """A Werkzeug HTTP error as the JSON error shape (Allow header kept on 405)."""
     status = exc.code or 500
-    headers = {}
+    headers, details = {}, {}
     if status == 405 and getattr(exc, "valid_methods", None):
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-    return error_response(status, _HTTP_CODES.get(status, "http_error"), _message_for(exc), headers=headers)
+    if isinstance(exc, BodyTooLarge):
+        details = {"limit": exc.limit}
+    return error_response(status, _HTTP_CODES.get(status, "http_error"), _message_for(exc), details, headers)
 
 
 def _message_for(exc: HTTPException) -> str:
@@ -103,5 +107,5 @@ def _message_for(exc: HTTPException) -> str:
     if status == 405:
         return f"method {request.method} is not allowed here"
     if status == 413:
-        return "the request body is too large"
+        return exc.description if isinstance(exc, BodyTooLarge) else "the request body is too large"
     return exc.name
