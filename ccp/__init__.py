@@ -65,8 +65,10 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
 
     from ccp import changes, models  # noqa: F401 - register models with the metadata, upgrade change notices
-    from ccp import api, security, web
+    from ccp import api, bodies, converters, security, web
 
+    converters.init_app(app)
+    bodies.init_app(app)
     web.init_app(app)
     api.init_app(app)
     security.init_app(app)

@@ -13,6 +13,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ccp.extensions import db
+from ccp.rules import MAX_ID  # noqa: F401 - re-exported: ids are 32-bit columns
 from ccp.vault import get_vault, hash_password, verify_password
 
 ACTIVE_STATUSES = ("queued", "running")
@@ -28,7 +29,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger number is simply not an id (404, not a DB error)
 
 class Instance(db.Model):
     """One tenant: a docker-compose application on some host, reached through its agent (or in-process)."""
@@ -51,6 +51,8 @@ class Instance(db.Model):
     vars: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     secrets_enc: Mapped[str | None] = mapped_column(Text)
     health_urls: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    # Seconds the health URLs must keep answering after an upgrade; None: the global CCP_MONITOR_WINDOW_S.
+    monitor_window_s: Mapped[int | None] = mapped_column(Integer)
     agent_version: Mapped[str | None] = mapped_column(String(50))
     agent_capabilities: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
+from ccp import rules
 from ccp.api.errors import ApiError
+from ccp.bodies import parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; override with app.config["CCP_API_MAX_BODY"]
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
-
-
-@bp.before_request
-def _limit_body() -> None:
-    """Refuse bodies over the API limit before reading them; the same limit caps chunked bodies while reading."""
-    limit = current_app.config.get("CCP_API_MAX_BODY", DEFAULT_MAX_BODY)
-    request.max_content_length = limit
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes", {"limit": limit})
-
 
 # Query parameters each endpoint understands; any other is refused (a typo'd filter must not silently list all).
 QUERY_PARAMS = {
@@ -50,19 +41,21 @@ def _no_store(response):
 def json_body(*, allow_empty: bool = False) -> dict:
     """The request body as a JSON object.
 
-    400 `invalid_json` when it does not parse (or is not UTF-8), 400 `invalid_body` when it is not an object,
-    415 when a body is sent with another content type. An empty body is {} when `allow_empty`.
+    400 `invalid_json` when it does not parse (not UTF-8, nested past ccp.bodies.MAX_DEPTH, NaN...), 400
+    `invalid_body` when it is not an object (`null` included), 415 when a body is sent with another content type.
+    An empty body is {} when `allow_empty`. (The size cap was applied before the view: ccp.bodies.)
     """
-    raw = request.get_data(cache=True)  # raises 413 past max_content_length
+    raw = request.get_data(cache=True)
     if not raw.strip():
         if allow_empty:
             return {}
         raise ApiError(400, "invalid_body", "a JSON object body is required")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+    try:
+        data = parse_json(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the request body must be a JSON object")
     return data
@@ -109,10 +102,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    value = int(raw) if rules.ASCII_ID.fullmatch(raw) else None  # ASCII digits only: int() also takes '١', ' 5_0'
     if value is None or not lo <= value <= hi:
         raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}",
                        {name: "out of range"})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from flask import g, url_for
 from sqlalchemy import select
 
@@ -11,7 +9,8 @@ from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
-from ccp.models import ACTIVE_STATUSES, MAX_ID, Instance, Upgrade, iso_utc
+from ccp import rules
+from ccp.models import ACTIVE_STATUSES, Instance, Upgrade, iso_utc
 from ccp.services.instances import EDITABLE, InstanceError, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
@@ -20,7 +19,7 @@ _TYPES = {
     "slug": str, "name": str, "domain": str, "driver": str, "agent_url": (str, type(None)),
     "agent_key_id": (str, type(None)), "agent_key": (str, type(None)), "install_dir": (str, type(None)),
     "compose_project": str, "is_registered": bool, "image_tag": (str, type(None)), "template_set": str,
-    "health_urls": list, "vars": dict, "secrets": (dict, type(None)),
+    "health_urls": list, "vars": dict, "secrets": (dict, type(None)), "monitor_window_s": (int, type(None)),
 }
 
 
@@ -28,21 +27,24 @@ def instance_to_dict(inst: Instance) -> dict:
     """The public view of an instance: held secrets by name only, the agent key only as 'has_agent_key'."""
     return {
         "id": inst.id, "slug": inst.slug, "name": inst.name, "domain": inst.domain, "driver": inst.driver,
-        "agent_url": _without_userinfo(inst.agent_url), "agent_key_id": inst.agent_key_id,
+        "agent_url": inst.agent_url, "agent_key_id": inst.agent_key_id,
         "has_agent_key": bool(inst.agent_key_enc), "install_dir": inst.install_dir,
         "compose_project": inst.compose_project, "is_registered": inst.is_registered, "image_tag": inst.image_tag,
         "template_set": inst.template_set, "vars": dict(inst.vars or {}), "secret_names": inst.secret_names(),
-        "health_urls": list(inst.health_urls or []), "agent_version": inst.agent_version,
+        "health_urls": list(inst.health_urls or []), "monitor_window_s": inst.monitor_window_s,
+        "agent_version": inst.agent_version,
         "agent_capabilities": list(inst.agent_capabilities or []), "last_seen_at": iso_utc(inst.last_seen_at),
         "attention": inst.attention, "created_at": iso_utc(inst.created_at), "updated_at": iso_utc(inst.updated_at),
     }
 
 
 def find_instance(ref: str) -> Instance:
-    """The instance with this numeric id or slug; ApiError(404) otherwise. Digits are tried as an id first."""
+    """The instance with this numeric id or slug (the `ref` converter admits ASCII refs only); ApiError(404)
+    otherwise. Digits are tried as an id first."""
     inst = None
-    if ref.isdigit() and int(ref) <= MAX_ID:
-        inst = db.session.get(Instance, int(ref))
+    instance_id = rules.parse_id(ref)
+    if instance_id is not None:
+        inst = db.session.get(Instance, instance_id)
     if inst is None:
         inst = db.session.execute(select(Instance).filter_by(slug=ref)).scalar_one_or_none()
     if inst is None:
@@ -58,7 +60,7 @@ def list_instances():
     return page_of(select(Instance).order_by(Instance.slug), page, per_page, instance_to_dict)
 
 
-@bp.get("/instances/<ref>")
+@bp.get("/instances/<ref:ref>")
 @require("read")
 def get_instance(ref: str):
     """One instance."""
@@ -77,7 +79,7 @@ def create():
     return instance_to_dict(inst), 201, {"Location": url_for("api.get_instance", ref=inst.id)}
 
 
-@bp.patch("/instances/<ref>")
+@bp.patch("/instances/<ref:ref>")
 @require("admin")
 def update(ref: str):
     """Change some fields of an instance; 422 with per-field details when invalid (nothing changed)."""
@@ -91,7 +93,7 @@ def update(ref: str):
     return instance_to_dict(inst)
 
 
-@bp.delete("/instances/<ref>")
+@bp.delete("/instances/<ref:ref>")
 @require("admin")
 def delete(ref: str):
     """Delete an instance and its history; 409 while an upgrade is queued or running on it."""
@@ -119,20 +121,8 @@ def _checked(data: dict, allowed) -> dict:
 
 
 def _type_name(expected) -> str:
-    names = {str: "a string", bool: "true or false", list: "an array", dict: "an object", type(None): "null"}
+    names = {str: "a string", bool: "true or false", list: "an array", dict: "an object", type(None): "null",
+             int: "a whole number"}
     if isinstance(expected, tuple):
         return " or ".join(names[t] for t in expected)
     return names[expected]
-
-
-def _without_userinfo(url: str | None) -> str | None:
-    """Drop any user:password@ part of a URL before showing it."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

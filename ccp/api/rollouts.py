@@ -9,7 +9,7 @@ from ccp.api.auth import require
 from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
-from ccp.models import MAX_ID, Rollout
+from ccp.models import Rollout
 from ccp.services import rollouts as svc
 
 FIELDS = ("tag", "instances", "canary", "waveSize")
@@ -31,14 +31,14 @@ def list_rollouts():
     return page_of(select(Rollout).order_by(Rollout.id.desc()), page, per_page, svc.rollout_to_dict)
 
 
-@bp.get("/rollouts/<int:rollout_id>")
+@bp.get("/rollouts/<id:rollout_id>")
 @require("read")
 def get_rollout(rollout_id: int):
     """One rollout: its waves, each tenant's upgrade and status, and why it halted."""
     return svc.rollout_to_dict(_find(rollout_id))
 
 
-@bp.post("/rollouts/<int:rollout_id>/cancel")
+@bp.post("/rollouts/<id:rollout_id>/cancel")
 @require("operate")
 def cancel_rollout(rollout_id: int):
     """Start no further wave (upgrades already started finish); 409 when the rollout has ended."""
@@ -59,7 +59,7 @@ def _accepted(rollout: Rollout):
 
 
 def _find(rollout_id: int) -> Rollout:
-    rollout = db.session.get(Rollout, rollout_id) if rollout_id <= MAX_ID else None
+    rollout = db.session.get(Rollout, rollout_id)
     if rollout is None:
         raise ApiError(404, "not_found", f"no rollout {rollout_id}")
     return rollout

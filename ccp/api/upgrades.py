@@ -16,15 +16,15 @@ from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject
 from ccp.api.errors import ApiError
 from ccp.api.instances import find_instance
 from ccp.extensions import db
-from ccp.models import MAX_ID, Upgrade
+from ccp.models import Upgrade
 from ccp.services import upgrades as svc
 from ccp.services.audit import record
-from ccp.services.instances import validate_tag
+from ccp.rules import check_tag
 
 PLAN = re.compile(r"^[0-9a-f]{64}$")
 
 
-@bp.post("/instances/<ref>/upgrade-release/preview")
+@bp.post("/instances/<ref:ref>/upgrade-release/preview")
 @require("operate")
 def preview_release(ref: str):
     """Read-only: what upgrading to `imageTag` would change (files, diffs with .env values masked, coverage)."""
@@ -33,7 +33,7 @@ def preview_release(ref: str):
     return call_service(svc.preview_release, inst, tag)
 
 
-@bp.post("/instances/<ref>/upgrade-release")
+@bp.post("/instances/<ref:ref>/upgrade-release")
 @require("operate")
 def start_release(ref: str):
     """Enqueue an Upgrade to Release; with `plan` (a preview's plan_hash) it only applies if nothing changed since."""
@@ -43,7 +43,7 @@ def start_release(ref: str):
     return _accepted(upgrade)
 
 
-@bp.post("/instances/<ref>/quick-upgrade")
+@bp.post("/instances/<ref:ref>/quick-upgrade")
 @require("operate")
 def quick_upgrade(ref: str):
     """Enqueue a Quick Upgrade (compose pull + up + verify with the files as they are)."""
@@ -52,7 +52,7 @@ def quick_upgrade(ref: str):
     return _accepted(_started("upgrade.quick", inst, svc.start_quick, inst, actor=g.actor))
 
 
-@bp.post("/instances/<ref>/upgrade-now")
+@bp.post("/instances/<ref:ref>/upgrade-now")
 @require("operate")
 def upgrade_now(ref: str):
     """Enqueue Upgrade Now (the tenant's own scripts/upgrade.sh + verify)."""
@@ -61,7 +61,7 @@ def upgrade_now(ref: str):
     return _accepted(_started("upgrade.full", inst, svc.start_full, inst, actor=g.actor))
 
 
-@bp.get("/instances/<ref>/upgrades")
+@bp.get("/instances/<ref:ref>/upgrades")
 @require("read")
 def instance_upgrades(ref: str):
     """An instance's upgrades, newest first, paginated."""
@@ -71,14 +71,14 @@ def instance_upgrades(ref: str):
     return page_of(stmt, page, per_page, svc.upgrade_to_dict)
 
 
-@bp.get("/upgrades/<int:upgrade_id>")
+@bp.get("/upgrades/<id:upgrade_id>")
 @require("read")
 def get_upgrade(upgrade_id: int):
     """One upgrade with its steps and timings."""
     return svc.upgrade_to_dict(_find_upgrade(upgrade_id))
 
 
-@bp.post("/upgrades/<int:upgrade_id>/cancel")
+@bp.post("/upgrades/<id:upgrade_id>/cancel")
 @require("operate")
 def cancel(upgrade_id: int):
     """Cancel a queued upgrade, or ask a running one to stop at its next safe point; 409 when already finished."""
@@ -97,7 +97,7 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
             errors["imageTag"] = "must be a string"
         else:
             try:
-                validate_tag(tag)
+                check_tag(tag)
             except ValueError as exc:
                 raise ApiError(422, "invalid_tag", str(exc), {"imageTag": str(exc)}) from None
     if plan is not None and not (isinstance(plan, str) and PLAN.match(plan)):
@@ -124,7 +124,7 @@ def _accepted(upgrade: Upgrade):
 
 
 def _find_upgrade(upgrade_id: int) -> Upgrade:
-    upgrade = db.session.get(Upgrade, upgrade_id) if upgrade_id <= MAX_ID else None
+    upgrade = db.session.get(Upgrade, upgrade_id)
     if upgrade is None:
         raise ApiError(404, "not_found", f"no upgrade {upgrade_id}")
     return upgrade

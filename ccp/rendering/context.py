@@ -14,28 +14,12 @@ keys, never values.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from ccp import rules
 from ccp.rendering.sets import TemplateSet, load_template_set
 
-TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control chars (tab allowed) break .env and configs
-
-
-def validate_tag(tag: object) -> str:
-    """Return ``tag`` when it is a valid docker image tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``).
-
-    Raises ValueError otherwise (the message quotes the tag: tags are not secret).
-    """
-    if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag):
-        raise ValueError(f"invalid image tag {tag!r}: use letters, digits, '_', '.', '-' (max 128, no leading '.-')")
-    return tag
 
 
 def _text(key: str, value: object, kind: str) -> str:
@@ -43,11 +27,10 @@ def _text(key: str, value: object, kind: str) -> str:
         value = "true" if value else "false"
     elif isinstance(value, (int, float)):
         value = str(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{kind} {key!r} must be a string, number or boolean")  # noqa: TRY004 - callers map ValueError to 400
-    if _FORBIDDEN_CHARS.search(value):
-        raise ValueError(f"{kind} {key!r} contains a newline or control character")
-    return value
+    try:
+        return rules.check_text(value)
+    except rules.RuleError as exc:
+        raise ValueError(f"{kind} {key!r} {exc}") from None
 
 
 def _checked_mapping(values: Mapping | None, kind: str) -> dict[str, str]:
@@ -57,33 +40,34 @@ def _checked_mapping(values: Mapping | None, kind: str) -> dict[str, str]:
         raise ValueError(f"{kind}s must be a mapping of names to values")  # noqa: TRY004
     out = {}
     for key, value in values.items():
-        if not isinstance(key, str) or not _VAR_NAME.fullmatch(key):
-            raise ValueError(f"invalid {kind} name {key!r}")
+        try:
+            rules.check_var_name(key)
+        except rules.RuleError:
+            raise ValueError(f"invalid {kind} name {str(key)[:40]!r}") from None
         out[key] = _text(key, value, kind)
     return out
 
 
 def _tenant(instance) -> dict:
+    """The tenant fields templates see, checked against the same rulebook the instances service saves with."""
     slug = getattr(instance, "slug", None)
-    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
-        raise ValueError(f"invalid tenant slug {slug!r} (lower-case letters, digits and '-')")
-    domain = getattr(instance, "domain", None)
-    if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
-        raise ValueError(f"tenant {slug}: invalid domain {domain!r}")
-    project = getattr(instance, "compose_project", None) or slug
-    if not _PROJECT.fullmatch(project):
-        raise ValueError(f"tenant {slug}: invalid compose project name {project!r}")
-    health_urls = list(getattr(instance, "health_urls", None) or [])
-    if not all(isinstance(url, str) and not _FORBIDDEN_CHARS.search(url) for url in health_urls):
-        raise ValueError(f"tenant {slug}: health_urls must be a list of strings")
-    return {
-        "slug": slug,
-        "name": _text("name", getattr(instance, "name", None) or slug, "tenant field"),
-        "domain": domain,
-        "is_registered": bool(getattr(instance, "is_registered", False)),
-        "compose_project": project,
-        "health_urls": health_urls,
-    }
+    try:
+        rules.check_slug(slug)
+    except rules.RuleError as exc:
+        raise ValueError(f"invalid tenant slug {str(slug)[:70]!r}: {exc}") from None
+    fields = {"domain": rules.check_domain, "compose_project": rules.check_project,
+              "health_urls": rules.check_health_urls, "name": rules.check_name}
+    values = {"domain": getattr(instance, "domain", None),
+              "compose_project": getattr(instance, "compose_project", None) or slug,
+              "health_urls": list(getattr(instance, "health_urls", None) or []),
+              "name": getattr(instance, "name", None) or slug}
+    for field, rule in fields.items():
+        try:
+            rule(values[field])
+        except rules.RuleError as exc:
+            label = "compose project" if field == "compose_project" else field
+            raise ValueError(f"tenant {slug}: invalid {label}: {exc}") from None
+    return {"slug": slug, "is_registered": bool(getattr(instance, "is_registered", False)), **values}
 
 
 def choose_tag(instance, tag: str | None = None, default_tag: str = "latest") -> str:
@@ -91,7 +75,7 @@ def choose_tag(instance, tag: str | None = None, default_tag: str = "latest") ->
 
     Raises ValueError when the chosen tag is not a valid docker tag.
     """
-    return validate_tag(tag or getattr(instance, "image_tag", None) or default_tag)
+    return rules.check_tag(tag or getattr(instance, "image_tag", None) or default_tag)
 
 
 def build_context(

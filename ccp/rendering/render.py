@@ -19,10 +19,10 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from ccp.rendering.context import build_context, validate_tag
+from ccp.rendering.context import build_context
 from ccp.rendering.sets import TemplateSet, load_template_set
 
-__all__ = ["RenderError", "RenderResult", "env_value", "render_instance", "render_set", "validate_tag"]
+__all__ = ["RenderError", "RenderResult", "env_value", "render_instance", "render_set"]
 
 ENV_FILE = ".env"
 _HASH_COMMENT_SUFFIXES = (".yml", ".yaml", ".conf", ".toml", ".sh", ".env", ".ini", ".cfg", ".py", ".rules")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit
-
 from sqlalchemy import select
 
+from ccp import rules
 from ccp.extensions import db
 from ccp.models import DRIVERS, Instance
-from ccp.rendering.context import validate_tag
 from ccp.vault import get_vault
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-RESERVED_SLUGS = frozenset({"new", "add", "edit", "search"})  # UI paths under /instances/
-VAR_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EDITABLE = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
-            "is_registered", "image_tag", "template_set", "health_urls", "vars")
+            "is_registered", "image_tag", "template_set", "health_urls", "vars", "monitor_window_s")
 
 
 class InstanceError(ValueError):
@@ -93,69 +86,77 @@ def _apply(inst: Instance, data: dict) -> None:
 
 
 def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str, str]:
+    """Every rule an instance must meet (the rulebook in ccp.rules), as field -> message; {} when valid."""
     errors: dict[str, str] = {}
-    slug = data.get("slug") or ""
-    if not SLUG.match(slug):
-        errors["slug"] = "use 1-63 lowercase letters, digits or '-', starting with a letter or digit"
-    elif slug in RESERVED_SLUGS:
-        errors["slug"] = f"{slug!r} is reserved (it names a page)"
-    elif creating and db.session.execute(select(Instance.id).filter_by(slug=slug)).first():
-        errors["slug"] = f"{slug!r} is taken"
-    if not (data.get("name") or "").strip():
-        errors["name"] = "required"
-    if not PROJECT.match(data.get("compose_project") or ""):
-        errors["compose_project"] = "use lowercase letters, digits, '_' or '-'"
+    data = {**data, "health_urls": data.get("health_urls") or [], "vars": data.get("vars") or {}}
+
+    def check(field: str, rule, *args) -> None:
+        try:
+            rule(data.get(field), *args)
+        except rules.RuleError as exc:
+            errors[field] = str(exc)
+
+    check("slug", rules.check_slug)
+    if "slug" not in errors and creating and db.session.execute(
+            select(Instance.id).filter_by(slug=data["slug"])).first():
+        errors["slug"] = f"{data['slug']!r} is taken"
+    check("name", rules.check_name)
+    check("domain", rules.check_domain)
+    check("compose_project", rules.check_project)
     driver = data.get("driver") or "remote"
     if driver not in DRIVERS:
         errors["driver"] = f"must be one of {', '.join(DRIVERS)}"
     elif driver == "remote":
-        if not _is_http_url(data.get("agent_url")):
+        if not data.get("agent_url"):
             errors["agent_url"] = "required for the remote driver: an http(s):// URL"
+        else:
+            check("agent_url", rules.check_http_url, "the agent URL")
         if not data.get("agent_key_id"):
             errors["agent_key_id"] = "required for the remote driver"
+        else:
+            check("agent_key_id", rules.check_key_id)
         if not (data.get("agent_key") or has_key):
             errors["agent_key"] = "required for the remote driver"
-    elif driver == "local" and not (data.get("install_dir") or "").startswith("/"):
-        errors["install_dir"] = "required for the local driver: an absolute path"
+    elif driver == "local":
+        if not data.get("install_dir"):
+            errors["install_dir"] = "required for the local driver: an absolute path"
+        else:
+            check("install_dir", rules.check_install_dir)
+    if data.get("agent_key"):
+        check("agent_key", rules.check_text, 1000)
     if data.get("image_tag"):
-        try:
-            validate_tag(data["image_tag"])
-        except ValueError as exc:
-            errors["image_tag"] = str(exc)
-    errors.update(_check_template_set(data.get("template_set") or "default"))
-    urls = data.get("health_urls") or []
-    if not isinstance(urls, list) or not all(_is_http_url(u) for u in urls):
-        errors["health_urls"] = "each must be an http(s):// URL"
-    vars_ = data.get("vars") or {}
-    if not isinstance(vars_, dict) or not all(VAR_KEY.match(str(k)) and isinstance(v, str) for k, v in vars_.items()):
-        errors["vars"] = "must map NAME (letters, digits, '_') to a string value"
+        check("image_tag", rules.check_tag)
+    check("health_urls", rules.check_health_urls)
+    check("vars", rules.check_values, "vars")
+    check("monitor_window_s", rules.check_monitor_window)
+    if "template_set" in data and not isinstance(data["template_set"], str):
+        errors["template_set"] = "must be a string"
+    else:
+        errors.update(_check_template_set(data.get("template_set") or "default", data.get("vars")))
     secrets = data.get("secrets")
     if secrets is not None:
         if data.get("is_registered"):
             errors["secrets"] = "registered tenants keep their secrets on their host; CCP holds none"
-        elif not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
-            errors["secrets"] = "must map NAME to a string value"
+        else:
+            check("secrets", rules.check_values, "secrets")
     return errors
 
 
-def _check_template_set(name: str) -> dict[str, str]:
+def _check_template_set(name: str, vars_) -> dict[str, str]:
+    """The set must load, and the plain vars must not hold one of its secret keys (the renderer refuses that)."""
     from flask import current_app
 
     from ccp.rendering.sets import TemplateSetError, load_template_set
 
     settings = current_app.config["CCP"]
     try:
-        load_template_set(name, (settings.template_sets_dir,) if settings.template_sets_dir else ())
+        tset = load_template_set(name, (settings.template_sets_dir,) if settings.template_sets_dir else ())
     except TemplateSetError as exc:
         return {"template_set": str(exc)}
+    leaked = sorted(tset.secret_keys & set(vars_ or {})) if isinstance(vars_, dict) else []
+    if leaked:
+        return {"vars": f"{', '.join(leaked)} are secrets of set {name}: store them as secrets, not vars"}
     return {}
-
-
-def _is_http_url(value) -> bool:
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _audit(actor: str, action: str, inst: Instance, detail: dict | None = None) -> None:

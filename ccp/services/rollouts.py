@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_utc, utcnow
-from ccp.rendering.context import validate_tag
+from ccp.rules import check_tag
 from ccp.services import upgrades as upgrade_svc
 from ccp.services.audit import record
 from ccp.services.upgrades import UpgradeError
@@ -180,7 +180,7 @@ def rollout_to_dict(rollout: Rollout) -> dict:
 def _checked(tag, canary, wave_size) -> tuple[str, int, int]:
     errors = {}
     try:
-        tag = validate_tag(tag) if isinstance(tag, str) else None
+        tag = check_tag(tag) if isinstance(tag, str) else None
     except ValueError as exc:
         errors["tag"] = str(exc)
     if tag is None and "tag" not in errors:

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, Upgrade, UpgradeStep, iso_utc, utcnow
-from ccp.rendering.context import validate_tag
+from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
@@ -253,7 +253,7 @@ def _ended(upgrade: Upgrade) -> None:
 def _checked_tag(instance, tag: str | None) -> str:
     chosen = tag or instance.image_tag or _settings().default_image_tag
     try:
-        return validate_tag(chosen)
+        return check_tag(chosen)
     except ValueError as exc:
         raise TagInvalid(str(exc), {"field": "imageTag"}) from None
 

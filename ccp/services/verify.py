@@ -22,7 +22,8 @@ class VerifyFailed(Exception):
 
 
 def verify_tenant(driver, instance, settings) -> str:
-    """Wait (up to the step deadline) for services and health URLs, then watch the URLs for the monitor window.
+    """Wait (up to the step deadline) for services and health URLs, then watch the URLs for the monitor window
+    (the instance's own `monitor_window_s` when set, else CCP_MONITOR_WINDOW_S).
 
     Returns a short report. Raises VerifyFailed naming the failing service or URL.
     """
@@ -31,7 +32,8 @@ def verify_tenant(driver, instance, settings) -> str:
     report = [_wait_for_services(driver, deadline, ps_deadline)]
     urls = list(instance.health_urls or [])
     if urls:
-        report.append(_watch_urls(urls, deadline, settings.monitor_window_s, settings.agent_connect_timeout_s,
+        window = instance.monitor_window_s if instance.monitor_window_s is not None else settings.monitor_window_s
+        report.append(_watch_urls(urls, deadline, window, settings.agent_connect_timeout_s,
                                   recheck=lambda: _services_problem(driver, ps_deadline)))
     return "\n".join(report)
 

@@ -24,6 +24,7 @@ def init_app(app: Flask) -> None:
 
     register_filters(app)
     app.context_processor(_permissions)
+    app.context_processor(lambda: {"default_monitor_window": int(app.config["CCP"].monitor_window_s)})
     app.register_error_handler(CSRFError, _csrf_failed)
     for code in (403, 404, 405):
         app.register_error_handler(code, _html_error)

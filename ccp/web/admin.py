@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from ccp.services.audit import audit_query
 from ccp.extensions import db
-from ccp.models import MAX_ID, TOKEN_SCOPES, Instance
+from ccp.models import TOKEN_SCOPES, Instance
 from ccp.services.tokens import (
     MAX_EXPIRES_DAYS,
     TokenError,
@@ -21,7 +21,7 @@ from ccp.services.tokens import (
     revoke_token,
     token_state,
 )
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PER_PAGE = 50
@@ -36,10 +36,6 @@ class TokenForm(FlaskForm):
 
 class RevokeForm(FlaskForm):
     """CSRF token only."""
-
-
-def _actor() -> str:
-    return f"user:{current_user.username}"
 
 
 @bp.get("/tokens")
@@ -58,7 +54,7 @@ def create():
         return _tokens_page(form, status=422)
     try:
         token, plaintext = create_token(form.name.data, form.scope.data, user=current_user,
-                                        expires_days=form.expires_days.data or None, actor=_actor())
+                                        expires_days=form.expires_days.data or None, actor=ui_actor())
     except TokenError as exc:
         form.name.errors = [*form.name.errors, str(exc)]
         return _tokens_page(form, status=422)
@@ -68,16 +64,16 @@ def create():
     return response
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<id:token_id>/revoke")
 @requires("admin")
 def revoke(token_id: int):
     """Revoke a token: it stops working at once."""
     if not RevokeForm().validate_on_submit():
         abort(400, description="The form's security token is missing or expired.")
-    token = get_token(token_id) if token_id <= MAX_ID else None
+    token = get_token(token_id)
     if token is None:
         abort(404)
-    revoke_token(token, actor=_actor())
+    revoke_token(token, actor=ui_actor())
     flash(f"Token {token.name!r} ({token.prefix}…) revoked.", "ok")
     return redirect(url_for("admin.tokens"))
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ccp.services.instances import InstanceError, create_instance
 from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 from ccp.services.fleet import fleet_rows
 
 bp = Blueprint("fleet", __name__)
@@ -33,7 +33,7 @@ def new_instance():
     data, errors = instance_data_from_form(request.form, creating=True)
     if not errors:
         try:
-            inst = create_instance(data, actor=current_user.username)
+            inst = create_instance(data, actor=ui_actor())
         except InstanceError as exc:
             errors = exc.errors
         else:

@@ -34,6 +34,13 @@ def instance_data_from_form(form, *, creating: bool) -> tuple[dict, dict[str, st
             errors["vars"] = f"line {number}: write NAME=value"
             break
         data["vars"][key.strip()] = value
+    window = (form.get("monitor_window_s") or "").strip()
+    if not window:
+        data["monitor_window_s"] = None
+    elif window.isascii() and window.isdigit() and len(window) <= 6:
+        data["monitor_window_s"] = int(window)
+    else:
+        errors["monitor_window_s"] = "a whole number of seconds, or empty for the default"
     key = form.get("agent_key") or ""
     if key:
         data["agent_key"] = key
@@ -43,7 +50,8 @@ def instance_data_from_form(form, *, creating: bool) -> tuple[dict, dict[str, st
 def form_values(instance: Instance | None, form=None) -> dict:
     """Values to show in the form: what was submitted (after an error), else the instance's, else defaults."""
     if form is not None:
-        values = {name: form.get(name, "") for name in (*TEXT_FIELDS, "slug", "health_urls", "vars")}
+        shown = (*TEXT_FIELDS, "slug", "health_urls", "vars", "monitor_window_s")
+        values = {name: form.get(name, "") for name in shown}
         values["is_registered"] = form.get("is_registered") == "on"
         return values
     if instance is None:
@@ -51,6 +59,7 @@ def form_values(instance: Instance | None, form=None) -> dict:
     values = {name: getattr(instance, name) or "" for name in TEXT_FIELDS}
     values.update(
         slug=instance.slug, is_registered=instance.is_registered,
+        monitor_window_s="" if instance.monitor_window_s is None else str(instance.monitor_window_s),
         health_urls="\n".join(instance.health_urls or []),
         vars="\n".join(f"{k}={v}" for k, v in sorted((instance.vars or {}).items())),
     )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ccp.services.instances import InstanceError, update_instance
 from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import ACTIONS, status_view
 from ccp.services.fleet import (
     instance_by_slug, is_dry_run_runtime, latest_upgrade, missing_capabilities, recent_upgrades,
@@ -27,15 +27,15 @@ def load(slug: str):
     return inst
 
 
-@bp.get("/<slug>", defaults={"tab": "overview"})
-@bp.get("/<slug>/<any(updates, history, settings):tab>")
+@bp.get("/<slug:slug>", defaults={"tab": "overview"})
+@bp.get("/<slug:slug>/<any(updates, history, settings):tab>")
 @login_required
 def show(slug: str, tab: str):
     """The instance page; an htmx tab click gets only the tab bar and panel."""
     return render_tab(load(slug), tab)
 
 
-@bp.post("/<slug>/settings")
+@bp.post("/<slug:slug>/settings")
 @requires("admin")
 def update(slug: str):
     """Save the settings form; invalid fields come back next to their inputs (422) and nothing changes."""
@@ -43,7 +43,7 @@ def update(slug: str):
     data, errors = instance_data_from_form(request.form, creating=False)
     if not errors:
         try:
-            update_instance(inst, data, actor=current_user.username)
+            update_instance(inst, data, actor=ui_actor())
         except InstanceError as exc:
             errors = exc.errors
         else:

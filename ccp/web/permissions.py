@@ -21,3 +21,8 @@ def requires(permission: str):
         return login_required(wrapped)
 
     return decorate
+
+
+def ui_actor() -> str:
+    """The audit actor for the logged-in user: `user:<name>` (see docs/api.md "Audit log" for every actor form)."""
+    return f"user:{current_user.username}"

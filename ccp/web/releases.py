@@ -4,19 +4,18 @@ Upgrade Now. Every action here needs the 'operate' permission, checked in the vi
 from __future__ import annotations
 
 from flask import Blueprint, redirect, request, url_for
-from flask_login import current_user
 
 from ccp.services import upgrades
-from ccp.services.instances import validate_tag
+from ccp import rules
 from ccp.web import htmx
 from ccp.web.instances import load
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import preview_view, status_view
 
 bp = Blueprint("releases", __name__, url_prefix="/instances")
 
 
-@bp.get("/<slug>/release")
+@bp.get("/<slug:slug>/release")
 @requires("operate")
 def modal(slug: str):
     """The "Upgrade to Release" dialog: a tag field and a Preview button (a full page without htmx)."""
@@ -24,7 +23,7 @@ def modal(slug: str):
     return htmx.render("releases/page.html", "releases/_modal.html", inst=inst, tag=request.args.get("tag", ""))
 
 
-@bp.get("/<slug>/release/tag")
+@bp.get("/<slug:slug>/release/tag")
 @requires("operate")
 def check_tag(slug: str):
     """Validate the tag as the operator types; answers a one-line message (never changes anything)."""
@@ -33,13 +32,13 @@ def check_tag(slug: str):
     error = None
     if tag:
         try:
-            validate_tag(tag)
+            rules.check_tag(tag)
         except ValueError as exc:
             error = str(exc)
     return htmx.render("releases/page.html", "releases/_tag_check.html", inst=inst, tag=tag, error=error)
 
 
-@bp.post("/<slug>/release/preview")
+@bp.post("/<slug:slug>/release/preview")
 @requires("operate")
 def preview(slug: str):
     """Ask the upgrades service what the release would change; show summary, env alert and per-file diffs."""
@@ -53,7 +52,7 @@ def preview(slug: str):
                        tag=result["tag"])
 
 
-@bp.post("/<slug>/release/apply")
+@bp.post("/<slug:slug>/release/apply")
 @requires("operate")
 def apply(slug: str):
     """Start the release bound to the previewed plan hash; answer the status widget (and close the dialog)."""
@@ -61,20 +60,20 @@ def apply(slug: str):
     tag = request.form.get("tag", "").strip() or None
     plan = request.form.get("plan", "").strip() or None
     try:
-        upgrade = upgrades.start_release(inst, tag, plan=plan, actor=current_user.username)
+        upgrade = upgrades.start_release(inst, tag, plan=plan, actor=ui_actor())
     except upgrades.UpgradeError as exc:
         return _error(inst, exc, tag)
     return _started(upgrade, close_modal=True)
 
 
-@bp.post("/<slug>/quick-upgrade")
+@bp.post("/<slug:slug>/quick-upgrade")
 @requires("operate")
 def quick_upgrade(slug: str):
     """Queue a Quick Upgrade (pull + up with the files as they are)."""
     return _start(slug, upgrades.start_quick)
 
 
-@bp.post("/<slug>/upgrade-now")
+@bp.post("/<slug:slug>/upgrade-now")
 @requires("operate")
 def upgrade_now(slug: str):
     """Queue "Upgrade Now" (the tenant's own scripts/upgrade.sh)."""
@@ -84,7 +83,7 @@ def upgrade_now(slug: str):
 def _start(slug: str, start):
     inst = load(slug)
     try:
-        upgrade = start(inst, actor=current_user.username)
+        upgrade = start(inst, actor=ui_actor())
     except upgrades.UpgradeError as exc:
         return _error(inst, exc, None, target="status")
     return _started(upgrade, close_modal=False)

@@ -15,14 +15,14 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from ccp.extensions import db
-from ccp.models import MAX_ID, Instance, Rollout, Upgrade
+from ccp.models import Instance, Rollout, Upgrade
 from ccp.services.rollouts import (
     RolloutConflict, RolloutInvalid, RolloutNotCancellable, cancel_rollout, rollout_to_dict, start_rollout,
 )
 from ccp.services.upgrades import UpgradeError
 from ccp.web import htmx
 from ccp.web.auth import polled_view
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import status_label
 
 bp = Blueprint("rollouts", __name__, url_prefix="/rollouts")
@@ -164,7 +164,7 @@ def start():
     try:
         rollout = start_rollout(form.tag or None, instances=list(form.instances) or None,
                                 canary=_whole_number(form.canary), wave_size=_whole_number(form.waveSize),
-                                actor=current_user.username, source="ui")
+                                actor=ui_actor(), source="ui")
     except UpgradeError as exc:  # RolloutInvalid (422), RolloutConflict (409), or Redis unavailable
         db.session.rollback()
         if isinstance(exc, RolloutInvalid):
@@ -176,14 +176,14 @@ def start():
     return htmx.redirect(url_for("rollouts.show", rollout_id=rollout.id))
 
 
-@bp.get("/<int:rollout_id>")
+@bp.get("/<id:rollout_id>")
 @login_required
 def show(rollout_id: int):
     """One rollout: what, who, which tenants were skipped, and its progress wave by wave."""
     return htmx.render("rollouts/show.html", "rollouts/_progress.html", view=rollout_view(_find(rollout_id)))
 
 
-@bp.get("/<int:rollout_id>/progress")
+@bp.get("/<id:rollout_id>/progress")
 @login_required
 @polled_view
 def progress(rollout_id: int):
@@ -193,14 +193,14 @@ def progress(rollout_id: int):
     return htmx.polled(response, final=view.rollout.final)
 
 
-@bp.post("/<int:rollout_id>/cancel")
+@bp.post("/<id:rollout_id>/cancel")
 @requires("operate")
 def cancel(rollout_id: int):
     """Start no further wave (upgrades already started finish); 409 with the reason when it has already ended."""
     rollout = _find(rollout_id)
     status, notice = 200, None
     try:
-        cancel_rollout(rollout, actor=current_user.username)
+        cancel_rollout(rollout, actor=ui_actor())
     except RolloutNotCancellable:
         db.session.rollback()
         status, notice = 409, f"Not cancelled: this rollout had already ended ({status_label(rollout.status)})."
@@ -228,7 +228,7 @@ def _field_messages(details: dict) -> dict[str, str]:
 
 
 def _find(rollout_id: int) -> Rollout:
-    rollout = db.session.get(Rollout, rollout_id) if rollout_id <= MAX_ID else None
+    rollout = db.session.get(Rollout, rollout_id)
     if rollout is None:
         abort(404, description=f"No rollout {rollout_id}.")
     return rollout

@@ -10,11 +10,11 @@ from sqlalchemy import bindparam, select
 
 from ccp import changes
 from ccp.extensions import db
-from ccp.models import FINAL_STATUSES, MAX_ID, Instance, Upgrade, UpgradeStep
+from ccp.models import FINAL_STATUSES, Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
 from ccp.web import htmx
 from ccp.web.auth import polled_view
-from ccp.web.permissions import requires
+from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import StatusView, StepRecord, UpgradeSummary, build_status_view, status_label
 
 bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
@@ -41,8 +41,6 @@ def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
 
     A Core read on its own pooled connection (no ORM session: this path is polled every second by every open page);
     it sees committed data only. The rows are plain tuples, so they can key the cached markup."""
-    if upgrade_id > MAX_ID:  # not an id (a 32-bit column); PostgreSQL would refuse the parameter
-        abort(404, description=f"No upgrade {upgrade_id}.")
     with db.engine.connect() as conn:
         rows = tuple(tuple(row) for row in conn.execute(STATUS_QUERY, {"upgrade_id": upgrade_id}))
     if not rows:
@@ -78,7 +76,7 @@ def status_view_of(rows: tuple[tuple, ...]) -> StatusView:
     return build_status_view(summary, steps)
 
 
-@bp.get("/<int:upgrade_id>")
+@bp.get("/<id:upgrade_id>")
 @login_required
 def show(upgrade_id: int):
     """The upgrade's page: what, who, when, and the same status widget as the instance page."""
@@ -86,7 +84,7 @@ def show(upgrade_id: int):
     return htmx.render("upgrades/show.html", "upgrades/_status.html", view=view)
 
 
-@bp.get("/<int:upgrade_id>/status")
+@bp.get("/<id:upgrade_id>/status")
 @login_required
 @polled_view
 def status(upgrade_id: int):
@@ -103,18 +101,18 @@ def status(upgrade_id: int):
     return htmx.polled(response, final=rows[0][_STATUS_AT] in FINAL_STATUSES)
 
 
-@bp.post("/<int:upgrade_id>/cancel")
+@bp.post("/<id:upgrade_id>/cancel")
 @requires("operate")
 def cancel(upgrade_id: int):
     """Cancel a queued upgrade, or ask a running one to stop at its next step (it rolls back what it changed).
 
     A refused cancel (the upgrade has already ended) answers 409 with the widget and a message saying why."""
-    upgrade = db.session.get(Upgrade, upgrade_id) if upgrade_id <= MAX_ID else None
+    upgrade = db.session.get(Upgrade, upgrade_id)
     if upgrade is None:
         abort(404, description=f"No upgrade {upgrade_id}.")
     status_code, notice = 200, None
     try:
-        upgrades.cancel_upgrade(upgrade, actor=current_user.username)
+        upgrades.cancel_upgrade(upgrade, actor=ui_actor())
     except upgrades.NotCancellable:
         status_code = 409
         notice = f"Not cancelled: this upgrade had already ended ({status_label(upgrade.status)})."

@@ -15,7 +15,7 @@ from tests.api.auth_matrix_helpers import snapshot
 from tests.api.conftest import assert_error
 from tests.factories import make_user
 
-NEW = {"slug": "matrix-new", "driver": "local", "install_dir": "/srv/matrix-new", "image_tag": "v1"}
+NEW = {"slug": "matrix-new", "domain": "matrix-new.example.test", "driver": "local", "install_dir": "/srv/matrix-new", "image_tag": "v1"}
 
 # (method, path, body, permission, expected success status)
 ROUTES = [

@@ -8,7 +8,7 @@ from ccp.models import AuditEvent, Instance
 from tests.api.conftest import assert_error
 from tests.factories import make_instance
 
-NEW = {"slug": "acme", "name": "Acme", "driver": "remote", "agent_url": "http://127.0.0.1:9", "agent_key_id": "ccp",
+NEW = {"slug": "acme", "name": "Acme", "domain": "acme.example.test", "driver": "remote", "agent_url": "http://127.0.0.1:9", "agent_key_id": "ccp",
        "agent_key": "AGENT-KEY-never-shown-123", "secrets": {"POSTGRES_PASSWORD": "pw-never-shown-456"},
        "image_tag": "v1"}
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from ccp.rendering.context import build_context, choose_tag, managed_env_values, validate_tag
+from ccp.rendering.context import build_context, choose_tag, managed_env_values
+from ccp.rules import check_tag as validate_tag
 
 
 @pytest.mark.parametrize("tag", ["latest", "v2.10.3", "2024.05.01-rc_1", "_x", "a" * 128])
