@@ -96,10 +96,18 @@ class Settings:
             raise ConfigError("CCP_WEBHOOK_SECRET must be at least 16 characters")
 
     def ensure_generated_secrets(self) -> None:
-        """Outside production, create (once) and reuse a secret key and an encryption key in the instance folder."""
+        """Prepare the files start-up needs, then, outside production, create (once) and reuse a secret key and an
+        encryption key in the instance folder.
+
+        Preparing means: the instance folder exists (created 0700) whenever something lives in it, and a SQLite
+        database file exists (created 0600, before sqlite opens it: its -journal/-wal/-shm files copy that mode).
+        Raises ConfigError (naming CCP_INSTANCE_DIR or DATABASE_URL) when a folder is missing and cannot be made.
+        """
+        if self.needs_instance_dir():
+            self.ensure_instance_dir()
+        self.ensure_sqlite_file()
         if self.mode == "production":
             return
-        self.instance_dir.mkdir(parents=True, exist_ok=True)
         if not self.secret_key:
             self.secret_key = _kept_secret(self.instance_dir / "secret_key", lambda: secrets.token_urlsafe(48))
         if not self.encryption_keys:
@@ -107,6 +115,39 @@ class Settings:
 
             key = _kept_secret(self.instance_dir / "encryption_key", lambda: Fernet.generate_key().decode())
             self.encryption_keys = (key,)
+
+    def needs_instance_dir(self) -> bool:
+        """Whether anything lives in the instance folder: generated keys (outside production), the embedded Redis
+        (no REDIS_URL) or the SQLite file. A production set-up with PostgreSQL and REDIS_URL needs none, so a
+        read-only working directory does not stop it."""
+        db_file = sqlite_file(self.database_url)
+        return (self.mode != "production" or self.redis_url is None
+                or (db_file is not None and db_file.is_relative_to(self.instance_dir)))
+
+    def ensure_instance_dir(self) -> None:
+        """Create the instance folder (0700; parents with the default mode) if missing; raise ConfigError if not
+        possible. An existing folder keeps its mode."""
+        try:
+            self.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"CCP_INSTANCE_DIR {str(self.instance_dir)!r} cannot be created: "
+                              f"{exc.strerror or exc}") from None
+
+    def ensure_sqlite_file(self) -> None:
+        """Create a missing SQLite database file 0600 (umask-independent), so sqlite never creates it 0644.
+
+        An existing file keeps its mode (an operator may have chosen one); a missing parent folder outside the
+        instance folder is the operator's to make, so it is a ConfigError naming DATABASE_URL."""
+        path = sqlite_file(self.database_url)
+        if path is None or path.exists():
+            return
+        if not path.parent.is_dir():
+            raise ConfigError(f"DATABASE_URL points into a missing folder: {str(path.parent)!r}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)  # os.open's mode passes through the umask, which could strip the owner's bits
+        except OSError as exc:
+            raise ConfigError(f"DATABASE_URL file {str(path)!r} cannot be created: {exc.strerror or exc}") from None
 
     def to_flask(self) -> dict:
         """The subset Flask and its extensions read from app.config."""
@@ -156,6 +197,16 @@ def check_database_url(url: str) -> None:
         raise ConfigError(
             f"DATABASE_URL scheme {parsed.drivername!r} is not supported (use sqlite:/// or postgresql://)"
         )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite DATABASE_URL; None for other databases, in-memory and `file:` URI databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
 
 
 def normalise_database_url(url: str) -> str:

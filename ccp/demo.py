@@ -2,6 +2,10 @@
 
 The demo process owns the embedded Redis and hands its socket URL to the web and worker child processes, so
 Ctrl-C (or SIGTERM) stops the children first and then the Redis server: nothing is left running.
+
+If the demo itself is killed (SIGKILL, OOM), the children still stop: on Linux they ask the kernel for a SIGTERM
+when their parent dies. The daemonised redis-server stays up; the next start in the same folder joins and then
+stops it (see ccp.extensions.EmbeddedRedis).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
     from ccp import create_app
     from ccp.config import ConfigError
-    from ccp.extensions import get_redis, redis_store
+    from ccp.extensions import EmbeddedRedisError, get_redis, redis_store
 
     os.environ.setdefault("CCP_ENV", "demo")
     os.environ.setdefault("CCP_INSTANCE_DIR", str(Path(".ccp-demo").resolve()))
@@ -32,8 +36,12 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     except ConfigError as exc:
         click.echo(f"ccp: configuration error: {exc}", err=True)
         return 2
-    with app.app_context():
-        get_redis()  # starts the embedded Redis (owned by this process) when REDIS_URL is unset
+    try:
+        with app.app_context():
+            get_redis()  # starts the embedded Redis (owned by this process) when REDIS_URL is unset
+    except (ConfigError, EmbeddedRedisError) as exc:
+        click.echo(f"ccp: {exc}", err=True)
+        return 2
     env = dict(os.environ, REDIS_URL=app.config["REDIS_URL"], CCP_ENV=app.config["CCP"].mode)
     with app.app_context():
         from flask_migrate import upgrade
@@ -43,9 +51,10 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
         notes = seed_demo_tenants(app) if with_tenants else []
 
     ccp = [sys.executable, "-m", "ccp.cli"]
+    die_with_us = _parent_death_signal(os.getpid())
     children = [
-        subprocess.Popen([*ccp, "web", "--host", host, "--port", str(port)], env=env),
-        subprocess.Popen([*ccp, "worker", "--name", f"demo-{os.getpid()}"], env=env),
+        subprocess.Popen([*ccp, "web", "--host", host, "--port", str(port)], env=env, preexec_fn=die_with_us),
+        subprocess.Popen([*ccp, "worker", "--name", f"demo-{os.getpid()}"], env=env, preexec_fn=die_with_us),
     ]
     stop = {"signal": None}
 
@@ -73,6 +82,24 @@ def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     redis_store.stop_embedded(app)
     click.echo("ccp demo stopped")
     return code
+
+
+def _parent_death_signal(parent_pid: int):
+    """A preexec_fn that makes the child get SIGTERM when the demo dies, however it dies (Linux prctl); None
+    elsewhere. prctl is looked up here, in the parent, so the forked child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def _in_child() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent_pid:  # the demo died between fork and prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return _in_child
 
 
 def _stop_children(children: list[subprocess.Popen], grace_s: float = 10.0) -> None:
