@@ -1,4 +1,4 @@
-"""Admin commands: `ccp user ...`, `ccp instance ...`, `ccp rotate-encryption-key`."""
+"""Admin commands: `ccp user ...`, `ccp instance ...` (incl. `instance secrets`), `ccp rotate-encryption-key`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,121 @@ def instance_list() -> None:
     for inst in rows:
         click.echo(f"{inst.slug:<24} {inst.image_tag or '-':<16} {inst.driver:<7} "
                    f"{'yes' if inst.is_registered else 'no':<4} {inst.agent_url or inst.install_dir or '-'}")
+
+
+@instance_group.group("secrets")
+def secrets_group() -> None:
+    """Secrets CCP holds (encrypted) for a CCP-provisioned tenant: list names, set from stdin, unset.
+
+    Registered tenants keep their secrets on their host; CCP holds none of them.
+    """
+
+
+@secrets_group.command("list")
+@click.argument("slug")
+@with_appcontext
+def secrets_list(slug: str) -> None:
+    """Show the set's secret names and whether each is held (never a value)."""
+    inst = _instance(slug)
+    if inst.is_registered:
+        click.echo(f"{slug} is a registered tenant: its secrets stay on its host; CCP holds none")
+        return
+    tset = _template_set(inst)
+    held = set(inst.secret_names())
+    click.echo(f"{'NAME':<32} STATE")
+    for name in sorted(tset.secret_keys | held):
+        if name in held:
+            state = "set" if name in tset.secret_keys else f"set (not a secret of set {tset.name})"
+        else:
+            state = "missing (optional)" if name in tset.optional_secret_keys else "missing (required)"
+        click.echo(f"{name:<32} {state}")
+
+
+@secrets_group.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@click.argument("slug")
+@click.argument("key")
+@click.pass_context
+@with_appcontext
+def secrets_set(ctx: click.Context, slug: str, key: str) -> None:
+    """Set one secret, reading its value from standard input (one trailing newline is dropped).
+
+    Example: `printf '%s' "$VALUE" | ccp instance secrets set acme SMTP_PASSWORD`. On a terminal the value is
+    asked for without echo. Values never go on the command line, where `ps` and shell history would keep them.
+    """
+    if ctx.args:  # refused without echoing them: a value given here would be the secret itself
+        raise click.UsageError("the value is read from standard input, never from the command line "
+                               "(shell history and `ps` would keep it)")
+    inst = _instance(slug)
+    if inst.is_registered:  # the service refuses too; saying so first spares the operator typing a value
+        raise click.ClickException(f"{slug} is a registered tenant: its secrets stay on its host; CCP holds none")
+    tset = _template_set(inst)
+    if key not in tset.secret_keys:
+        raise click.ClickException(f"{key!r} is not a secret of template set {tset.name}; "
+                                   f"known: {', '.join(sorted(tset.secret_keys)) or 'none'}")
+    if sys.stdin.isatty():
+        value = click.prompt(f"{key}", hide_input=True, confirmation_prompt=True, default="", show_default=False)
+    else:
+        value = click.get_text_stream("stdin").read()
+        value = value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
+    if not value:
+        raise click.ClickException(f"empty value for {key}: nothing changed (use `unset` to remove a secret)")
+    _save_secrets(inst, inst.decrypted_secrets() | {key: value}, "instance.secret.set", key)
+    click.echo(f"{slug}: {key} set")
+
+
+@secrets_group.command("unset")
+@click.argument("slug")
+@click.argument("key")
+@with_appcontext
+def secrets_unset(slug: str, key: str) -> None:
+    """Remove one held secret (a required one must be set again before .env can be rendered)."""
+    inst = _instance(slug)
+    held = inst.decrypted_secrets()
+    if key not in held:
+        raise click.ClickException(f"{slug} holds no secret {key!r}; held: {', '.join(sorted(held)) or 'none'}")
+    tset = _template_set(inst)
+    _save_secrets(inst, {k: v for k, v in held.items() if k != key}, "instance.secret.unset", key)
+    click.echo(f"{slug}: {key} removed")
+    if key in tset.secret_keys - tset.optional_secret_keys:
+        click.echo(f"note: {key} is required by template set {tset.name}; previews fail until it is set again",
+                   err=True)
+
+
+def _instance(slug: str):
+    from sqlalchemy import select
+
+    from ccp.models import Instance
+
+    inst = db.session.execute(select(Instance).filter_by(slug=slug)).scalar_one_or_none()
+    if inst is None:
+        raise click.ClickException(f"no instance {slug!r}")
+    return inst
+
+
+def _template_set(inst):
+    from flask import current_app
+
+    from ccp.rendering.sets import TemplateSetError, load_template_set
+
+    settings = current_app.config["CCP"]
+    try:
+        return load_template_set(inst.template_set, (settings.template_sets_dir,) if settings.template_sets_dir else ())
+    except TemplateSetError as exc:
+        raise click.ClickException(f"{inst.slug}: {exc}") from None
+
+
+def _save_secrets(inst, secrets: dict[str, str], action: str, key: str) -> None:
+    """Store through the instance service (validation, registered tenants refused, encryption, audit), then record
+    which secret changed: the service's own audit event names no secret. Names only, never values."""
+    from ccp.services.audit import record
+    from ccp.services.instances import InstanceError, update_instance
+
+    try:
+        update_instance(inst, {"secrets": secrets}, actor="cli")
+    except InstanceError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    record("cli", action, instance=inst, detail={"key": key})
 
 
 @click.command("rotate-encryption-key")
