@@ -18,7 +18,6 @@ from ccp.api.instances import find_instance
 from ccp.extensions import db
 from ccp.models import Upgrade
 from ccp.services import upgrades as svc
-from ccp.services.audit import record
 from ccp.rules import check_tag
 
 PLAN = re.compile(r"^[0-9a-f]{64}$")
@@ -39,8 +38,7 @@ def start_release(ref: str):
     """Enqueue an Upgrade to Release; with `plan` (a preview's plan_hash) it only applies if nothing changed since."""
     inst = find_instance(ref)
     tag, plan = _release_body(json_body(allow_empty=True), plan_allowed=True)
-    upgrade = _started("upgrade.release", inst, svc.start_release, inst, tag, plan=plan, actor=g.actor)
-    return _accepted(upgrade)
+    return _accepted(call_service(svc.start_release, inst, tag, plan=plan, actor=g.actor))
 
 
 @bp.post("/instances/<ref:ref>/quick-upgrade")
@@ -49,7 +47,7 @@ def quick_upgrade(ref: str):
     """Enqueue a Quick Upgrade (compose pull + up + verify with the files as they are)."""
     inst = find_instance(ref)
     reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(_started("upgrade.quick", inst, svc.start_quick, inst, actor=g.actor))
+    return _accepted(call_service(svc.start_quick, inst, actor=g.actor))
 
 
 @bp.post("/instances/<ref:ref>/upgrade-now")
@@ -58,7 +56,7 @@ def upgrade_now(ref: str):
     """Enqueue Upgrade Now (the tenant's own scripts/upgrade.sh + verify)."""
     inst = find_instance(ref)
     reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(_started("upgrade.full", inst, svc.start_full, inst, actor=g.actor))
+    return _accepted(call_service(svc.start_full, inst, actor=g.actor))
 
 
 @bp.get("/instances/<ref:ref>/upgrades")
@@ -105,17 +103,6 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
     if errors:
         raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)
     return tag, plan
-
-
-def _started(action: str, inst, fn, *args, **kwargs) -> Upgrade:
-    """Start an upgrade; a refusal (conflict, stale plan, old agent...) is audited with its code, then raised."""
-    try:
-        return fn(*args, **kwargs)
-    except svc.UpgradeError as exc:
-        db.session.rollback()
-        record(g.actor, action, instance=inst, plan_hash=kwargs.get("plan"), result=f"refused:{exc.code}",
-               detail={"to_tag": args[1] if len(args) > 1 else None})
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
 
 
 def _accepted(upgrade: Upgrade):

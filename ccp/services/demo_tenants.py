@@ -56,9 +56,9 @@ def seed_demo_tenants(app) -> list[str]:
         if inst is None:
             create_instance({"slug": slug, "name": name, "domain": f"{slug}.demo.test", "driver": "remote",
                              "compose_project": f"demo{slug}", "is_registered": registered, "image_tag": "v1",
-                             "secrets": None if registered else _demo_secrets(), **data}, actor="demo")
+                             "secrets": None if registered else _demo_secrets(), **data}, actor="system:demo")
         else:
-            update_instance(inst, data, actor="demo")
+            update_instance(inst, data, actor="system:demo")
     runtime = "real Docker" if docker else "dry-run runtime (no containers are changed; try tag 'broken')"
     return [f"demo tenants: {', '.join(s for s, _, _ in DEMO_TENANTS)} via agent {handle.url} — {runtime}"]
 

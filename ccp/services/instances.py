@@ -132,7 +132,8 @@ def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str,
     if "template_set" in data and not isinstance(data["template_set"], str):
         errors["template_set"] = "must be a string"
     else:
-        errors.update(_check_template_set(data.get("template_set") or "default", data.get("vars")))
+        errors.update(_check_template_set(data.get("template_set") or "default", data.get("vars"),
+                                          data.get("secrets")))
     secrets = data.get("secrets")
     if secrets is not None:
         if data.get("is_registered"):
@@ -142,8 +143,9 @@ def _validate(data: dict, *, creating: bool, has_key: bool = False) -> dict[str,
     return errors
 
 
-def _check_template_set(name: str, vars_) -> dict[str, str]:
-    """The set must load, and the plain vars must not hold one of its secret keys (the renderer refuses that)."""
+def _check_template_set(name: str, vars_, secrets) -> dict[str, str]:
+    """The set must load; the plain vars must not hold one of its secret keys (the renderer refuses that), and
+    held secrets must be keys the set declares (any other would be stored but never rendered)."""
     from flask import current_app
 
     from ccp.rendering.sets import TemplateSetError, load_template_set
@@ -156,6 +158,10 @@ def _check_template_set(name: str, vars_) -> dict[str, str]:
     leaked = sorted(tset.secret_keys & set(vars_ or {})) if isinstance(vars_, dict) else []
     if leaked:
         return {"vars": f"{', '.join(leaked)} are secrets of set {name}: store them as secrets, not vars"}
+    unknown = sorted(set(secrets) - tset.secret_keys) if isinstance(secrets, dict) else []
+    if unknown:
+        return {"secrets": f"set {name} declares no secret {', '.join(str(k)[:40] for k in unknown[:5])}; "
+                           f"its secrets are {', '.join(sorted(tset.secret_keys))}"}
     return {}
 
 

@@ -54,7 +54,7 @@ def reap_interrupted() -> list[int]:
                 step.output_tail = (step.output_tail or "") + "\ninterrupted"
         upgrade.instance.attention = f"state unknown — preview to reconcile (upgrade #{upgrade.id} was interrupted)"
         db.session.commit()
-        record("system", "upgrade.interrupted", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
+        record("system", "upgrade.interrupt", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                result="interrupted", detail={"upgrade_id": upgrade.id, "cause": cause})
         reaped.append(upgrade.id)
         upgrade_ended(upgrade)

@@ -20,6 +20,7 @@ Statuses: running (active); succeeded, halted, cancelled (final).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -62,10 +63,11 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
     targets = _targets(instances)
     todo = [inst for inst in targets if inst.image_tag != tag]
     waves = _waves([inst.id for inst in todo], canary, wave_size)
+    now = utcnow()  # one clock reading: a rollout with nothing to do finishes when it is created, not before
     rollout = Rollout(tag=tag, status="running" if waves else "succeeded", source=source, actor=actor,
                       waves=[{"instances": ids, "status": "pending", "errors": {}} for ids in waves],
                       skipped=[inst.slug for inst in targets if inst.image_tag == tag],
-                      finished_at=None if waves else utcnow())
+                      created_at=now, finished_at=None if waves else now)
     db.session.add(rollout)
     try:
         db.session.commit()  # the partial unique index refuses a second running rollout here
@@ -198,11 +200,15 @@ def _targets(slugs) -> list[Instance]:
         return list(db.session.execute(select(Instance).order_by(Instance.slug)).scalars())
     if not isinstance(slugs, list) or not slugs or not all(isinstance(s, str) for s in slugs):
         raise RolloutInvalid("instances must be a non-empty list of slugs", {"instances": "list of slugs"})
+    repeated = sorted(slug for slug, n in Counter(slugs).items() if n > 1)
+    if repeated:
+        raise RolloutInvalid(f"instance(s) listed more than once: {', '.join(repeated)[:300]}",
+                             {"instances": f"listed more than once: {', '.join(repeated)[:300]}"})
     found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(slugs))).scalars()}
     unknown = sorted(set(slugs) - set(found))
     if unknown:
         raise RolloutInvalid(f"unknown instance(s): {', '.join(unknown)}", {"instances": unknown})
-    return [found[s] for s in dict.fromkeys(slugs)]  # the caller's order, once each
+    return [found[s] for s in slugs]  # the caller's order
 
 
 def _waves(ids: list[int], canary: int, wave_size: int) -> list[list[int]]:
@@ -229,7 +235,7 @@ def _save_wave(rollout: Rollout, number: int, wave: dict) -> None:
 def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
     """Preview and start each tenant's upgrade; a tenant that cannot start is recorded with the reason."""
     errors = {}
-    actor = f"rollout #{rollout.id}"
+    actor = f"rollout:{rollout.id}"
     for iid in wave["instances"]:
         inst = db.session.get(Instance, iid)
         if inst is None:
@@ -237,7 +243,8 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
             continue
         try:
             plan = upgrade_svc.preview_release(inst, rollout.tag)
-            upgrade_svc.start_release(inst, rollout.tag, plan=plan["plan_hash"], actor=actor, rollout_id=rollout.id)
+            upgrade_svc.start_release(inst, rollout.tag, plan=plan["plan_hash"], actor=actor, rollout_id=rollout.id,
+                                      plan_checked=True)
         except UpgradeError as exc:
             db.session.rollback()
             errors[inst.slug] = exc.message
@@ -263,7 +270,7 @@ def _finish(rollout: Rollout, status: str, error: str | None = None) -> None:
     if error:
         rollout.error = error[:4000]
     db.session.commit()
-    record(rollout.actor, "rollout.finished", result=status, detail={"rollout_id": rollout.id, "tag": rollout.tag})
+    record(rollout.actor, "rollout.finish", result=status, detail={"rollout_id": rollout.id, "tag": rollout.tag})
 
 
 def _enqueue_advance(rollout_id: int) -> None:

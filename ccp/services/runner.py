@@ -247,7 +247,7 @@ def _finish(upgrade: Upgrade, status: str, error: str | None = None) -> None:
     if status == "succeeded":
         upgrade.instance.attention = None
     db.session.commit()
-    record(upgrade.actor, f"upgrade.{upgrade.kind}.finished", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
+    record(upgrade.actor, f"upgrade.finish.{upgrade.kind}", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
            result=status, detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     upgrade_ended(upgrade)  # a rollout it belongs to may move on
 

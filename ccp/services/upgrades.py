@@ -1,43 +1,15 @@
 """Upgrades: preview a release, start release/quick/full upgrades as RQ jobs, cancel, serialise.
 
-Interface (implementation landing in this module; callers code against these names):
-
-# ccp/services/upgrades.py
-class UpgradeError(Exception):          # .status (HTTP code), .code (short string), .message, .details (dict)
-class TagInvalid(UpgradeError)          # 422 code "invalid_tag"
-class UpgradeConflict(UpgradeError)     # 409 code "upgrade_active" (another upgrade queued/running)
-class PlanStale(UpgradeError)           # 409 code "plan_stale"
-class AgentTooOld(UpgradeError)         # 409 code "agent_too_old" (message names the missing capability)
-class AgentUnavailable(UpgradeError)    # 502 code "agent_unavailable" (message names the agent URL)
-class NotCancellable(UpgradeError)      # 409
-
-def preview_release(instance, tag: str | None) -> dict
-    # {"instance": slug, "tag": "v2", "from_tag": "v1", "registered": bool, "set": {"name","version"},
-    #  "plan_hash": "hex64",
-    #  "summary": {"unchanged": n, "modified": n, "created": n},
-    #  "files": [{"path", "status": "unchanged|modified|created", "old_sha256", "new_sha256",
-    #             "added", "removed", "diff": "unified diff text, .env values masked", "truncated": bool}],
-    #  "coverage": {"total", "present", "missing": [...], "defaulted": [...]},
-    #  "env_patch": {"IMAGE_TAG": "v2", ...}   (only CCP-managed, non-secret keys; empty for provisioned tenants)
-    # }
-def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str) -> Upgrade
-def start_quick(instance, *, actor: str) -> Upgrade          # Quick Upgrade: pull + up + verify
-def start_full(instance, *, actor: str) -> Upgrade           # Upgrade Now: tenant's scripts/upgrade.sh + verify
-def cancel_upgrade(upgrade, *, actor: str) -> Upgrade
-def upgrade_to_dict(upgrade) -> dict
-    # {"id", "instance": slug, "instance_id", "kind", "status", "from_tag", "to_tag", "plan_hash", "actor", "error",
-    #  "created_at", "started_at", "finished_at", "duration_s",
-    #  "steps": [{"name", "status": "pending|running|succeeded|failed|skipped", "started_at", "finished_at",
-    #             "duration_s", "output_tail"}]}
-
 Upgrade statuses: queued, running (active); succeeded, failed, rolled_back, rollback_failed, interrupted, cancelled.
 Release steps in order: render, check_plan, write, env_patch, pull, up, verify (+ restore, rollback_up,
-rollback_verify when a rollback happens).
+rollback_verify when a rollback happens). Errors leave as UpgradeError subclasses carrying the HTTP status and a
+short code; the API and the UI present them.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from flask import current_app
 from rq.job import Job
@@ -132,25 +104,52 @@ def preview_release(instance, tag: str | None) -> dict:
 
 
 def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
-                  rollout_id: int | None = None) -> Upgrade:
+                  rollout_id: int | None = None, plan_checked: bool = False) -> Upgrade:
     """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash, and part of a rollout).
 
-    Raises TagInvalid or UpgradeConflict; in either case nothing is recorded or enqueued.
+    With `plan`, the plan is rebuilt now (one agent round trip) and a different hash is refused at once with
+    PlanStale, nothing enqueued; the job checks again for changes after this request. `plan_checked` skips the
+    request-time rebuild for a caller that built the plan a moment ago (a rollout's wave).
+    Raises TagInvalid, PlanStale, AgentUnavailable, AgentTooOld or UpgradeConflict; nothing is enqueued then, and
+    refusals of a well-formed request (409/502) are audited as `upgrade.start.release` with `refused:<code>`.
     """
     tag = _checked_tag(instance, tag)
     if plan is not None and (not isinstance(plan, str) or len(plan) != 64):
         raise UpgradeError("plan must be the 64-character plan hash returned by preview", {"field": "plan"})
-    return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id)
+    with _audited_refusal(actor, "release", instance, plan, tag):
+        if plan is not None and not plan_checked:
+            current = preview_release(instance, tag)["plan_hash"]
+            if current != plan:
+                raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
+                                "keys): preview again and apply the new plan", {"plan": current})
+        return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id)
 
 
 def start_quick(instance, *, actor: str) -> Upgrade:
     """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify."""
-    return _enqueue(instance, "quick", actor, to_tag=instance.image_tag)
+    with _audited_refusal(actor, "quick", instance, None, instance.image_tag):
+        return _enqueue(instance, "quick", actor, to_tag=instance.image_tag)
 
 
 def start_full(instance, *, actor: str) -> Upgrade:
     """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify."""
-    return _enqueue(instance, "full", actor, to_tag=instance.image_tag)
+    with _audited_refusal(actor, "full", instance, None, instance.image_tag):
+        return _enqueue(instance, "full", actor, to_tag=instance.image_tag)
+
+
+@contextmanager
+def _audited_refusal(actor: str, kind: str, instance, plan: str | None, to_tag: str | None):
+    """Record a refused start of a well-formed request (conflict, stale plan, agent down or too old), then re-raise.
+
+    Bad input (400/422) is not audited: it names no real action, and a refused request must leave no row."""
+    try:
+        yield
+    except UpgradeError as exc:
+        db.session.rollback()
+        if exc.status in (409, 502):
+            record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=plan, result=f"refused:{exc.code}",
+                   detail={"to_tag": to_tag})
+        raise
 
 
 def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:

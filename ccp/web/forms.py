@@ -53,6 +53,7 @@ def form_values(instance: Instance | None, form=None) -> dict:
         shown = (*TEXT_FIELDS, "slug", "health_urls", "vars", "monitor_window_s")
         values = {name: form.get(name, "") for name in shown}
         values["is_registered"] = form.get("is_registered") == "on"
+        values["agent_url"] = _without_password(values["agent_url"])  # refused anyway; never shown back
         return values
     if instance is None:
         return {"driver": "remote", "template_set": "default", "is_registered": False}
@@ -64,3 +65,12 @@ def form_values(instance: Instance | None, form=None) -> dict:
         vars="\n".join(f"{k}={v}" for k, v in sorted((instance.vars or {}).items())),
     )
     return values
+
+
+def _without_password(url: str) -> str:
+    """A submitted URL with any `user:password@` dropped before it is put back into the form."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if not sep or "@" not in host:
+        return url
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"

@@ -90,15 +90,18 @@ def test_second_active_upgrade_is_409_and_audited_as_refused(app, db, api, op, t
     assert err["details"]["active_upgrade_id"]
     assert get_queue().count == 1
     refused = db.session.query(AuditEvent).filter_by(result="refused:upgrade_active").one()
-    assert refused.action == "upgrade.release" and refused.instance_id == tenant.id
+    assert refused.action == "upgrade.start.release" and refused.instance_id == tenant.id
 
 
-def test_stale_plan_is_refused_by_the_job(app, db, api, op, tenant, run_worker):
-    resp = api("POST", f"/api/instances/{tenant.slug}/upgrade-release", op, json={"imageTag": "v2", "plan": "0" * 64})
-    assert resp.status_code == 202
-    run_worker()
-    upgrade = api("GET", resp.headers["Location"], op).get_json()
-    assert upgrade["status"] in ("failed", "rolled_back") and "plan" in (upgrade["error"] or "").lower()
+def test_stale_plan_is_409_and_enqueues_nothing(app, db, api, op, tenant):
+    from ccp.models import AuditEvent, Upgrade
+
+    err = assert_error(api("POST", f"/api/instances/{tenant.slug}/upgrade-release", op,
+                           json={"imageTag": "v2", "plan": "0" * 64}), 409, "plan_stale")
+    current = api("POST", f"/api/instances/{tenant.slug}/upgrade-release/preview", op, json={"imageTag": "v2"})
+    assert err["details"]["plan"] == current.get_json()["plan_hash"]
+    assert db.session.query(Upgrade).count() == 0 and get_queue().count == 0
+    assert db.session.query(AuditEvent).filter_by(result="refused:plan_stale").count() == 1
 
 
 def test_agent_unavailable_is_502_naming_the_agent(app, db, api, op):

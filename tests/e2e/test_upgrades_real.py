@@ -229,7 +229,7 @@ def test_two_applies_at_once_only_one_runs(app, app_env, db, real_tenant):
     assert [s.name for s in upgrade.steps] == RELEASE_STEPS, "steps ran twice or were recorded twice"
     # Exactly one run: one finished event, steps recorded once. The other job found the row already claimed and
     # returned its status without touching the tenant ("running" when it raced the winner, as it does here).
-    finished = AuditEvent.query.filter_by(action="upgrade.release.finished").all()
+    finished = AuditEvent.query.filter_by(action="upgrade.finish.release").all()
     assert [(e.result, e.detail.get("upgrade_id")) for e in finished] == [("succeeded", first.id)]
     results = sorted(str(Job.fetch(jid, connection=get_redis()).return_value()) for jid in (first.job_id, dup.id))
     assert results in (["running", "succeeded"], ["succeeded", "succeeded"]), (results, outputs)

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ccp.extensions import get_redis
-from ccp.models import Upgrade
+from ccp.models import Instance, Upgrade
 from tests.factories import make_instance, make_user
 from tests.tenants import CANARY
 from tests.webhook_signing import signed_headers
@@ -71,8 +71,7 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
         # Error path: a stale plan.
         stale = call("POST", f"/api/instances/{inst.slug}/upgrade-release", op,
                      json={"imageTag": "v3", "plan": "f" * 64})
-        assert stale.status_code == 202
-        run_worker()
+        assert stale.status_code == 409 and stale.get_json()["error"]["code"] == "plan_stale"
         db.session.expire_all()
     statuses = [u.status for u in db.session.scalars(sa.select(Upgrade).order_by(Upgrade.id))]
     assert statuses.count("succeeded") == 2 and "rolled_back" in statuses, statuses
@@ -80,6 +79,13 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
     assert CANARY in (Path(provisioned.install_dir) / ".env").read_text()
     assert call("POST", f"/api/instances/{dead.slug}/upgrade-release/preview", op,
                 json={"imageTag": "v2"}).status_code == 502
+    # A password planted in an agent URL (API create and update): refused, never echoed, never stored.
+    with_password = f"http://ccp:{CANARY}@127.0.0.1:9"
+    refused = call("POST", "/api/instances", op, json={
+        "slug": "canary-url", "domain": "canary-url.example.test", "agent_url": with_password,
+        "agent_key_id": "ccp", "agent_key": "k" * 32})
+    assert refused.status_code == 422 and "agent_url" in refused.get_json()["error"]["details"]
+    assert call("PATCH", f"/api/instances/{dead.slug}", op, json={"agent_url": with_password}).status_code == 422
 
     # A rollout started by the signed CI webhook, over both tenants (canary first).
     app.config["CCP"].webhook_secret = WEBHOOK_SECRET
@@ -118,6 +124,14 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
         ui_preview = call("POST", f"/instances/{inst.slug}/release/preview",
                           data={"csrf_token": _csrf(page.get_data(as_text=True)), "tag": "v4"})
         assert ui_preview.status_code == 200, ui_preview.status_code
+    # ... and the settings form: a password in the agent URL is refused and not shown back in the form.
+    settings = call("GET", f"/instances/{dead.slug}/settings")
+    form = {"csrf_token": _csrf(settings.get_data(as_text=True)), "name": dead.name, "domain": dead.domain,
+            "driver": "remote", "agent_url": with_password, "agent_key_id": dead.agent_key_id,
+            "compose_project": dead.compose_project, "template_set": "default"}
+    assert call("POST", f"/instances/{dead.slug}/settings", data=form).status_code == 422
+    db.session.expire_all()
+    assert all(CANARY not in (i.agent_url or "") for i in db.session.scalars(sa.select(Instance)))
     for uid in upgrade_ids:
         call("GET", f"/upgrades/{uid}")
         call("GET", f"/upgrades/{uid}/status")

@@ -81,12 +81,27 @@ def test_broken_tag_rolls_back_files_and_env(app, tenant, run_worker, db):
     assert names[-3:] == ["restore", "rollback_up", "rollback_verify"]
 
 
-def test_stale_plan_fails_before_writing(app, tenant, run_worker, db):
+def test_plan_stale_at_request_time_is_refused_without_enqueueing(app, tenant, db):
+    from ccp.extensions import get_queue
+    from ccp.models import AuditEvent
+
     plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
     target = _dir(tenant) / "nginx" / "nginx.conf"
     target.write_text(target.read_text() + "# edited by hand\n")
+    with pytest.raises(upgrades.PlanStale) as err:
+        upgrades.start_release(tenant, "v2", plan=plan, actor="t")
+    assert err.value.status == 409 and err.value.details["plan"] != plan
+    assert Upgrade.query.count() == 0 and get_queue().count == 0
+    refused = AuditEvent.query.filter_by(result="refused:plan_stale").one()
+    assert refused.action == "upgrade.start.release" and refused.plan_hash == plan
+
+
+def test_plan_changed_after_the_request_fails_the_job_before_writing(app, tenant, run_worker, db):
+    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="t")  # still current: accepted
+    target = _dir(tenant) / "nginx" / "nginx.conf"
+    target.write_text(target.read_text() + "# edited by hand\n")  # ... and changed before the job runs
     env_before = (_dir(tenant) / ".env").read_bytes()
-    upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="t")
     run_worker()
     db.session.refresh(upgrade)
     assert upgrade.status == "failed" and "changed since preview" in upgrade.error

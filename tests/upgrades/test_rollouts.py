@@ -30,7 +30,7 @@ def test_waves_run_in_order_and_tenants_on_the_tag_are_skipped(app, db, tenant_f
     assert [w["status"] for w in rollout.waves] == ["succeeded", "succeeded"]
     ups = _upgrades(db, rollout)
     assert set(ups) == {"wave-a", "wave-b", "wave-c"} and all(u.status == "succeeded" for u in ups.values())
-    assert all(u.plan_hash and u.actor == f"rollout #{rollout.id}" for u in ups.values())
+    assert all(u.plan_hash and u.actor == f"rollout:{rollout.id}" for u in ups.values())
     canary_end = as_utc(ups["wave-a"].finished_at)
     assert all(as_utc(ups[s].created_at) >= canary_end for s in ("wave-b", "wave-c")), "wave 2 started too early"
     for inst in (a, b, c, done):
