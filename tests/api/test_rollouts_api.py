@@ -42,7 +42,7 @@ def test_start_follow_and_finish_a_rollout(app, db, api, make_token, tenant_fact
 @pytest.mark.parametrize("payload, field", [
     ({"tag": "no spaces allowed"}, "tag"), ({}, "tag"), ({"tag": "v2", "canary": 0}, "canary"),
     ({"tag": "v2", "waveSize": "5"}, "waveSize"), ({"tag": "v2", "instances": ["ghost"]}, "instances"),
-    ({"tag": "v2", "wave_size": 3}, "wave_size"),
+    ({"tag": "v2", "wave_size": 3}, "wave_size"), ({"tag": "v2", "instances": ["bad-a", "bad-a"]}, "instances"),
 ])
 def test_bad_rollout_requests_change_nothing(app, db, api, make_token, tenant_factory, payload, field):
     tenant_factory(slug="bad-a")
@@ -61,3 +61,10 @@ def test_cancel_through_the_api(app, db, api, make_token, tenant_factory, run_wo
     db.session.expire_all()
     assert api("GET", f"/api/rollouts/{rid}", op).get_json()["status"] == "cancelled"
     assert_error(api("GET", "/api/rollouts/999999", op), 404, "not_found")
+
+
+def test_rollout_with_every_tenant_skipped_finishes_when_it_is_created(app, db, api, make_token, tenant_factory):
+    tenant_factory(slug="on-v2", tag="v2")
+    body = api("POST", "/api/rollouts", make_token("operate"), json={"tag": "v2"}).get_json()
+    assert body["status"] == "succeeded" and body["skipped"] == ["on-v2"] and body["waves"] == []
+    assert body["finished_at"] >= body["created_at"]

@@ -24,3 +24,22 @@ def test_history_adds_image_tag_after_initial(app):
     initial = open(revisions[0].path).read()
     second = open(revisions[1].path).read()
     assert "image_tag" not in initial and "add_column" in second and "image_tag" in second
+
+
+def test_0005_drops_credentials_from_saved_agent_urls(app, db):
+    """Agent URLs saved before the rule lose their user:password@ part; host, port and path stay."""
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    downgrade(revision="0004_session_epoch")
+    with db.engine.begin() as conn:
+        for slug, url in (("creds", "http://ccp:s3cret@10.0.0.5:8765/base"), ("plain", "https://agent.test:8765")):
+            conn.execute(sa.text(
+                "INSERT INTO instances (slug, name, domain, driver, agent_url, compose_project, is_registered, "
+                "template_set, vars, health_urls, agent_capabilities, created_at, updated_at) VALUES (:slug, :slug, "
+                "'x.test', 'remote', :url, :slug, false, 'default', '{}', '[]', '[]', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"), {"slug": slug, "url": url})
+    upgrade()
+    with db.engine.connect() as conn:
+        urls = dict(conn.execute(sa.text("SELECT slug, agent_url FROM instances")).all())
+    assert urls == {"creds": "http://10.0.0.5:8765/base", "plain": "https://agent.test:8765"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ccp.models import Instance, Upgrade
+from ccp.models import AuditEvent, Instance, Upgrade
 from tests.factories import make_instance
 from tests.web.conftest import HX
 
@@ -100,10 +100,20 @@ def test_add_instance_then_edit_settings(client, login, post, db):
     db.session.refresh(inst)
     assert inst.install_dir == "/srv/acme"
     response = post("/instances/acme/settings", {"name": "Acme Two", "driver": "local", "install_dir": "/srv/acme",
-                                                 "compose_project": "acme", "domain": "acme.test"})
+                                                 "compose_project": "acme", "domain": "acme.test",
+                                                 "monitor_window_s": "30"})
     assert response.status_code == 200 and "Saved." in response.get_data(as_text=True)
     db.session.refresh(inst)
-    assert inst.name == "Acme Two"
+    assert inst.name == "Acme Two" and inst.monitor_window_s == 30
+    # UI actions are audited as user:<name>, so a user called "cli" can never pass for the CLI.
+    actors = {e.actor for e in db.session.execute(select(AuditEvent)).scalars()}
+    assert actors and all(a.startswith("user:") for a in actors), actors
+    body = post("/instances/acme/settings", {"name": "Acme Two", "driver": "local", "install_dir": "/srv/acme",
+                                             "compose_project": "acme", "domain": "acme.test",
+                                             "monitor_window_s": "\u0661\u0662"}).get_data(as_text=True)
+    assert 'id="e-monitor_window_s"' in body
+    db.session.refresh(inst)
+    assert inst.monitor_window_s == 30
 
 
 def test_agent_key_is_never_rendered(client, login):
