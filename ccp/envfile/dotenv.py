@@ -183,7 +183,14 @@ def _check_updates(updates: dict[str, str]) -> dict[str, str]:
 
 
 def plan_patch(text: str, updates: dict[str, str]) -> tuple[str, list[str], list[str]]:
-    """Patch like :func:`patch_env` and also return (new_text, changed_keys, appended_keys)."""
+    """Return ``text`` with ``updates`` applied in place, and (new_text, changed_keys, appended_keys).
+
+    Promises: each changed key's (last) definition is rewritten on its own line keeping its prefix (``export``,
+    spacing) and inline comment; every other line is byte-identical; keys not present are appended (a newline is
+    added first if the text lacked a final one); the result reads back with exactly the requested values.
+    Raises EnvPatchError for an invalid key name or a value compose could not read back identically, and
+    EnvParseError when ``text`` itself is not a valid .env.
+    """
     encoded = _check_updates(updates)
     entries = parse_entries(text)
     current = {e.key: e for e in entries}  # last definition wins
@@ -233,18 +240,6 @@ def _verify(old: str, new: str, updates: dict[str, str]) -> None:
         raise EnvPatchError(f"patched .env would not read back identically for {', '.join(bad)}")
 
 
-def patch_env(text: str, updates: dict[str, str]) -> str:
-    """Return ``text`` with ``updates`` applied in place.
-
-    Promises: each changed key's (last) definition is rewritten on its own line keeping its prefix (``export``,
-    spacing) and inline comment; every other line is byte-identical; keys not present are appended (a newline is
-    added first if the text lacked a final one); the result reads back with exactly the requested values.
-    Raises EnvPatchError for an invalid key name or a value compose could not read back identically, and
-    EnvParseError when ``text`` itself is not a valid .env.
-    """
-    return plan_patch(text, updates)[0]
-
-
 def _mask_line(line: str) -> str:
     """Mask one physical line on its own (used when the structure around it is unknown)."""
     body = line.removesuffix("\r")
@@ -282,21 +277,4 @@ def mask_env_text(text: str) -> str:
         out[e.first] = body[: e.value_start] + MASK + tail + cr
         for j in range(e.first + 1, e.last + 1):
             out[j] = MASK + ("\r" if lines[j].endswith("\r") else "")
-    return "\n".join(out)
-
-
-def mask_env_diff(unified_diff: str) -> str:
-    """Mask the values on every +, - and context line of a unified diff of a .env file.
-
-    Headers (``---``, ``+++``, ``@@``) and ``\\ No newline`` markers are kept. Lines are masked one by one, so an
-    unrecognised line is hidden entirely. Never raises for str input.
-    """
-    out = []
-    for line in unified_diff.split("\n"):
-        if line.startswith(("---", "+++", "@@", "\\")) or not line:
-            out.append(line)
-        elif line[0] in "+- ":
-            out.append(line[0] + _mask_line(line[1:]))
-        else:
-            out.append(MASK)
     return "\n".join(out)

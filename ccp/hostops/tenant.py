@@ -13,7 +13,9 @@ from ccp.envfile.dotenv import MASK, mask_env_text
 from ccp.hostops import compose as compose_mod
 from ccp.hostops import envops, scripts
 from ccp.hostops.errors import BadRequest, ExpectationFailed, HostOpsError, TooLarge
-from ccp.hostops.files import PlannedWrite, SnapshotStore, apply_write_set, recover, split_lines, unified_diff
+from ccp.hostops.atomic import PlannedWrite, apply_write_set, recover
+from ccp.hostops.diff import split_lines, unified_diff
+from ccp.hostops.snapshots import SnapshotStore
 from ccp.hostops.locking import check_and_store_fence, tenant_lock
 from ccp.hostops.paths import resolve_inside
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from ccp.envfile.dotenv import EnvPatchError, encode_value
 from ccp.rendering.context import build_context
 from ccp.rendering.sets import TemplateSet, load_template_set
 
@@ -26,8 +27,6 @@ __all__ = ["RenderError", "RenderResult", "env_value", "render_instance", "rende
 
 ENV_FILE = ".env"
 _HASH_COMMENT_SUFFIXES = (".yml", ".yaml", ".conf", ".toml", ".sh", ".env", ".ini", ".cfg", ".py", ".rules")
-_SAFE_ENV_VALUE = re.compile(r"[A-Za-z0-9_./:@,+=%-]*")
-_DOUBLE_QUOTE_UNSAFE = re.compile(r'["$\\`]')
 
 
 class RenderError(Exception):
@@ -51,21 +50,15 @@ class RenderResult:
 
 
 def env_value(value: object) -> str:
-    """Quote ``value`` for a compose .env line so compose reads it back literally.
+    """The ``env_value`` template filter: ``value`` written for a compose .env line so compose reads it back literally.
 
-    Plain values stay bare; others are single-quoted (no interpolation in compose's dotenv), or double-quoted when
-    they contain a single quote. Raises ValueError (without echoing the value) when no quoting is safe.
+    The one .env value encoder (ccp.envfile.dotenv.encode_value) does the quoting, the same one the agent's .env
+    patch uses. Raises ValueError (without echoing the value) when no spelling is safe.
     """
-    text = str(value)
-    if _SAFE_ENV_VALUE.fullmatch(text):
-        return text
-    if "\n" in text or "\r" in text:
-        raise ValueError("value contains a newline, which a .env line cannot hold")
-    if "'" not in text:
-        return f"'{text}'"
-    if not _DOUBLE_QUOTE_UNSAFE.search(text):
-        return f'"{text}"'
-    raise ValueError("value mixes a single quote with \" $ \\ or `, which .env cannot hold literally")
+    try:
+        return encode_value("a rendered value", str(value))
+    except EnvPatchError as exc:
+        raise ValueError(str(exc)) from None
 
 
 _lock = threading.Lock()

@@ -122,13 +122,15 @@ def test_bad_tag_is_refused_before_rendering(registered):
 @pytest.mark.parametrize(
     ("value", "quoted"),
     [("plain-1.2_x:y/z@w", "plain-1.2_x:y/z@w"), ("", ""), ("has space", "'has space'"),
-     ("$NOT_EXPANDED #x", "'$NOT_EXPANDED #x'"), ("it's", '"it\'s"')],
+     ("$NOT_EXPANDED #x", "'$NOT_EXPANDED #x'"), ("it's", '"it\'s"'), ('it\'s "q"', '"it\'s \\"q\\""'),
+     ("a\\b", '"a\\\\b"')],
 )
 def test_env_value_quoting(value, quoted):
+    """The filter is the one .env encoder the agent's patch uses too (ccp.envfile.dotenv.encode_value)."""
     assert env_value(value) == quoted
 
 
-@pytest.mark.parametrize("value", ["a\nb", "it's $x", 'it\'s "q"'])
+@pytest.mark.parametrize("value", ["it's $x", "a\x00b", "a\rb", "$x\\"])
 def test_env_value_refuses_what_dotenv_cannot_hold(value):
     with pytest.raises(ValueError) as err:
         env_value(value)
