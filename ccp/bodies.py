@@ -84,12 +84,12 @@ def _depth_exceeds(value: object, limit: int) -> bool:
     return False
 
 
-DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB for every UI form and API body; override with app.config["CCP_MAX_BODY"]
 _BODYLESS = ("GET", "HEAD", "OPTIONS")
 
 
 def init_app(app) -> None:
     """Read (and cap) every request's body before any view or form parser sees it; 413 past CCP_MAX_BODY."""
+    settings = app.config["CCP"]
 
     @app.before_request
     def _capped_body() -> None:
@@ -97,4 +97,4 @@ def init_app(app) -> None:
 
         if request.method in _BODYLESS and not request.content_length and "Transfer-Encoding" not in request.headers:
             return  # the polled GETs: nothing to read, and this path is counted in microseconds (bench_status)
-        read_body(request, app.config.get("CCP_MAX_BODY", DEFAULT_MAX_BODY))
+        read_body(request, settings.max_body_bytes)

@@ -178,7 +178,7 @@ def test_the_webhook_is_off_without_a_secret(app, db, api):
 
 
 def test_a_body_over_the_limit_is_refused_before_anything_is_stored(app, db, api, hook):
-    app.config["CCP_API_MAX_BODY"] = app.config["CCP_MAX_BODY"] = 64  # the API's limit, or the app-wide one
+    app.config["CCP"].max_body_bytes = 64
     big = json.dumps({"tag": "v2", "instances": ["hook-a"] * 20}).encode()
     assert_error(_send(api, body=big), 413, "body_too_large")
     assert _count(db, WebhookDelivery) == 0
