@@ -2,7 +2,7 @@
 
 import sys
 
-from ccp import create_app
+from ccp.app import create_app
 from ccp.config import ConfigError
 
 try:

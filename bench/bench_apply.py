@@ -95,7 +95,7 @@ def ccp_apply(app, inst_id: int, tag: str, via: str) -> tuple[float, dict[str, f
 def make_app(base: Path):
     from flask_migrate import upgrade as migrate_upgrade
 
-    from ccp import create_app
+    from ccp.app import create_app
 
     environ = {
         "CCP_ENV": "testing", "DATABASE_URL": f"sqlite:///{base / 'ccp.db'}",

@@ -13,7 +13,7 @@ from ccp.config import ConfigError
 
 
 def _make_app():
-    from ccp import create_app
+    from ccp.app import create_app
 
     try:
         return create_app()

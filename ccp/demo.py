@@ -25,7 +25,7 @@ from ccp.services.demo_tenants import seed_demo_tenants, stop_demo_agents
 
 def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:
     """Start everything, print the URL and login, wait for Ctrl-C; return the exit code."""
-    from ccp import create_app
+    from ccp.app import create_app
     from ccp.config import ConfigError
     from ccp.extensions import EmbeddedRedisError, get_redis, redis_store
 

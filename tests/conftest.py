@@ -55,7 +55,7 @@ def redis_url(tmp_path_factory) -> str:
 def _migrate(url: str, instance_dir: Path) -> None:
     from flask_migrate import upgrade
 
-    from ccp import create_app
+    from ccp.app import create_app
 
     app = create_app({"environ": {"CCP_ENV": "testing", "DATABASE_URL": url, "CCP_INSTANCE_DIR": str(instance_dir)}})
     with app.app_context():
@@ -127,7 +127,7 @@ def app_env(database_url, redis_url, tmp_path) -> dict[str, str]:
 @pytest.fixture
 def app(app_env):
     """The CCP app for one test; its database is dropped and its queue emptied afterwards."""
-    from ccp import create_app
+    from ccp.app import create_app
     from ccp.extensions import db, get_queue
 
     application = create_app({"environ": app_env})

@@ -30,7 +30,7 @@ def test_healthz_503_names_redis(app, client):
 
 
 def test_healthz_503_names_the_database(app_env):
-    from ccp import create_app
+    from ccp.app import create_app
 
     broken = create_app({"environ": {**app_env, "DATABASE_URL": "postgresql://nobody:hunter2@127.0.0.1:1/none"}})
     resp = broken.test_client().get("/healthz")

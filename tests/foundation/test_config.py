@@ -70,7 +70,7 @@ def test_wsgi_module_fails_with_one_clear_line(tmp_path):
 
 
 def test_proxy_hops_makes_forwarded_tls_visible(app_env):
-    from ccp import create_app
+    from ccp.app import create_app
 
     app = create_app({"environ": {**app_env, "CCP_PROXY_HOPS": "1"}})
     resp = app.test_client().get("/login", headers={"X-Forwarded-Proto": "https"})

@@ -113,7 +113,7 @@ def test_cached_fragment_follows_every_change(db, client, login):
 
 
 CHANGE_ELSEWHERE = """
-from ccp import create_app
+from ccp.app import create_app
 from ccp.extensions import db
 from ccp.models import UpgradeStep
 app = create_app()
