@@ -12,15 +12,13 @@ from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
 from ccp.agent.config import AgentConfig
-from ccp.agent.signing import RequestVerifier, SignatureError
+from ccp.protocol import CAPABILITIES, DRY_RUN_CAPABILITY, PROTOCOL_VERSION
+from ccp.protocol.signing import RequestVerifier, SignatureError
 from ccp.bodies import parse_json, read_body
 from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import BadRequest, HostOpsError, NotFound
 from ccp.hostops.tenant import TenantHost
 
-PROTOCOL_VERSION = 1
-CAPABILITIES = ["files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
-                "compose.up", "compose.ps", "compose.down", "scripts.run"]
 DEFAULT_DEADLINE_S = 600.0
 log = logging.getLogger("ccp.agent")
 
@@ -104,7 +102,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.get("/v1/health")
     def health():
-        caps = CAPABILITIES + (["runtime.dry-run"] if is_dry_run(config.compose_command) else [])
+        caps = list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if is_dry_run(config.compose_command) else [])
         return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                         "instances": sorted(hosts)})
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccp import __version__
-from ccp.agent.app import CAPABILITIES, PROTOCOL_VERSION
-from ccp.drivers.base import AgentRejected, DriverError
+from ccp.protocol import CAPABILITIES, DRY_RUN_CAPABILITY, PROTOCOL_VERSION
+from ccp.drivers.base import AgentRejected, DriverError, FileDiff
 from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import HostOpsError
 from ccp.hostops.tenant import TenantHost
@@ -38,12 +38,12 @@ class LocalDriver:
             raise DriverError(f"{type(exc).__name__}: {exc.strerror or exc}", target=self.target) from None
 
     def health(self) -> dict:
-        caps = list(CAPABILITIES) + (["runtime.dry-run"] if is_dry_run(self.host.compose_spec.command) else [])
+        caps = list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if is_dry_run(self.host.compose_spec.command) else [])
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
 
-    def diff_files(self, files: dict[str, str]) -> dict:
-        return self._call(self.host.diff_files, files)
+    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
+        return FileDiff.from_answer(self._call(self.host.diff_files, files))
 
     def write_files(self, files: dict[str, dict], fence: int) -> dict:
         return self._call(self.host.write_files, files, fence)

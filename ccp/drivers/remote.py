@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ccp.agent.client import AgentClient
-from ccp.agent.client import AgentUnreachable as ClientUnreachable
-from ccp.drivers.base import AgentAuthFailed, AgentRejected, AgentUnreachable, DriverError
+from ccp.drivers.agent_client import AgentClient
+from ccp.drivers.agent_client import AgentUnreachable as ClientUnreachable
+from ccp.drivers.base import AgentAuthFailed, AgentRejected, AgentUnreachable, DriverError, FileDiff
 
 # Seconds added to a host-side deadline for the HTTP read timeout, so the agent reports its own timeout first.
 DEADLINE_MARGIN_S = 15.0
@@ -53,8 +53,8 @@ class RemoteDriver:
     def health(self) -> dict:
         return self._request("GET", "/v1/health")
 
-    def diff_files(self, files: dict[str, str]) -> dict:
-        return self._request("POST", self._inst("files/diff"), {"files": files})
+    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
+        return FileDiff.from_answer(self._request("POST", self._inst("files/diff"), {"files": files}))
 
     def write_files(self, files: dict[str, dict], fence: int) -> dict:
         return self._request("POST", self._inst("files/write"), {"files": files, "fence": fence})

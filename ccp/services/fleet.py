@@ -13,12 +13,12 @@ from sqlalchemy import func, or_, select
 
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade
+from ccp.protocol import DRY_RUN_CAPABILITY
 from ccp.services.plan import APPLY_CAPS
 
 
 # What an agent must offer for "Upgrade to Release" (the upgrades plan owns the list).
 REQUIRED_CAPABILITIES: tuple[str, ...] = tuple(APPLY_CAPS)
-DRY_RUN_CAPABILITY = "runtime.dry-run"
 
 
 @dataclass(frozen=True)

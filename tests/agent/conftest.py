@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ccp.agent.client import AgentClient
+from ccp.drivers.agent_client import AgentClient
 from ccp.agent.config import AgentConfig, InstanceConfig
 from ccp.agent.server import start_agent_in_thread
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from ccp.agent.client import AgentClient, AgentUnreachable
-from ccp.agent.signing import sign_request
+from ccp.drivers.agent_client import AgentClient, AgentUnreachable
+from ccp.protocol.signing import sign_request
 from tests.agent.conftest import ENV, KEY, KEY_ID, NEXT_ID, NEXT_KEY, snapshot_tree
 
 WRITE_PATH = "/v1/instances/acme/files/write"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ccp.agent.client import AgentClient
+from ccp.drivers.agent_client import AgentClient
 from ccp.agent.config import AgentConfigError, load_config
 
 SECRET = "s" * 40

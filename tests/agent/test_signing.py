@@ -1,7 +1,7 @@
 """Signing/verification unit tests (the HTTP-level 401 tests are in test_agent_http.py)."""
 import pytest
 
-from ccp.agent.signing import RequestVerifier, SignatureError, canonical_string, sign_request
+from ccp.protocol.signing import RequestVerifier, SignatureError, canonical_string, sign_request
 
 K = b"x" * 32
 

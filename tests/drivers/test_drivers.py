@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from ccp.config import Settings
-from ccp.drivers import AgentRejected, AgentUnreachable
+from ccp.drivers import AgentRejected, AgentUnreachable, FileDiff
 from ccp.drivers.local import LocalDriver
 from ccp.drivers.remote import RemoteDriver
 from ccp.hostops.tenant import TenantHost
@@ -28,7 +28,7 @@ def host(request, tmp_path):
         yield LocalDriver(TenantHost(install, "proj", compose_command=FAKE_COMPOSE)), install
         return
     agent = start_agent(tmp_path / "agent-state", {"t1": install}, "proj")
-    from ccp.agent.client import AgentClient
+    from ccp.drivers.agent_client import AgentClient
 
     client = AgentClient(agent.url, agent.key_id, agent.key.encode(), connect_timeout=2, read_timeout=30)
     yield RemoteDriver(client, "t1"), install
@@ -48,11 +48,14 @@ def test_health_lists_capabilities(host):
 def test_diff_statuses_and_env_masking(host):
     driver, _ = host
     result = driver.diff_files({"docker-compose.yml": COMPOSE, "new.conf": "x\n",
-                                ".env": "# keep me\nIMAGE_TAG=v2\nDB_PASSWORD=hunter2-secret\n"})["files"]
-    assert result["docker-compose.yml"]["status"] == "unchanged"
-    assert result["new.conf"]["status"] == "created" and result["new.conf"]["old_sha256"] is None
-    assert result[".env"]["status"] == "modified"
-    assert "hunter2" not in result[".env"]["diff"] and "IMAGE_TAG" in result[".env"]["diff"]
+                                ".env": "# keep me\nIMAGE_TAG=v2\nDB_PASSWORD=hunter2-secret\n"})
+    assert all(isinstance(entry, FileDiff) and entry.path == path for path, entry in result.items())
+    assert result["docker-compose.yml"].status == "unchanged" and not result["docker-compose.yml"].changed
+    assert result["docker-compose.yml"].old_sha256 == result["docker-compose.yml"].new_sha256 == _sha(COMPOSE)
+    assert result["new.conf"].status == "created" and result["new.conf"].old_sha256 is None
+    assert (result["new.conf"].added, result["new.conf"].removed) == (1, 0)
+    assert result[".env"].status == "modified" and not result[".env"].truncated
+    assert "hunter2" not in result[".env"].diff and "IMAGE_TAG" in result[".env"].diff
 
 
 def test_write_restore_roundtrip(host):

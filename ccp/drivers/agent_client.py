@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from ccp.agent.signing import sign_request
+from ccp.protocol.signing import sign_request
 
 GET_RETRIES = 2
 

@@ -1,0 +1,11 @@
+"""The agent protocol, shared by both sides: CCP (drivers) and the agent (server). Neither side's code lives here.
+
+Version 1 (DESIGN.md "Agent protocol"): JSON over HTTP, every request signed (ccp.protocol.signing). The agent
+reports its version, protocol and capabilities at GET /v1/health; CCP treats a missing capability as "agent too
+old for this action".
+"""
+
+PROTOCOL_VERSION = 1
+CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
+                "compose.up", "compose.ps", "compose.down", "scripts.run")
+DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
