@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from ccp.rendering.cli import render_command
+from ccp.cli.render import render_command
 from tests.rendering.conftest import SAMPLES
 
 

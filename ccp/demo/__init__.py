@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from ccp.services.demo_tenants import seed_demo_tenants, stop_demo_agents
+from ccp.demo.tenants import seed_demo_tenants, stop_demo_agents
 
 
 def run_demo(*, host: str, port: int, with_tenants: bool = True) -> int:

@@ -79,10 +79,10 @@ def demo(host: str, port: int, no_tenants: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    from ccp.agent.cli import agent_command
-    from ccp.commands import instance_group, rotate_key_command, user_group
-    from ccp.rendering.cli import render_command
-    from ccp.tokens_cli import token_group
+    from ccp.agent.cli import agent_command  # the agent's own entry point (light: no server dependencies)
+    from ccp.cli.admin import instance_group, rotate_key_command, user_group
+    from ccp.cli.render import render_command
+    from ccp.cli.tokens import token_group
 
     main.add_command(user_group)
     main.add_command(instance_group)
@@ -94,5 +94,3 @@ def _register_subcommands() -> None:
 
 _register_subcommands()
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
