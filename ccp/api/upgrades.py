@@ -15,9 +15,11 @@ from ccp.api.auth import require
 from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.api.instances import find_instance
+from ccp.drivers import FileDiff
 from ccp.extensions import db
 from ccp.models import Upgrade
 from ccp.services import upgrades as svc
+from ccp.services.plan import Preview
 from ccp.rules import check_tag
 
 PLAN = re.compile(r"^[0-9a-f]{64}$")
@@ -29,7 +31,7 @@ def preview_release(ref: str):
     """Read-only: what upgrading to `imageTag` would change (files, diffs with .env values masked, coverage)."""
     inst = find_instance(ref)
     tag, _ = _release_body(json_body(allow_empty=True), plan_allowed=False)
-    return call_service(svc.preview_release, inst, tag)
+    return preview_json(call_service(svc.preview_release, inst, tag))
 
 
 @bp.post("/instances/<ref:ref>/upgrade-release")
@@ -84,6 +86,21 @@ def cancel(upgrade_id: int):
     reject_unknown(json_body(allow_empty=True), ())
     upgrade = call_service(svc.cancel_upgrade, upgrade, actor=g.actor)
     return svc.upgrade_to_dict(upgrade)
+
+
+def preview_json(preview: Preview) -> dict:
+    """A release preview as JSON: files by path, each with its diff (.env values masked by the host)."""
+    return {
+        "instance": preview.instance, "tag": preview.tag, "from_tag": preview.from_tag,
+        "registered": preview.registered, "set": {"name": preview.set_name, "version": preview.set_version},
+        "plan_hash": preview.plan_hash, "summary": preview.summary, "files": [_file_json(f) for f in preview.files],
+        "coverage": preview.coverage, "env_patch": preview.env_patch,
+    }
+
+
+def _file_json(diff: FileDiff) -> dict:
+    return {"path": diff.path, "status": diff.status, "old_sha256": diff.old_sha256, "new_sha256": diff.new_sha256,
+            "added": diff.added, "removed": diff.removed, "diff": diff.diff, "truncated": diff.truncated}
 
 
 def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ccp.drivers.base import (  # noqa: F401 - the public surface
-    AgentAuthFailed, AgentRejected, AgentUnreachable, Driver, DriverError,
+    AgentAuthFailed, AgentRejected, AgentUnreachable, Driver, DriverError, FileDiff,
 )
 
 

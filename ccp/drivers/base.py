@@ -1,11 +1,13 @@
-"""The driver protocol: what CCP asks of a tenant host, and the typed errors every driver raises.
+"""The driver protocol: what CCP asks of a tenant host, the typed errors every driver raises, and the typed diff.
 
-Every method returns the JSON-ready dict of the agent protocol (DESIGN.md "Agent protocol"), so the remote and the
-local driver are interchangeable and share one test suite.
+The answers are the agent protocol's JSON objects (docs/agent.md "Endpoints"), except the diff, which both drivers
+turn into `FileDiff`s once: that object travels unchanged to the API and the preview dialog. The remote and the
+local driver are interchangeable and share one test suite (tests/drivers).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -32,23 +34,86 @@ class AgentRejected(DriverError):
     """The agent answered with an error (400/404/409/413...); `message` is the agent's own message."""
 
 
+@dataclass(frozen=True)
+class FileDiff:
+    """How one proposed file compares with the file on the host.
+
+    `status` is "unchanged", "modified" or "created"; `old_sha256` is None for a file the host does not have.
+    `diff` is a unified diff in which .env-like files show masked values; when it was too large to send the host
+    cut it (`truncated`), while `added`/`removed` still count the whole change.
+    """
+
+    path: str
+    status: str
+    old_sha256: str | None
+    new_sha256: str | None
+    added: int
+    removed: int
+    diff: str
+    truncated: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.status != "unchanged"
+
+    @classmethod
+    def from_answer(cls, answer: dict) -> dict[str, FileDiff]:
+        """The FileDiffs of a files/diff answer (`{"files": {relpath: entry}}`), by path."""
+        return {path: cls(path=path, status=entry["status"], old_sha256=entry.get("old_sha256"),
+                          new_sha256=entry.get("new_sha256"), added=entry.get("added") or 0,
+                          removed=entry.get("removed") or 0, diff=entry.get("diff") or "",
+                          truncated=bool(entry.get("truncated")))
+                for path, entry in answer["files"].items()}
+
+
 class Driver(Protocol):
-    """Operations on one tenant host. Mutating calls carry a fence (the upgrade id) checked by the host."""
+    """Operations on one tenant host. Mutating calls carry a fence (the upgrade id): the host refuses a fence lower
+    than one it has seen (AgentRejected, code "fence_rejected"), so a superseded upgrade cannot write.
+
+    Every method raises AgentUnreachable (nothing was done), AgentAuthFailed, AgentRejected (the host's own status,
+    code and message) or DriverError (the local host failed, e.g. an OSError)."""
 
     target: str  # human-readable: the agent URL or the install dir
 
-    def health(self) -> dict: ...
+    def health(self) -> dict:
+        """`{"version", "protocol", "capabilities": [...], "instances": [...]}`: what the host runs and can do."""
+        ...
 
-    def diff_files(self, files: dict[str, str]) -> dict: ...
+    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
+        """Compare proposed contents ({relpath: text}) with the files on the host; reads only.
 
-    def write_files(self, files: dict[str, dict], fence: int) -> dict: ...
+        Paths leaving the install dir and oversized contents are refused (AgentRejected 400/413)."""
+        ...
 
-    def restore_snapshot(self, snapshot_id: str, fence: int) -> dict: ...
+    def write_files(self, files: dict[str, dict], fence: int) -> dict:
+        """Snapshot, then write every file ({relpath: {"content", "expect_sha256"}}) or none.
 
-    def env_keys(self) -> dict: ...
+        Returns `{"snapshot_id", "written", "created"}`. A file whose on-disk hash differs from `expect_sha256`
+        (None: it must not exist) fails the whole write with 409, nothing written."""
+        ...
 
-    def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict: ...
+    def restore_snapshot(self, snapshot_id: str, fence: int) -> dict:
+        """Put a snapshot's files back and remove those it recorded as created: `{"restored", "removed"}`."""
+        ...
 
-    def compose(self, action: str, deadline_s: float) -> dict: ...
+    def env_keys(self) -> dict:
+        """`{"keys": [names], "exists": bool}` of the tenant's .env; values never leave the host."""
+        ...
 
-    def run_script(self, name: str, deadline_s: float) -> dict: ...
+    def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
+        """Set `values` in the .env in place, every other line kept: `{"snapshot_id", "changed", "appended"}`.
+
+        With `snapshot_id`, the .env joins that snapshot, so one restore undoes the files and the patch."""
+        ...
+
+    def compose(self, action: str, deadline_s: float) -> dict:
+        """Run `docker compose <action>` (pull, up, ps, down) within `deadline_s` seconds.
+
+        Returns `{"ok", "exit_code", "signal", "timed_out", "duration_s", "output_tail"}` (+ `services` for ps);
+        .env values the output printed are masked."""
+        ...
+
+    def run_script(self, name: str, deadline_s: float) -> dict:
+        """Run an allow-listed tenant script (`upgrade`, `image-upgrade`) within `deadline_s`; the same answer
+        as `compose`."""
+        ...

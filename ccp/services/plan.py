@@ -2,7 +2,9 @@
 
 A plan is the rendered file set (without .env for registered tenants), the agent's view of the on-disk files, the
 .env patch, and env coverage. Its hash covers the rendered contents, the on-disk hashes and the patch, so an apply
-that carries a preview's hash refuses to run when either the templates or the tenant changed in between.
+that carries a preview's hash refuses to run when either the templates or the tenant changed in between. A
+`Preview` is what of a plan may be shown: everything but the rendered contents (a provisioned tenant's .env holds
+its secrets).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from ccp.drivers import Driver, DriverError
+from ccp.drivers import Driver, FileDiff
 from ccp.envfile.compose_refs import env_coverage
 from ccp.envfile.dotenv import parse_env
 from ccp.rendering.context import managed_env_values
-from ccp.rendering.render import RenderError, render_instance
+from ccp.rendering.render import render_instance
 from ccp.rendering.sets import load_template_set
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -37,7 +39,7 @@ class Plan:
     set_name: str
     set_version: str
     files: dict[str, str]  # rendered relpath -> content
-    diff: dict[str, dict]  # relpath -> agent diff entry (status, old_sha256, new_sha256, added, removed, diff...)
+    diff: dict[str, FileDiff]  # relpath -> the host's comparison with what is on disk
     env_patch: dict[str, str]  # registered tenants: CCP-managed keys -> value
     coverage: dict = field(default_factory=dict)
     plan_hash: str = ""
@@ -45,20 +47,46 @@ class Plan:
     def changed_files(self) -> dict[str, dict]:
         """Files to write (modified or created), each with the on-disk hash it must still have."""
         return {
-            path: {"content": self.files[path], "expect_sha256": entry.get("old_sha256")}
+            path: {"content": self.files[path], "expect_sha256": entry.old_sha256}
             for path, entry in sorted(self.diff.items())
-            if entry["status"] != "unchanged"
+            if entry.changed
         }
 
     def summary(self) -> dict[str, int]:
+        """How many files are unchanged, modified and created."""
         counts = {"unchanged": 0, "modified": 0, "created": 0}
         for entry in self.diff.values():
-            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+            counts[entry.status] = counts.get(entry.status, 0) + 1
         return counts
 
 
-class PlanError(Exception):
-    """Rendering or the agent failed while building a plan; the message says which and why."""
+@dataclass(frozen=True)
+class Preview:
+    """What "Upgrade to Release" would do to one instance, as preview shows it (the API and the dialog).
+
+    `files` are the host's diffs by path; `coverage` is ccp.envfile.compose_refs.env_coverage's answer (total,
+    present, missing, defaulted); `env_patch` the CCP-managed .env values a registered tenant gets."""
+
+    instance: str  # the slug
+    tag: str
+    from_tag: str | None
+    registered: bool
+    set_name: str
+    set_version: str
+    plan_hash: str
+    summary: dict[str, int]
+    files: tuple[FileDiff, ...]
+    coverage: dict
+    env_patch: dict[str, str]
+
+    @classmethod
+    def of(cls, instance, plan: Plan) -> Preview:
+        """The preview of `plan`, built for `instance` (read before the plan is applied: its tag is the old one)."""
+        return cls(instance=instance.slug, tag=plan.tag, from_tag=instance.image_tag,
+                   registered=instance.is_registered, set_name=plan.set_name, set_version=plan.set_version,
+                   plan_hash=plan.plan_hash, summary=plan.summary(),
+                   files=tuple(entry for _, entry in sorted(plan.diff.items())), coverage=plan.coverage,
+                   env_patch=plan.env_patch)
 
 
 def build_plan(instance, tag: str, driver: Driver) -> Plan:
@@ -71,7 +99,7 @@ def build_plan(instance, tag: str, driver: Driver) -> Plan:
     result = render_instance(instance, tag, secrets=instance.decrypted_secrets(), extra_dirs=extra,
                              default_tag=settings.default_image_tag)
     files = dict(result.files)  # registered tenants: render_instance already leaves .env out
-    diff = driver.diff_files(files)["files"]
+    diff = driver.diff_files(files)
     env_patch: dict[str, str] = {}
     if instance.is_registered:
         tset = load_template_set(instance.template_set, extra)
@@ -93,10 +121,8 @@ def plan_hash(plan: Plan) -> str:
         "tag": plan.tag,
         "set": [plan.set_name, plan.set_version],
         "files": {p: hashlib.sha256(c.encode()).hexdigest() for p, c in sorted(plan.files.items())},
-        "on_disk": {p: e.get("old_sha256") for p, e in sorted(plan.diff.items())},
+        "on_disk": {p: e.old_sha256 for p, e in sorted(plan.diff.items())},
         "env_patch": dict(sorted(plan.env_patch.items())),
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-
-__all__ = ["Plan", "PlanError", "build_plan", "plan_hash", "RenderError", "DriverError", "PREVIEW_CAPS", "APPLY_CAPS"]

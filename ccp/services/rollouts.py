@@ -1,7 +1,7 @@
 """Rollouts: one image tag across the fleet, in waves - a canary wave first, then waves of a fixed size.
 
-A rollout never runs a tenant's upgrade itself: for each tenant of a wave it previews the release (as an operator
-would) and starts an ordinary "Upgrade to Release" bound to that preview's plan hash, so each tenant gets the same
+A rollout never runs a tenant's upgrade itself: for each tenant of a wave it plans the release (as a preview does)
+and starts an ordinary "Upgrade to Release" bound to that plan's hash, so each tenant gets the same
 checks, lock, recorded steps and automatic rollback as a single upgrade. The next wave starts only when every
 upgrade of the current one *succeeded*; anything else (failed, rolled back, interrupted, cancelled, or a tenant whose
 upgrade could not even start, e.g. its agent is down) halts the rollout with the reason, and the remaining waves are
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FINAL = ("succeeded", "halted", "cancelled")
 MAX_WAVE_SIZE = 1000
 STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
-LOCK_S = 1800  # a wave start previews each tenant (agent timeouts apply); the lock expires if its holder dies
+LOCK_S = 1800  # a wave start plans each tenant (agent timeouts apply); the lock expires if its holder dies
 
 
 class RolloutInvalid(UpgradeError):
@@ -233,7 +233,7 @@ def _save_wave(rollout: Rollout, number: int, wave: dict) -> None:
 
 
 def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
-    """Preview and start each tenant's upgrade; a tenant that cannot start is recorded with the reason."""
+    """Plan and start each tenant's upgrade; a tenant that cannot start is recorded with the reason."""
     errors = {}
     actor = f"rollout:{rollout.id}"
     for iid in wave["instances"]:
@@ -242,8 +242,8 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
             errors[f"#{iid}"] = "the instance was deleted"
             continue
         try:
-            plan = upgrade_svc.preview_release(inst, rollout.tag)
-            upgrade_svc.start_release(inst, rollout.tag, plan=plan["plan_hash"], actor=actor, rollout_id=rollout.id,
+            plan = upgrade_svc.plan_release(inst, rollout.tag)
+            upgrade_svc.start_release(inst, rollout.tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
                                       plan_checked=True)
         except UpgradeError as exc:
             db.session.rollback()

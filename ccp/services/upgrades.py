@@ -22,7 +22,7 @@ from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
-from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, build_plan
+from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
 
 log = logging.getLogger(__name__)
 
@@ -78,29 +78,28 @@ class RenderFailed(UpgradeError):
     status, code = 422, "render_failed"
 
 
-def preview_release(instance, tag: str | None) -> dict:
+def preview_release(instance, tag: str | None) -> Preview:
     """Show what "Upgrade to Release" to `tag` would change on `instance`; reads only, changes nothing.
 
     Raises TagInvalid, RenderFailed, AgentUnavailable (names the agent), AgentTooOld (names the capability).
+    """
+    return Preview.of(instance, plan_release(instance, tag))
+
+
+def plan_release(instance, tag: str | None) -> Plan:
+    """The plan "Upgrade to Release" to `tag` would carry out on `instance` (its hash binds an apply to it).
+
+    Reads only; raises like preview_release.
     """
     tag = _checked_tag(instance, tag)
     driver = driver_for(instance, _settings())
     check_agent(instance, driver, PREVIEW_CAPS)
     try:
-        plan = build_plan(instance, tag, driver)
+        return build_plan(instance, tag, driver)
     except (RenderError, TemplateSetError, ValueError) as exc:
         raise RenderFailed(f"cannot render {instance.slug}: {exc}") from None
     except DriverError as exc:
         raise _agent_error(exc, driver) from None
-    files = [{"path": path, **{k: entry.get(k) for k in
-                               ("status", "old_sha256", "new_sha256", "added", "removed", "diff", "truncated")}}
-             for path, entry in sorted(plan.diff.items())]
-    return {
-        "instance": instance.slug, "tag": plan.tag, "from_tag": instance.image_tag,
-        "registered": instance.is_registered, "set": {"name": plan.set_name, "version": plan.set_version},
-        "plan_hash": plan.plan_hash, "summary": plan.summary(), "files": files, "coverage": plan.coverage,
-        "env_patch": plan.env_patch,
-    }
 
 
 def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
@@ -118,7 +117,7 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
         raise UpgradeError("plan must be the 64-character plan hash returned by preview", {"field": "plan"})
     with _audited_refusal(actor, "release", instance, plan, tag):
         if plan is not None and not plan_checked:
-            current = preview_release(instance, tag)["plan_hash"]
+            current = plan_release(instance, tag).plan_hash
             if current != plan:
                 raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
                                 "keys): preview again and apply the new plan", {"plan": current})

@@ -1,11 +1,12 @@
 """What the templates show, computed here so templates hold no logic: labels, the three upgrade actions, the status
-widget's step progress, and the release preview's display model (truncated diffs, alert lists)."""
+widget's step progress, and how the release preview lists its files (changed first, long diffs cut)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ccp.drivers import FileDiff
 from ccp.models import FINAL_STATUSES, Upgrade
 from ccp.services import upgrades as upgrade_service
 
@@ -200,57 +201,26 @@ def build_status_view(upgrade: UpgradeSummary, records: list[StepRecord]) -> Sta
     return view
 
 
-@dataclass
-class FileView:
-    path: str
-    status: str
-    added: int
-    removed: int
-    head: str  # the first DIFF_PREVIEW_LINES lines of the diff
-    rest: str  # the remaining lines, behind a "show all" control
+@dataclass(frozen=True)
+class DiffExcerpt:
+    """A file's diff as the dialog shows it: the first DIFF_PREVIEW_LINES lines, the rest behind "show all"."""
+
+    head: str
+    rest: str
     rest_lines: int
-    agent_truncated: bool  # the agent cut the diff itself (too large to ship)
 
 
-@dataclass
-class PreviewView:
-    """The release preview as the modal shows it."""
-
-    instance_slug: str
-    tag: str
-    from_tag: str | None
-    plan_hash: str
-    summary: dict
-    files: list[FileView]
-    missing: list[str]
-    defaulted: list[str]
-    env_patch_keys: list[str]
-    registered: bool
-
-    @property
-    def has_env_alert(self) -> bool:
-        return bool(self.missing or self.defaulted)
+def diff_excerpt(diff: FileDiff) -> DiffExcerpt:
+    """Cut `diff`'s text after DIFF_PREVIEW_LINES lines."""
+    lines = diff.diff.splitlines()
+    return DiffExcerpt(head="\n".join(lines[:DIFF_PREVIEW_LINES]), rest="\n".join(lines[DIFF_PREVIEW_LINES:]),
+                       rest_lines=max(0, len(lines) - DIFF_PREVIEW_LINES))
 
 
-def preview_view(preview: dict) -> PreviewView:
-    """Shape the upgrades service's preview dict for display. Changed files first, then unchanged ones."""
-    files = []
+def changed_first(files: tuple[FileDiff, ...]) -> list[FileDiff]:
+    """The preview's files in the order the dialog lists them: created, then modified, then unchanged; by path."""
     order = {"created": 0, "modified": 1, "unchanged": 2}
-    for entry in sorted(preview.get("files", []), key=lambda f: (order.get(f["status"], 3), f["path"])):
-        lines = (entry.get("diff") or "").splitlines()
-        files.append(FileView(
-            path=entry["path"], status=entry["status"], added=entry.get("added") or 0,
-            removed=entry.get("removed") or 0, head="\n".join(lines[:DIFF_PREVIEW_LINES]),
-            rest="\n".join(lines[DIFF_PREVIEW_LINES:]), rest_lines=max(0, len(lines) - DIFF_PREVIEW_LINES),
-            agent_truncated=bool(entry.get("truncated")),
-        ))
-    coverage = preview.get("coverage") or {}
-    return PreviewView(
-        instance_slug=preview.get("instance", ""), tag=preview["tag"], from_tag=preview.get("from_tag"),
-        plan_hash=preview["plan_hash"], summary=preview.get("summary") or {}, files=files,
-        missing=list(coverage.get("missing") or []), defaulted=list(coverage.get("defaulted") or []),
-        env_patch_keys=sorted(preview.get("env_patch") or {}), registered=bool(preview.get("registered")),
-    )
+    return sorted(files, key=lambda f: (order.get(f.status, 3), f.path))
 
 
 def register_filters(app) -> None:
@@ -259,3 +229,4 @@ def register_filters(app) -> None:
     app.add_template_filter(kind_label, "kind_label")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_when, "when")
+    app.add_template_filter(diff_excerpt, "excerpt")

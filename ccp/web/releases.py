@@ -10,7 +10,7 @@ from ccp import rules
 from ccp.web import htmx
 from ccp.web.instances import load
 from ccp.web.permissions import requires, ui_actor
-from ccp.web.presenters import preview_view, status_view
+from ccp.web.presenters import changed_first, status_view
 
 bp = Blueprint("releases", __name__, url_prefix="/instances")
 
@@ -45,11 +45,11 @@ def preview(slug: str):
     inst = load(slug)
     tag = request.form.get("tag", "").strip() or None
     try:
-        result = upgrades.preview_release(inst, tag)
+        preview = upgrades.preview_release(inst, tag)
     except upgrades.UpgradeError as exc:
         return _error(inst, exc, tag)
-    return htmx.render("releases/page.html", "releases/_preview.html", inst=inst, preview=preview_view(result),
-                       tag=result["tag"])
+    return htmx.render("releases/page.html", "releases/_preview.html", inst=inst, preview=preview,
+                       files=changed_first(preview.files), tag=preview.tag)
 
 
 @bp.post("/<slug:slug>/release/apply")

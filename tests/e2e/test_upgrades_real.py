@@ -54,22 +54,22 @@ def test_provisioned_tenant_previews_and_applies_v2(app, db, real_tenant, run_wo
     v1_container = t.container()
 
     preview = upgrades.preview_release(inst, "v2")
-    status = {f["path"]: f["status"] for f in preview["files"]}
+    status = {f.path: f.status for f in preview.files}
     assert status == {".env": "modified", "config/app.conf": "modified", "config/motd.txt": "created",
                       "docker-compose.yml": "unchanged"}
-    assert preview["summary"] == {"unchanged": 1, "modified": 2, "created": 1}
-    assert preview["from_tag"] == "v1" and preview["tag"] == "v2" and not preview["registered"]
-    assert preview["set"] == {"name": "e2e-web", "version": "1.0.0"}
-    assert len(preview["plan_hash"]) == 64 and int(preview["plan_hash"], 16) >= 0
-    assert preview["env_patch"] == {} and preview["coverage"]["missing"] == []
-    env_diff = next(f["diff"] for f in preview["files"] if f["path"] == ".env")
+    assert preview.summary == {"unchanged": 1, "modified": 2, "created": 1}
+    assert preview.from_tag == "v1" and preview.tag == "v2" and not preview.registered
+    assert (preview.set_name, preview.set_version) == ("e2e-web", "1.0.0")
+    assert len(preview.plan_hash) == 64 and int(preview.plan_hash, 16) >= 0
+    assert preview.env_patch == {} and preview.coverage["missing"] == []
+    env_diff = next(f.diff for f in preview.files if f.path == ".env")
     assert "-IMAGE_TAG=v1" in env_diff.replace("'", "") or "IMAGE_TAG" in env_diff
     assert t.secret not in repr(preview), "a CCP-held secret leaked into the preview"
-    assert upgrades.preview_release(inst, "v2")["plan_hash"] == preview["plan_hash"], "plan hash not stable"
+    assert upgrades.preview_release(inst, "v2").plan_hash == preview.plan_hash, "plan hash not stable"
     assert t.tree().keys() >= {".env", "config/app.conf", "docker-compose.yml"}
     assert "config/motd.txt" not in t.tree(), "preview wrote a file"
 
-    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="user:e2e")
+    upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="user:e2e")
     assert upgrade.status == "queued" and upgrade.job_id
     run_worker()
     upgrade = _reload(db, upgrade)
@@ -81,7 +81,7 @@ def test_provisioned_tenant_previews_and_applies_v2(app, db, real_tenant, run_wo
     assert t.container() != v1_container, "web was not recreated"
     assert t.image("sidecar") == "127.0.0.1:5055/ccp-test/web:v1", "the pinned sidecar must stay on v1"
     assert db.session.get(Instance, inst.id).image_tag == "v2"
-    assert upgrade.plan_hash == preview["plan_hash"]
+    assert upgrade.plan_hash == preview.plan_hash
 
     # every step recorded with timings; files on disk are exactly the v2 render
     assert [s.name for s in upgrade.steps] == RELEASE_STEPS
@@ -101,7 +101,7 @@ def test_provisioned_tenant_previews_and_applies_v2(app, db, real_tenant, run_wo
 
     # an up-to-date tenant previews as all unchanged
     again = upgrades.preview_release(db.session.get(Instance, inst.id), "v2")
-    assert again["summary"] == {"unchanged": 4, "modified": 0, "created": 0}
+    assert again.summary == {"unchanged": 4, "modified": 0, "created": 0}
 
 
 def test_registered_tenant_env_untouched_except_image_tag(app, db, real_tenant, run_worker):
@@ -110,12 +110,12 @@ def test_registered_tenant_env_untouched_except_image_tag(app, db, real_tenant, 
     assert _container_env(t)["APP_SECRET"] == t.secret  # compose reads the hand-written .env as written
 
     preview = upgrades.preview_release(inst, "v2")
-    assert ".env" not in {f["path"] for f in preview["files"]}
-    assert preview["env_patch"] == {"IMAGE_TAG": "v2"} and preview["registered"]
-    assert preview["coverage"]["missing"] == []
+    assert ".env" not in {f.path for f in preview.files}
+    assert preview.env_patch == {"IMAGE_TAG": "v2"} and preview.registered
+    assert preview.coverage["missing"] == []
     assert t.secret not in repr(preview)
 
-    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="user:e2e")
+    upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="user:e2e")
     run_worker()
     upgrade = _reload(db, upgrade)
     assert upgrade.status == "succeeded", _why(upgrade)
@@ -179,7 +179,7 @@ def test_tenant_changed_after_preview_fails_before_writing(app, db, real_tenant,
     conf.write_text(conf.read_text() + "# tuned by hand on the host after the preview\n")
     tree_before, container_before = t.tree(), t.container()
 
-    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="user:e2e")
+    upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="user:e2e")
     run_worker()
     upgrade = _reload(db, upgrade)
     assert upgrade.status == "failed", _why(upgrade)

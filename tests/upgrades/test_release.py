@@ -18,25 +18,28 @@ def _dir(inst) -> Path:
 
 def test_up_to_date_tenant_previews_all_unchanged(app, tenant):
     preview = upgrades.preview_release(tenant, "v1")
-    assert preview["summary"]["modified"] == 0 and preview["summary"]["created"] == 0
-    assert preview["summary"]["unchanged"] == len(preview["files"]) >= 10
-    assert preview["coverage"]["missing"] == []
+    assert preview.summary["modified"] == 0 and preview.summary["created"] == 0
+    assert preview.summary["unchanged"] == len(preview.files) >= 10
+    assert preview.coverage["missing"] == []
+    assert (preview.instance, preview.from_tag, preview.tag) == (tenant.slug, "v1", "v1")
 
 
 def test_preview_v2_shows_changes_and_masks_env(app, tenant):
     (_dir(tenant) / "nginx" / "conf.d" / "default.conf").unlink()
     preview = upgrades.preview_release(tenant, "v2")
-    status = {f["path"]: f["status"] for f in preview["files"]}
+    status = {f.path: f.status for f in preview.files}
     assert status[".env"] == "modified" and status["nginx/conf.d/default.conf"] == "created"
     assert status["docker-compose.yml"] == "unchanged"
-    env_diff = next(f["diff"] for f in preview["files"] if f["path"] == ".env")
+    assert [f.path for f in preview.files] == sorted(status)
+    env_diff = next(f.diff for f in preview.files if f.path == ".env")
     assert "IMAGE_TAG" in env_diff and CANARY not in str(preview)
-    assert len(preview["plan_hash"]) == 64
-    assert upgrades.preview_release(tenant, "v2")["plan_hash"] == preview["plan_hash"]
+    assert len(preview.plan_hash) == 64
+    assert upgrades.preview_release(tenant, "v2").plan_hash == preview.plan_hash
+    assert upgrades.plan_release(tenant, "v2").plan_hash == preview.plan_hash
 
 
 def test_apply_release_succeeds_and_records_steps(app, tenant, run_worker, db):
-    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    plan = upgrades.preview_release(tenant, "v2").plan_hash
     upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="user:test")
     assert upgrade.status == "queued" and upgrade.job_id
     run_worker()
@@ -56,9 +59,9 @@ def test_registered_tenant_env_patched_in_place(app, tenant_factory, run_worker,
     inst = tenant_factory(registered=True)
     before = (_dir(inst) / ".env").read_text()
     preview = upgrades.preview_release(inst, "v2")
-    assert ".env" not in {f["path"] for f in preview["files"]}
-    assert preview["env_patch"] == {"IMAGE_TAG": "v2"}
-    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="t")
+    assert ".env" not in {f.path for f in preview.files}
+    assert preview.env_patch == {"IMAGE_TAG": "v2"} and preview.registered
+    upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="t")
     run_worker()
     db.session.refresh(upgrade)
     assert upgrade.status == "succeeded", upgrade.error
@@ -85,7 +88,7 @@ def test_plan_stale_at_request_time_is_refused_without_enqueueing(app, tenant, d
     from ccp.extensions import get_queue
     from ccp.models import AuditEvent
 
-    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    plan = upgrades.preview_release(tenant, "v2").plan_hash
     target = _dir(tenant) / "nginx" / "nginx.conf"
     target.write_text(target.read_text() + "# edited by hand\n")
     with pytest.raises(upgrades.PlanStale) as err:
@@ -97,7 +100,7 @@ def test_plan_stale_at_request_time_is_refused_without_enqueueing(app, tenant, d
 
 
 def test_plan_changed_after_the_request_fails_the_job_before_writing(app, tenant, run_worker, db):
-    plan = upgrades.preview_release(tenant, "v2")["plan_hash"]
+    plan = upgrades.preview_release(tenant, "v2").plan_hash
     upgrade = upgrades.start_release(tenant, "v2", plan=plan, actor="t")  # still current: accepted
     target = _dir(tenant) / "nginx" / "nginx.conf"
     target.write_text(target.read_text() + "# edited by hand\n")  # ... and changed before the job runs
@@ -137,7 +140,7 @@ def test_release_through_a_real_agent(app, tenant_factory, run_worker, db, regis
     inst = tenant_factory(registered=registered, driver="remote")
     preview = upgrades.preview_release(inst, "v2")
     assert inst.agent_version and "files.diff" in inst.agent_capabilities
-    upgrade = upgrades.start_release(inst, "v2", plan=preview["plan_hash"], actor="t")
+    upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="t")
     run_worker()
     db.session.refresh(upgrade)
     assert upgrade.status == "succeeded", upgrade.error
