@@ -17,9 +17,10 @@ from ccp.api.errors import ApiError
 from ccp.api.instances import find_instance
 from ccp.drivers import FileDiff
 from ccp.extensions import db
-from ccp.models import Upgrade
+from ccp.models import Upgrade, iso_utc
 from ccp.services import upgrades as svc
 from ccp.services.plan import Preview
+from ccp.services.upgrades import UpgradeStatus
 from ccp.rules import check_tag
 
 PLAN = re.compile(r"^[0-9a-f]{64}$")
@@ -68,14 +69,14 @@ def instance_upgrades(ref: str):
     inst = find_instance(ref)
     page, per_page = page_args()
     stmt = select(Upgrade).filter_by(instance_id=inst.id).order_by(Upgrade.id.desc())
-    return page_of(stmt, page, per_page, svc.upgrade_to_dict)
+    return page_of(stmt, page, per_page, lambda upgrade: upgrade_json(svc.upgrade_status(upgrade)))
 
 
 @bp.get("/upgrades/<id:upgrade_id>")
 @require("read")
 def get_upgrade(upgrade_id: int):
     """One upgrade with its steps and timings."""
-    return svc.upgrade_to_dict(_find_upgrade(upgrade_id))
+    return upgrade_json(svc.upgrade_status(_find_upgrade(upgrade_id)))
 
 
 @bp.post("/upgrades/<id:upgrade_id>/cancel")
@@ -85,7 +86,22 @@ def cancel(upgrade_id: int):
     upgrade = _find_upgrade(upgrade_id)
     reject_unknown(json_body(allow_empty=True), ())
     upgrade = call_service(svc.cancel_upgrade, upgrade, actor=g.actor)
-    return svc.upgrade_to_dict(upgrade)
+    return upgrade_json(svc.upgrade_status(upgrade))
+
+
+def upgrade_json(upgrade: UpgradeStatus) -> dict:
+    """An upgrade with its steps as JSON (timestamps ISO 8601 with their UTC offset)."""
+    return {
+        "id": upgrade.id, "instance": upgrade.instance_slug, "instance_id": upgrade.instance_id,
+        "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
+        "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
+        "cancel_requested": upgrade.cancel_requested,
+        "created_at": iso_utc(upgrade.created_at), "started_at": iso_utc(upgrade.started_at),
+        "finished_at": iso_utc(upgrade.finished_at), "duration_s": upgrade.duration_s,
+        "steps": [{"name": s.name, "status": s.status, "started_at": iso_utc(s.started_at),
+                   "finished_at": iso_utc(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
+                  for s in upgrade.steps],
+    }
 
 
 def preview_json(preview: Preview) -> dict:
@@ -124,7 +140,7 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
 
 def _accepted(upgrade: Upgrade):
     location = url_for("api.get_upgrade", upgrade_id=upgrade.id)
-    return svc.upgrade_to_dict(upgrade), 202, {"Location": location}
+    return upgrade_json(svc.upgrade_status(upgrade)), 202, {"Location": location}
 
 
 def _find_upgrade(upgrade_id: int) -> Upgrade:

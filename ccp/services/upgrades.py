@@ -1,4 +1,4 @@
-"""Upgrades: preview a release, start release/quick/full upgrades as RQ jobs, cancel, serialise.
+"""Upgrades: preview a release, start release/quick/full upgrades as RQ jobs, cancel, and the upgrade read model.
 
 Upgrade statuses: queued, running (active); succeeded, failed, rolled_back, rollback_failed, interrupted, cancelled.
 Release steps in order: render, check_plan, write, env_patch, pull, up, verify (+ restore, rollback_up,
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import current_app
 from rq.job import Job
@@ -17,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
-from ccp.models import ACTIVE_STATUSES, Upgrade, UpgradeStep, iso_utc, utcnow
+from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
 from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
@@ -179,19 +181,67 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
     raise NotCancellable(f"upgrade {upgrade.id} is already {upgrade.status}")
 
 
-def upgrade_to_dict(upgrade: Upgrade) -> dict:
-    """The API/UI view of an upgrade with its steps (no secrets: output tails are masked when recorded)."""
-    return {
-        "id": upgrade.id, "instance": upgrade.instance.slug, "instance_id": upgrade.instance_id,
-        "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
-        "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
-        "cancel_requested": upgrade.cancel_requested,
-        "created_at": iso_utc(upgrade.created_at), "started_at": iso_utc(upgrade.started_at),
-        "finished_at": iso_utc(upgrade.finished_at), "duration_s": upgrade.duration_s,
-        "steps": [{"name": s.name, "status": s.status, "started_at": iso_utc(s.started_at),
-                   "finished_at": iso_utc(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
-                  for s in upgrade.steps],
-    }
+@dataclass(frozen=True)
+class StepStatus:
+    """One recorded step of an upgrade."""
+
+    name: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_tail: str | None  # masked when recorded: no secrets
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the step took (None until finished)."""
+        return _seconds(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class UpgradeStatus:
+    """The one read model of an upgrade and its steps: what the API returns and the status widget shows.
+
+    Plain values (no ORM object, no secrets); naive datetimes (SQLite) are UTC."""
+
+    id: int
+    kind: str
+    status: str
+    from_tag: str | None
+    to_tag: str | None
+    plan_hash: str | None
+    actor: str
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    instance_slug: str
+    instance_name: str
+    steps: tuple[StepStatus, ...] = ()
+    # None only where a lean read does not select it (ccp.web.upgrades' polled query, until it reads this model);
+    # left out of equality so both reads of one upgrade compare equal.
+    instance_id: int | None = field(default=None, compare=False)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish (None until both are known)."""
+        return _seconds(self.started_at, self.finished_at)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def upgrade_status(upgrade: Upgrade) -> UpgradeStatus:
+    """The read model of an upgrade (reads its instance and steps)."""
+    return UpgradeStatus(
+        id=upgrade.id, kind=upgrade.kind, status=upgrade.status, from_tag=upgrade.from_tag, to_tag=upgrade.to_tag,
+        plan_hash=upgrade.plan_hash, actor=upgrade.actor, error=upgrade.error,
+        cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
+        started_at=upgrade.started_at, finished_at=upgrade.finished_at, instance_id=upgrade.instance_id,
+        instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name,
+        steps=tuple(StepStatus(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps),
+    )
 
 
 def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
@@ -272,6 +322,12 @@ def _cancel_job(job_id: str | None) -> None:
         Job.fetch(job_id, connection=get_redis()).cancel()
     except Exception:  # noqa: BLE001 - the job may already be gone; the DB row is the truth
         log.info("job %s could not be cancelled in RQ (already gone)", job_id)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (as_utc(end) - as_utc(start)).total_seconds()
 
 
 def _settings():

@@ -3,12 +3,12 @@ widget's step progress, and how the release preview lists its files (changed fir
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from ccp.drivers import FileDiff
-from ccp.models import FINAL_STATUSES, Upgrade
-from ccp.services import upgrades as upgrade_service
+from ccp.models import Upgrade
+from ccp.services.upgrades import STEPS_BY_KIND, StepStatus, UpgradeStatus, upgrade_status
 
 STATUS_LABELS = {
     "queued": "Queued",
@@ -49,8 +49,6 @@ ACTIONS = (
            "releases.modal"),
 )
 
-# The steps each kind goes through (the upgrades service owns the list), so the bar shows what is still to come.
-EXPECTED_STEPS: dict[str, tuple[str, ...]] = dict(getattr(upgrade_service, "STEPS_BY_KIND", {}))
 STEP_LABELS = {
     "render": "Render", "check_plan": "Check plan", "write": "Write files", "env_patch": "Patch .env",
     "pull": "Pull images", "up": "Start", "verify": "Verify", "script": "upgrade.sh", "restore": "Restore files",
@@ -92,23 +90,10 @@ def format_when(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
-    """Seconds from `start` to `end` (None unless both are known); naive datetimes (SQLite) are UTC."""
-    if start is None or end is None:
-        return None
-    return (_utc(end) - _utc(start)).total_seconds()
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 @dataclass(frozen=True)
 class UpgradeSummary:
-    """What the status widget and the upgrade page show of one upgrade: plain values, no ORM object, no secrets.
-
-    Built from an ORM `Upgrade` (pages that already hold one) or from the columns of one lean query (the polled
-    widget), so both paths render the same markup."""
+    """The polled query's upgrade columns (ccp.web.upgrades): the read model's fields without its steps and
+    instance id. Transitional: once that query builds ccp.services.upgrades.UpgradeStatus itself, this goes."""
 
     id: int
     kind: str
@@ -125,20 +110,8 @@ class UpgradeSummary:
     instance_slug: str
     instance_name: str
 
-    @property
-    def duration_s(self) -> float | None:
-        return seconds_between(self.started_at, self.finished_at)
 
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One recorded step as stored (the widget needs no more of it)."""
-
-    name: str
-    status: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    output_tail: str | None
+StepRecord = StepStatus  # the polled query's step columns (see UpgradeSummary)
 
 
 @dataclass
@@ -154,7 +127,7 @@ class StepView:
 class StatusView:
     """Everything the self-replacing status widget shows for one upgrade."""
 
-    upgrade: UpgradeSummary
+    upgrade: UpgradeStatus
     final: bool
     steps: list[StepView] = field(default_factory=list)
     done: int = 0
@@ -163,32 +136,24 @@ class StatusView:
     notice: str | None = None  # why the last action on it was refused (e.g. cancel after it ended)
 
 
-def summarize(upgrade: Upgrade) -> UpgradeSummary:
-    """The widget's values of an ORM upgrade (reads its instance)."""
-    return UpgradeSummary(
-        id=upgrade.id, kind=upgrade.kind, status=upgrade.status, from_tag=upgrade.from_tag, to_tag=upgrade.to_tag,
-        plan_hash=upgrade.plan_hash, actor=upgrade.actor, error=upgrade.error,
-        cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
-        started_at=upgrade.started_at, finished_at=upgrade.finished_at,
-        instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name,
-    )
-
-
 def status_view(upgrade: Upgrade) -> StatusView:
     """The widget for an ORM upgrade with its steps (see build_status_view)."""
-    steps = [StepRecord(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps]
-    return build_status_view(summarize(upgrade), steps)
+    return build_status_view(upgrade_status(upgrade))
 
 
-def build_status_view(upgrade: UpgradeSummary, records: list[StepRecord]) -> StatusView:
-    """Merge recorded steps (in order) with the ones still expected; pick the step whose output tail is worth
-    showing: the running one, else the first failed one, else (while active) the next pending one."""
-    final = upgrade.status in FINAL_STATUSES
-    steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status,
-                      format_duration(seconds_between(r.started_at, r.finished_at)), r.output_tail) for r in records]
+def build_status_view(upgrade: UpgradeStatus | UpgradeSummary, records: list[StepStatus] | None = None) -> StatusView:
+    """Merge the recorded steps (in order) with the ones still expected; pick the step whose output tail is worth
+    showing: the running one, else the first failed one, else (while active) the next pending one.
+
+    `records` come with an UpgradeSummary (the polled query's rows); an UpgradeStatus carries its own steps."""
+    if records is not None:
+        upgrade = UpgradeStatus(**asdict(upgrade), steps=tuple(records))
+    final = upgrade.final
+    steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status, format_duration(r.duration_s),
+                      r.output_tail) for r in upgrade.steps]
     seen = {s.name for s in steps}
-    if not final:
-        steps += [StepView(n, STEP_LABELS.get(n, n), "pending", "") for n in EXPECTED_STEPS.get(upgrade.kind, ())
+    if not final:  # the steps still to come, so the bar shows them
+        steps += [StepView(n, STEP_LABELS.get(n, n), "pending", "") for n in STEPS_BY_KIND.get(upgrade.kind, ())
                   if n not in seen]
     view = StatusView(upgrade=upgrade, final=final, steps=steps,
                       done=sum(1 for s in steps if s.status in ("succeeded", "skipped")))

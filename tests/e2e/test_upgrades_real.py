@@ -22,6 +22,7 @@ import pytest
 from tests.e2e import upgrade_helpers as uh
 from rq.job import Job
 
+from ccp.api.upgrades import upgrade_json
 from ccp.extensions import get_queue, get_redis
 from ccp.models import AuditEvent, Instance, Upgrade
 from ccp.services import upgrades
@@ -85,7 +86,7 @@ def test_provisioned_tenant_previews_and_applies_v2(app, db, real_tenant, run_wo
 
     # every step recorded with timings; files on disk are exactly the v2 render
     assert [s.name for s in upgrade.steps] == RELEASE_STEPS
-    d = upgrades.upgrade_to_dict(upgrade)
+    d = upgrade_json(upgrades.upgrade_status(upgrade))  # what the API answers
     for step in d["steps"]:
         if step["name"] == "env_patch":
             assert step["status"] == "skipped" and "provisioned" in step["output_tail"]

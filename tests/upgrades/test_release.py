@@ -191,6 +191,11 @@ def test_upgrade_timestamps_carry_utc_offset(app, tenant, run_worker, db):
     upgrade = upgrades.start_release(tenant, "v2", actor="t")
     run_worker()
     db.session.refresh(upgrade)
-    data = upgrades.upgrade_to_dict(upgrade)
+    from ccp.api.upgrades import upgrade_json
+
+    status = upgrades.upgrade_status(upgrade)
+    assert status.final and status.duration_s is not None and status.instance_id == upgrade.instance_id
+    assert [s.name for s in status.steps] == [s.name for s in upgrade.steps]
+    data = upgrade_json(status)
     for key in ("created_at", "started_at", "finished_at"):
         assert data[key].endswith("+00:00"), (key, data[key])
