@@ -9,7 +9,7 @@ from ccp.api.auth import require
 from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
-from ccp.models import Rollout
+from ccp.models import Rollout, iso_utc
 from ccp.services import rollouts as svc
 
 FIELDS = ("tag", "instances", "canary", "waveSize")
@@ -28,14 +28,14 @@ def start_rollout():
 def list_rollouts():
     """Rollouts, newest first, paginated."""
     page, per_page = page_args()
-    return page_of(select(Rollout).order_by(Rollout.id.desc()), page, per_page, svc.rollout_to_dict)
+    return page_of(select(Rollout).order_by(Rollout.id.desc()), page, per_page, rollout_json)
 
 
 @bp.get("/rollouts/<id:rollout_id>")
 @require("read")
 def get_rollout(rollout_id: int):
     """One rollout: its waves, each tenant's upgrade and status, and why it halted."""
-    return svc.rollout_to_dict(_find(rollout_id))
+    return rollout_json(_find(rollout_id))
 
 
 @bp.post("/rollouts/<id:rollout_id>/cancel")
@@ -45,7 +45,20 @@ def cancel_rollout(rollout_id: int):
     rollout = _find(rollout_id)
     reject_unknown(json_body(allow_empty=True), ())
     call_service(svc.cancel_rollout, rollout, actor=g.actor)
-    return svc.rollout_to_dict(rollout)
+    return rollout_json(rollout)
+
+
+def rollout_json(rollout: Rollout) -> dict:
+    """A rollout as JSON: its waves with each tenant's upgrade id and status (a deleted tenant is "#<id> (deleted)")."""
+    waves = [{"number": wave.number, "status": wave.status, "started_at": wave.started_at,
+              "finished_at": wave.finished_at,
+              "tenants": [{"instance": t.label, "upgrade_id": t.upgrade_id, "status": t.status, "error": t.error}
+                          for t in wave.tenants]}
+             for wave in svc.rollout_waves(rollout)]
+    return {"id": rollout.id, "tag": rollout.tag, "status": rollout.status, "source": rollout.source,
+            "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
+            "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
+            "skipped": list(rollout.skipped), "waves": waves}
 
 
 def _start(data: dict, *, actor: str, source: str) -> Rollout:
@@ -55,7 +68,7 @@ def _start(data: dict, *, actor: str, source: str) -> Rollout:
 
 
 def _accepted(rollout: Rollout):
-    return svc.rollout_to_dict(rollout), 202, {"Location": url_for("api.get_rollout", rollout_id=rollout.id)}
+    return rollout_json(rollout), 202, {"Location": url_for("api.get_rollout", rollout_id=rollout.id)}
 
 
 def _find(rollout_id: int) -> Rollout:

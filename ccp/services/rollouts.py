@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -155,28 +156,56 @@ def nudge_stalled() -> list[int]:
     return nudged
 
 
-def rollout_to_dict(rollout: Rollout) -> dict:
-    """The API view of a rollout: its waves with each tenant's upgrade id and status."""
+@dataclass(frozen=True)
+class TenantProgress:
+    """One tenant of a wave: its upgrade's status, or `not_started` / `could_not_start` (with why) without one."""
+
+    instance_id: int
+    slug: str | None  # None once the instance was deleted
+    deleted: bool
+    upgrade_id: int | None
+    status: str
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        """The slug, or "#<id> (deleted)"."""
+        return f"#{self.instance_id} (deleted)" if self.deleted else self.slug
+
+
+@dataclass(frozen=True)
+class WaveProgress:
+    """One wave of a rollout: its status (pending, running, succeeded, failed), when it ran, its tenants."""
+
+    number: int  # from 1; wave 1 is the canary
+    status: str
+    started_at: str | None  # ISO 8601, as recorded
+    finished_at: str | None
+    tenants: tuple[TenantProgress, ...]
+
+
+def rollout_waves(rollout: Rollout) -> tuple[WaveProgress, ...]:
+    """A rollout's waves with each tenant's upgrade and status (two queries, however many tenants)."""
     upgrades = {u.instance_id: u for u in db.session.execute(
         select(Upgrade).where(Upgrade.rollout_id == rollout.id).order_by(Upgrade.id)).scalars()}
     wanted = {iid for wave in rollout.waves for iid in wave["instances"]}
     slugs = dict(db.session.execute(select(Instance.id, Instance.slug).where(Instance.id.in_(wanted))).all())
-    waves = []
-    for number, wave in enumerate(rollout.waves, 1):
-        tenants = []
-        for iid in wave["instances"]:
-            slug = slugs.get(iid, f"#{iid} (deleted)")
-            upgrade = upgrades.get(iid)
-            tenants.append({"instance": slug, "upgrade_id": upgrade.id if upgrade else None,
-                            "status": upgrade.status if upgrade else ("not_started" if slug not in wave["errors"]
-                                                                      else "could_not_start"),
-                            "error": (upgrade.error if upgrade else wave["errors"].get(slug))})
-        waves.append({"number": number, "status": wave["status"], "started_at": wave.get("started_at"),
-                      "finished_at": wave.get("finished_at"), "tenants": tenants})
-    return {"id": rollout.id, "tag": rollout.tag, "status": rollout.status, "source": rollout.source,
-            "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
-            "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
-            "skipped": list(rollout.skipped), "waves": waves}
+    return tuple(WaveProgress(number=number, status=wave["status"], started_at=wave.get("started_at"),
+                              finished_at=wave.get("finished_at"),
+                              tenants=tuple(_tenant(iid, slugs.get(iid), upgrades.get(iid), wave["errors"])
+                                            for iid in wave["instances"]))
+                 for number, wave in enumerate(rollout.waves, 1))
+
+
+def _tenant(instance_id: int, slug: str | None, upgrade: Upgrade | None, errors: dict[str, str]) -> TenantProgress:
+    if upgrade is not None:
+        status, error = upgrade.status, upgrade.error
+    elif slug is not None and slug in errors:
+        status, error = "could_not_start", errors[slug]
+    else:
+        status, error = "not_started", None
+    return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None,
+                          upgrade_id=upgrade.id if upgrade else None, status=status, error=error)
 
 
 def _checked(tag, canary, wave_size) -> tuple[str, int, int]:

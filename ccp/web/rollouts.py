@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from ccp.extensions import db
 from ccp.models import Instance, Rollout, Upgrade
 from ccp.services.rollouts import (
-    RolloutConflict, RolloutInvalid, RolloutNotCancellable, cancel_rollout, rollout_to_dict, start_rollout,
+    RolloutConflict, RolloutInvalid, RolloutNotCancellable, TenantProgress, cancel_rollout, rollout_waves,
+    start_rollout,
 )
 from ccp.services.upgrades import UpgradeError
 from ccp.web import htmx
@@ -78,19 +79,10 @@ class RolloutSummary:
 
 
 @dataclass(frozen=True)
-class TenantRow:
-    slug: str
-    exists: bool  # False once the instance was deleted (no page to link to)
-    upgrade_id: int | None
-    status: str
-    error: str | None
-
-
-@dataclass(frozen=True)
 class WaveView:
     number: int
     status: str
-    tenants: tuple[TenantRow, ...]
+    tenants: tuple[TenantProgress, ...]
 
     @property
     def canary(self) -> bool:
@@ -127,16 +119,13 @@ def summaries(rollouts: list[Rollout]) -> list[RolloutSummary]:
 
 def rollout_view(rollout: Rollout, notice: str | None = None) -> RolloutView:
     """The progress of one rollout, from the service's own view of it (its waves with each tenant's upgrade)."""
-    data = rollout_to_dict(rollout)
     final = rollout.status != "running"
     waves = [WaveView(
-        number=wave["number"],
+        number=wave.number,
         # a wave that will never start now says so, rather than "pending"
-        status="not_started" if final and wave["status"] == "pending" else wave["status"],
-        tenants=tuple(TenantRow(slug=t["instance"], exists=not t["instance"].startswith("#"),  # "#7 (deleted)"
-                                upgrade_id=t["upgrade_id"], status=t["status"], error=t["error"])
-                      for t in wave["tenants"]),
-    ) for wave in data["waves"]]
+        status="not_started" if final and wave.status == "pending" else wave.status,
+        tenants=wave.tenants,
+    ) for wave in rollout_waves(rollout)]
     upgraded = sum(1 for wave in waves for t in wave.tenants if t.status == "succeeded")
     return RolloutView(rollout=summarize(rollout, upgraded), waves=waves, notice=notice)
 

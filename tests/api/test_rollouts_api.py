@@ -68,3 +68,17 @@ def test_rollout_with_every_tenant_skipped_finishes_when_it_is_created(app, db, 
     body = api("POST", "/api/rollouts", make_token("operate"), json={"tag": "v2"}).get_json()
     assert body["status"] == "succeeded" and body["skipped"] == ["on-v2"] and body["waves"] == []
     assert body["finished_at"] >= body["created_at"]
+
+
+def test_a_deleted_tenant_is_named_by_its_id(app, db, api, make_token, tenant_factory, run_worker):
+    tenant_factory(slug="gone-a")
+    gone = tenant_factory(slug="gone-b")
+    op, admin = make_token("operate"), make_token("admin")
+    started = api("POST", "/api/rollouts", op, json={"tag": "v2", "waveSize": 1}).get_json()
+    assert api("DELETE", f"/api/instances/{gone.id}", admin).status_code == 204
+    run_worker()
+    db.session.expire_all()
+    body = api("GET", f"/api/rollouts/{started['id']}", op).get_json()
+    assert body["status"] == "halted"
+    assert body["waves"][1]["tenants"] == [{"instance": f"#{gone.id} (deleted)", "upgrade_id": None,
+                                            "status": "not_started", "error": None}]

@@ -36,8 +36,10 @@ def test_waves_run_in_order_and_tenants_on_the_tag_are_skipped(app, db, tenant_f
     for inst in (a, b, c, done):
         db.session.refresh(inst)
         assert inst.image_tag == "v2"
-    view = rollouts.rollout_to_dict(rollout)
-    assert [[t["instance"] for t in w["tenants"]] for w in view["waves"]] == [["wave-a"], ["wave-b", "wave-c"]]
+    waves = rollouts.rollout_waves(rollout)
+    assert [[t.slug for t in w.tenants] for w in waves] == [["wave-a"], ["wave-b", "wave-c"]]
+    assert [w.number for w in waves] == [1, 2] and all(w.started_at and w.finished_at for w in waves)
+    assert all(t.upgrade_id == ups[t.slug].id and not t.deleted for w in waves for t in w.tenants)
 
 
 def test_a_failed_canary_halts_and_leaves_the_rest_untouched(app, db, tenant_factory, run_worker):
@@ -63,8 +65,9 @@ def test_a_tenant_that_cannot_start_fails_its_wave_after_the_others_finish(app, 
     assert "mix-dead could not start" in rollout.error and "127.0.0.1:9" in rollout.error
     ups = _upgrades(db, rollout)
     assert ups["mix-a"].status == "succeeded" and "mix-dead" not in ups and "mix-z" not in ups
-    tenants = rollouts.rollout_to_dict(rollout)["waves"][0]["tenants"]
-    assert {t["instance"]: t["status"] for t in tenants} == {"mix-a": "succeeded", "mix-dead": "could_not_start"}
+    tenants = rollouts.rollout_waves(rollout)[0].tenants
+    assert {t.slug: t.status for t in tenants} == {"mix-a": "succeeded", "mix-dead": "could_not_start"}
+    assert "127.0.0.1:9" in tenants[1].error and tenants[1].upgrade_id is None
     assert dead.image_tag == "v1"
 
 
@@ -124,3 +127,22 @@ def test_housekeeping_moves_on_a_rollout_whose_event_was_lost(app, db, tenant_fa
     run_worker()
     db.session.refresh(rollout)
     assert rollout.status == "succeeded"
+
+
+def test_a_tenant_deleted_before_its_wave_is_flagged_deleted_and_halts_the_rollout(app, db, tenant_factory,
+                                                                                  run_worker):
+    from ccp.services.instances import delete_instance
+
+    tenant_factory(slug="del-a")
+    gone = tenant_factory(slug="del-b")
+    gone_id = gone.id
+    rollout = rollouts.start_rollout("v2", canary=1, wave_size=1, actor="user:ann")
+    delete_instance(gone, actor="user:ann")
+    run_worker()
+    db.session.refresh(rollout)
+    assert rollout.status == "halted" and f"#{gone_id} could not start" in rollout.error
+    first, second = rollouts.rollout_waves(rollout)
+    assert [t.deleted for t in first.tenants] == [False] and first.tenants[0].label == "del-a"
+    (tenant,) = second.tenants
+    assert tenant.deleted and tenant.slug is None and tenant.instance_id == gone_id
+    assert tenant.label == f"#{gone_id} (deleted)" and tenant.status == "not_started" and tenant.upgrade_id is None

@@ -195,6 +195,22 @@ def test_halted_rollout_shows_why(db, client, login, post, tenant_factory, run_w
     assert "0 of 2 tenants upgraded" in client.get("/rollouts").get_data(as_text=True)
 
 
+def test_a_deleted_tenant_is_shown_by_id_without_a_link(db, client, login, post, tenant_factory, run_worker):
+    from ccp.services.instances import delete_instance
+
+    tenant_factory(slug="del-a")
+    gone = tenant_factory(slug="del-b")
+    gone_id = gone.id
+    login("operator")
+    rid = int(_start(post, waveSize="1").headers["HX-Redirect"].rsplit("/", 1)[1])
+    delete_instance(gone, actor="test")
+    run_worker()
+    db.session.expire_all()
+    body = client.get(f"/rollouts/{rid}/progress", headers=HX).get_data(as_text=True)
+    assert f"<td>#{gone_id} (deleted)</td>" in body and 'href="/instances/del-a"' in body
+    assert "/instances/del-b" not in body
+
+
 def test_skipped_tenants_are_listed(db, client, login, post, tenant_factory):
     tenant_factory(slug="skip-a", tag="v2")
     login("operator")
