@@ -8,6 +8,7 @@ is opt-in for the demo.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -46,8 +47,9 @@ def seed_demo_tenants(app) -> list[str]:
                    for slug, _, _ in DEMO_TENANTS},
         state_dir=settings.instance_dir / "demo-agent", compose_command=None if docker else dry_run_command(),
     )
+    kept = _KeptSecrets(settings.instance_dir / "demo-secrets.json")
     for slug, _name, registered in DEMO_TENANTS:
-        _ensure_install_dir(hosts_dir / slug, slug, registered)
+        _ensure_install_dir(hosts_dir / slug, slug, registered, None if registered else kept.get(slug))
     handle = start_agent_in_thread(config.validate())
     _agents.append(handle)
     for slug, name, registered in DEMO_TENANTS:
@@ -56,7 +58,7 @@ def seed_demo_tenants(app) -> list[str]:
         if inst is None:
             create_instance({"slug": slug, "name": name, "domain": f"{slug}.demo.test", "driver": "remote",
                              "compose_project": f"demo{slug}", "is_registered": registered, "image_tag": "v1",
-                             "secrets": None if registered else _demo_secrets(), **data}, actor="system:demo")
+                             "secrets": None if registered else kept.get(slug), **data}, actor="system:demo")
         else:
             update_instance(inst, data, actor="system:demo")
     runtime = "real Docker" if docker else "dry-run runtime (no containers are changed; try tag 'broken')"
@@ -78,13 +80,27 @@ def _docker_available() -> bool:
         return False
 
 
-def _demo_secrets() -> dict[str, str]:
-    from ccp.rendering.sets import load_template_set
+class _KeptSecrets:
+    """Each provisioned demo tenant's secrets, made once and kept (0600) in the instance folder, so the values CCP
+    holds and the ones rendered on the demo host agree across restarts: a preview then shows no secret change."""
 
-    return {key: secrets.token_urlsafe(18) for key in sorted(load_template_set("default").secret_keys)}
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values: dict[str, dict[str, str]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, slug: str) -> dict[str, str]:
+        if slug not in self.values:
+            from ccp.rendering.sets import load_template_set
+
+            self.values[slug] = {key: secrets.token_urlsafe(18)
+                                 for key in sorted(load_template_set("default").secret_keys)}
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.values, fh)
+        return self.values[slug]
 
 
-def _ensure_install_dir(path: Path, slug: str, registered: bool) -> None:
+def _ensure_install_dir(path: Path, slug: str, registered: bool, held: dict[str, str] | None) -> None:
     """Render the default set at v1 into a new install dir (a registered tenant gets its own .env)."""
     if path.exists():
         return
@@ -94,7 +110,7 @@ def _ensure_install_dir(path: Path, slug: str, registered: bool) -> None:
     fake = SimpleNamespace(slug=slug, name=slug, domain=f"{slug}.demo.test", is_registered=registered,
                            image_tag="v1", template_set="default", vars={}, compose_project=f"demo{slug}",
                            health_urls=[])
-    result = render_instance(fake, "v1", secrets=None if registered else _demo_secrets())
+    result = render_instance(fake, "v1", secrets=held)
     for rel, content in result.files.items():
         target = path / rel
         target.parent.mkdir(parents=True, exist_ok=True)
