@@ -137,14 +137,17 @@ def _region_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode
 
 
 def _merge(ops: list[Opcode]) -> list[Opcode]:
-    """Merge adjacent opcodes of the same tag (difflib's grouping expects maximal runs)."""
+    """Merge adjacent opcodes into maximal runs (difflib's grouping expects them): runs of one tag become one, and
+    touching inserts and deletes (the LCS engine emits an insert *before* the delete it replaces) become one
+    "replace", which is printed the `diff -u` way: every removed line, then every added line."""
     out: list[Opcode] = []
     for op in ops:
         if op[1] == op[2] and op[3] == op[4]:
             continue
-        if out and out[-1][0] == op[0]:
+        if out and (out[-1][0] == op[0] or (out[-1][0] != "equal" and op[0] != "equal")):
             t, i1, _, j1, _ = out[-1]
-            out[-1] = (t, i1, op[2], j1, op[4])
+            tag = t if t == op[0] else "replace"
+            out[-1] = (tag, i1, op[2], j1, op[4])
         else:
             out.append(op)
     return out

@@ -1,9 +1,12 @@
 """Diff correctness: GNU patch applied to the old file with our diff reproduces the new file."""
 import random
+from itertools import pairwise
 import shutil
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccp.hostops import diff as diffmod
 from ccp.hostops.diff import split_lines, unified_diff
@@ -115,3 +118,13 @@ def test_show_lines_replace_printed_text_only():
 def test_split_lines_only_on_lf():
     assert split_lines("a\r\nb\x0bc\u2028d\n") == (["a\r", "b\x0bc\u2028d"], True)
     assert split_lines("")[0] == []
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(old=st.lists(st.sampled_from("abcdef"), max_size=30), new=st.lists(st.sampled_from("abcdef"), max_size=30))
+def test_removed_lines_come_before_added_lines_like_diff_u(old, new):
+    """Within a change, `diff -u`, git and GitHub print every - line before the + lines that replace them."""
+    text = unified_diff("".join(f"{x}\n" for x in old), "".join(f"{x}\n" for x in new), old_label="a",
+                        new_label="b").text
+    body = [line for line in text.split("\n")[2:] if line and not line.startswith("@@")]
+    assert not any(prev.startswith("+") and line.startswith("-") for prev, line in pairwise(body))
