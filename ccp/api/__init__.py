@@ -4,14 +4,14 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the JSON error handlers and the API, health and metrics blueprints (CSRF-exempt: bearer tokens)."""
+    """Register the API, health and metrics blueprints (each answers its errors in the JSON shape: ccp.api.errors;
+    CSRF-exempt: bearer tokens)."""
     from ccp.api import (  # noqa: F401
-        audit, errors, health, instances, metrics, openapi, rollouts, upgrades, webhooks,
+        audit, health, instances, metrics, openapi, rollouts, upgrades, webhooks,
     )
     from ccp.api.base import bp
     from ccp.extensions import csrf
 
-    errors.init_app(app)
     csrf.exempt(bp)
     csrf.exempt(metrics.bp)
     app.register_blueprint(health.bp)

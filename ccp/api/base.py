@@ -6,10 +6,12 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ccp import rules
+from ccp.api import errors
 from ccp.api.errors import ApiError
 from ccp.bodies import parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+errors.register(bp)
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -59,19 +61,6 @@ def json_body(*, allow_empty: bool = False) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the request body must be a JSON object")
     return data
-
-
-def call_service(fn, *args, **kwargs):
-    """Call a service function (upgrades, rollouts), turning its UpgradeError into the API error shape; the
-    session is rolled back first, so nothing half-done is committed by a later call."""
-    from ccp.extensions import db
-    from ccp.services.upgrades import UpgradeError
-
-    try:
-        return fn(*args, **kwargs)
-    except UpgradeError as exc:
-        db.session.rollback()
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
 
 
 def reject_unknown(data: dict, allowed) -> None:

@@ -1,18 +1,22 @@
-"""One error shape for every JSON surface: {"error": {"code", "message", "details"}}.
+"""The JSON error shape of /api, /metrics and /healthz: {"error": {"code", "message", "details"}}.
 
-The choice between a JSON and an HTML error is made here and only here (`wants_json`): requests under /api, /metrics
-and /healthz get JSON, everything else keeps Werkzeug's HTML page. This covers errors raised by views, by routing
-(404/405 for unknown paths or methods under /api), by body parsing (malformed JSON, 413) and by the auth decorator.
+Each JSON blueprint (api, metrics, health) answers its views' errors here (`register`): a ServiceError as it is (the
+services' refusals and the API's own ApiError), Werkzeug's HTTP errors with a short code, anything else as a 500
+that never echoes the exception. Errors raised before a blueprint is known - no route matches (404, 405), or a body
+over the limit on such a path (413) - reach the app's handlers (ccp.web.errors), which answer these paths with
+`http_error` too (`wants_json`), as microblog's app/errors does for its API.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException, default_exceptions
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from ccp.bodies import BodyTooLarge
+from ccp.extensions import db
+from ccp.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +30,20 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An API request cannot be served; rendered as the JSON error shape with `status`."""
+class ApiError(ServiceError):
+    """A request the API itself refuses (authentication, body, query, lookups); `headers` go on the answer."""
 
     def __init__(self, status: int, code: str, message: str, details: dict | None = None,
                  headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
+        super().__init__(message, details, status=status, code=code)
         self.headers = headers or {}
+
+
+def register(blueprint: Blueprint) -> None:
+    """Answer every error of `blueprint`'s views in the JSON shape."""
+    blueprint.register_error_handler(ServiceError, service_error)
+    blueprint.register_error_handler(HTTPException, http_error)
+    blueprint.register_error_handler(Exception, internal_error)
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
@@ -55,40 +62,14 @@ def wants_json() -> bool:
     return path == "/api" or any(path.startswith(p) for p in JSON_PREFIXES)
 
 
-def init_app(app: Flask) -> None:
-    """Install the app-wide handlers that turn errors on JSON surfaces into the JSON error shape."""
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-
-    def _http_error(exc: HTTPException):
-        if wants_json():
-            return json_http_error(exc)
-        html = html_handlers.get(exc.code)
-        return html(exc) if html is not None else exc  # the UI's page for this code, else Werkzeug's
-
-    # Flask prefers a handler registered for a status code over one for the HTTPException class, so the UI's
-    # code handlers (403/404/405...) would answer /api paths with HTML. Take over every code here and hand
-    # non-JSON requests back to the UI's handler: the JSON-or-HTML choice stays in this one function.
-    codes = app.error_handler_spec.setdefault(None, {})
-    html_handlers = {code: handlers[default_exceptions[code]] for code, handlers in codes.items()
-                     if code in default_exceptions and default_exceptions[code] in handlers}
-    for code in set(_HTTP_CODES) | set(html_handlers):
-        app.register_error_handler(code, _http_error)
-    app.register_error_handler(HTTPException, _http_error)
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        if isinstance(exc, HTTPException) or not wants_json():
-            raise exc  # HTML surfaces: Flask's own handling (propagates in tests, 500 page in production)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        # Never echo the exception text: it could hold values we must not show a client.
-        return error_response(500, "internal_error", "internal error (see the server log)")
+def service_error(exc: ServiceError):
+    """A refusal as the JSON shape; the session is rolled back first, so nothing half-done is committed later."""
+    db.session.rollback()
+    return error_response(exc.status, exc.code, exc.message, exc.details, getattr(exc, "headers", None))
 
 
-def json_http_error(exc: HTTPException):
-    """A Werkzeug HTTP error as the JSON error shape (Allow header kept on 405)."""
+def http_error(exc: HTTPException):
+    """A Werkzeug HTTP error as the JSON shape (Allow header kept on 405)."""
     status = exc.code or 500
     headers, details = {}, {}
     if status == 405 and getattr(exc, "valid_methods", None):
@@ -96,6 +77,12 @@ def json_http_error(exc: HTTPException):
     if isinstance(exc, BodyTooLarge):
         details = {"limit": exc.limit}
     return error_response(status, _HTTP_CODES.get(status, "http_error"), _message_for(exc), details, headers)
+
+
+def internal_error(exc: Exception):
+    """An unexpected error: logged with its traceback, answered 500 without its text (it could hold a secret)."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "internal error (see the server log)")
 
 
 def _message_for(exc: HTTPException) -> str:

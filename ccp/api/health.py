@@ -7,9 +7,11 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
+from ccp.api import errors
 from ccp.extensions import db, get_redis
 
 bp = Blueprint("health", __name__)
+errors.register(bp)
 log = logging.getLogger(__name__)
 
 

@@ -11,7 +11,7 @@ from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp import rules
 from ccp.models import ACTIVE_STATUSES, Instance, Upgrade, iso_utc
-from ccp.services.instances import EDITABLE, InstanceError, create_instance, delete_instance, update_instance
+from ccp.services.instances import EDITABLE, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
 CREATABLE = ("slug", *WRITABLE)
@@ -71,11 +71,7 @@ def get_instance(ref: str):
 @require("admin")
 def create():
     """Create an instance; 422 with per-field details when invalid (nothing saved)."""
-    data = _checked(json_body(), CREATABLE)
-    try:
-        inst = create_instance(data, actor=g.actor)
-    except InstanceError as exc:
-        raise ApiError(422, "validation_failed", "the instance is not valid", exc.errors) from None
+    inst = create_instance(_checked(json_body(), CREATABLE), actor=g.actor)
     return instance_to_dict(inst), 201, {"Location": url_for("api.get_instance", ref=inst.id)}
 
 
@@ -84,12 +80,7 @@ def create():
 def update(ref: str):
     """Change some fields of an instance; 422 with per-field details when invalid (nothing changed)."""
     inst = find_instance(ref)
-    data = _checked(json_body(), WRITABLE)
-    try:
-        update_instance(inst, data, actor=g.actor)
-    except InstanceError as exc:
-        db.session.rollback()
-        raise ApiError(422, "validation_failed", "the change is not valid", exc.errors) from None
+    update_instance(inst, _checked(json_body(), WRITABLE), actor=g.actor)
     return instance_to_dict(inst)
 
 

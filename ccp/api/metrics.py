@@ -9,10 +9,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ccp.api import errors
 from ccp.api.auth import require
 from ccp.services.metrics import render_metrics
 
 bp = Blueprint("metrics", __name__)
+errors.register(bp)
 
 
 @bp.get("/metrics")

@@ -6,7 +6,7 @@ from flask import g, url_for
 from sqlalchemy import select
 
 from ccp.api.auth import require
-from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
+from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp.models import Rollout, iso_utc
@@ -44,7 +44,7 @@ def cancel_rollout(rollout_id: int):
     """Start no further wave (upgrades already started finish); 409 when the rollout has ended."""
     rollout = _find(rollout_id)
     reject_unknown(json_body(allow_empty=True), ())
-    call_service(svc.cancel_rollout, rollout, actor=g.actor)
+    svc.cancel_rollout(rollout, actor=g.actor)
     return rollout_json(rollout)
 
 
@@ -63,8 +63,8 @@ def rollout_json(rollout: Rollout) -> dict:
 
 def _start(data: dict, *, actor: str, source: str) -> Rollout:
     reject_unknown(data, FIELDS)
-    return call_service(svc.start_rollout, data.get("tag"), instances=data.get("instances"),
-                        canary=data.get("canary", 1), wave_size=data.get("waveSize", 5), actor=actor, source=source)
+    return svc.start_rollout(data.get("tag"), instances=data.get("instances"), canary=data.get("canary", 1),
+                             wave_size=data.get("waveSize", 5), actor=actor, source=source)
 
 
 def _accepted(rollout: Rollout):

@@ -12,7 +12,7 @@ from flask import g, url_for
 from sqlalchemy import select
 
 from ccp.api.auth import require
-from ccp.api.base import bp, call_service, json_body, page_args, page_of, reject_unknown
+from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.api.instances import find_instance
 from ccp.drivers import FileDiff
@@ -32,7 +32,7 @@ def preview_release(ref: str):
     """Read-only: what upgrading to `imageTag` would change (files, diffs with .env values masked, coverage)."""
     inst = find_instance(ref)
     tag, _ = _release_body(json_body(allow_empty=True), plan_allowed=False)
-    return preview_json(call_service(svc.preview_release, inst, tag))
+    return preview_json(svc.preview_release(inst, tag))
 
 
 @bp.post("/instances/<ref:ref>/upgrade-release")
@@ -41,7 +41,7 @@ def start_release(ref: str):
     """Enqueue an Upgrade to Release; with `plan` (a preview's plan_hash) it only applies if nothing changed since."""
     inst = find_instance(ref)
     tag, plan = _release_body(json_body(allow_empty=True), plan_allowed=True)
-    return _accepted(call_service(svc.start_release, inst, tag, plan=plan, actor=g.actor))
+    return _accepted(svc.start_release(inst, tag, plan=plan, actor=g.actor))
 
 
 @bp.post("/instances/<ref:ref>/quick-upgrade")
@@ -50,7 +50,7 @@ def quick_upgrade(ref: str):
     """Enqueue a Quick Upgrade (compose pull + up + verify with the files as they are)."""
     inst = find_instance(ref)
     reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(call_service(svc.start_quick, inst, actor=g.actor))
+    return _accepted(svc.start_quick(inst, actor=g.actor))
 
 
 @bp.post("/instances/<ref:ref>/upgrade-now")
@@ -59,7 +59,7 @@ def upgrade_now(ref: str):
     """Enqueue Upgrade Now (the tenant's own scripts/upgrade.sh + verify)."""
     inst = find_instance(ref)
     reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(call_service(svc.start_full, inst, actor=g.actor))
+    return _accepted(svc.start_full(inst, actor=g.actor))
 
 
 @bp.get("/instances/<ref:ref>/upgrades")
@@ -85,7 +85,7 @@ def cancel(upgrade_id: int):
     """Cancel a queued upgrade, or ask a running one to stop at its next safe point; 409 when already finished."""
     upgrade = _find_upgrade(upgrade_id)
     reject_unknown(json_body(allow_empty=True), ())
-    upgrade = call_service(svc.cancel_upgrade, upgrade, actor=g.actor)
+    upgrade = svc.cancel_upgrade(upgrade, actor=g.actor)
     return upgrade_json(svc.upgrade_status(upgrade))
 
 

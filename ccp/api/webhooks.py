@@ -40,6 +40,7 @@ from ccp.api.errors import ApiError
 from ccp.api.rollouts import _accepted, _start
 from ccp.extensions import db
 from ccp.models import WebhookDelivery
+from ccp.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def ci_webhook():
     delivery = _record(headers["webhook-id"], raw)
     try:
         rollout = _start(json_body(), actor="webhook:ci", source="webhook")
-    except ApiError as exc:
+    except ServiceError as exc:
+        db.session.rollback()
         delivery.status, delivery.detail = "rejected", {"code": exc.code, "message": exc.message[:500]}
         db.session.commit()
         raise

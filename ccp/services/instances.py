@@ -7,18 +7,30 @@ from sqlalchemy import select
 from ccp import rules
 from ccp.extensions import db
 from ccp.models import DRIVERS, Instance
+from ccp.services.errors import ServiceError
 from ccp.vault import get_vault
 
 EDITABLE = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
             "is_registered", "image_tag", "template_set", "health_urls", "vars", "monitor_window_s")
 
 
-class InstanceError(ValueError):
-    """Invalid instance data. `errors` maps field name -> message (shown next to form fields, or as API details)."""
+class InstanceError(ServiceError):
+    """Invalid instance data: `details` maps field name -> message (shown next to form fields, or as API details).
 
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    str() lists the field messages (what the CLI prints); `message` says what was refused."""
+
+    status, code = 422, "validation_failed"
+
+    def __init__(self, errors: dict[str, str], message: str = "the instance is not valid") -> None:
+        super().__init__(message, errors)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """The field messages (= details)."""
+        return self.details
+
+    def __str__(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in self.details.items())
 
 
 def create_instance(data: dict, actor: str = "system") -> Instance:
@@ -42,7 +54,7 @@ def update_instance(inst: Instance, data: dict, actor: str = "system") -> Instan
     merged = {f: getattr(inst, f) for f in EDITABLE} | {"slug": inst.slug} | dict(data)
     errors = _validate(merged, creating=False, has_key=bool(inst.agent_key_enc))
     if errors:
-        raise InstanceError(errors)
+        raise InstanceError(errors, "the change is not valid")
     _apply(inst, data)
     db.session.commit()
     changed = sorted(k for k in data if k not in ("agent_key", "secrets"))

@@ -32,6 +32,7 @@ from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_
 from ccp.rules import check_tag
 from ccp.services import upgrades as upgrade_svc
 from ccp.services.audit import record
+from ccp.services.errors import ServiceError
 from ccp.services.upgrades import UpgradeError
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,15 @@ STALL_S = 60  # a running rollout without an active upgrade for this long is adv
 LOCK_S = 1800  # a wave start plans each tenant (agent timeouts apply); the lock expires if its holder dies
 
 
-class RolloutInvalid(UpgradeError):
+class RolloutInvalid(ServiceError):
     status, code = 422, "validation_failed"
 
 
-class RolloutConflict(UpgradeError):
+class RolloutConflict(ServiceError):
     status, code = 409, "rollout_active"
 
 
-class RolloutNotCancellable(UpgradeError):
+class RolloutNotCancellable(ServiceError):
     status, code = 409, "not_cancellable"
 
 

@@ -2,8 +2,8 @@
 
 Upgrade statuses: queued, running (active); succeeded, failed, rolled_back, rollback_failed, interrupted, cancelled.
 Release steps in order: render, check_plan, write, env_patch, pull, up, verify (+ restore, rollback_up,
-rollback_verify when a rollback happens). Errors leave as UpgradeError subclasses carrying the HTTP status and a
-short code; the API and the UI present them.
+rollback_verify when a rollback happens). Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError);
+the API and the UI present them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
+from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,10 @@ CAPS_BY_KIND = {
 }
 
 
-class UpgradeError(Exception):
-    """An upgrade request cannot be carried out. `status` is the HTTP code, `code` a short machine string."""
+class UpgradeError(ServiceError):
+    """An upgrade request cannot be carried out (the subclasses below say why)."""
 
-    status = 400
     code = "upgrade_error"
-
-    def __init__(self, message: str, details: dict | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
 
 
 class TagInvalid(UpgradeError):

@@ -1,16 +1,14 @@
-"""Browser UI: one blueprint per area, registered by init_app, with HTML error pages for the UI's paths."""
+"""Browser UI: one blueprint per area, registered by init_app, and the app's error pages (ccp.web.errors)."""
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 from flask_login import current_user
-from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import Forbidden, HTTPException
 
 
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
-    from ccp.web import admin, auth, fleet, instances, releases, rollouts, upgrades
+    from ccp.web import admin, auth, errors, fleet, instances, releases, rollouts, upgrades
     from ccp.web.presenters import register_filters
 
     auth.init_app(app)
@@ -25,9 +23,7 @@ def init_app(app: Flask) -> None:
     register_filters(app)
     app.context_processor(_permissions)
     app.context_processor(lambda: {"default_monitor_window": int(app.config["CCP"].monitor_window_s)})
-    app.register_error_handler(CSRFError, _csrf_failed)
-    for code in (403, 404, 405):
-        app.register_error_handler(code, _html_error)
+    errors.init_app(app)
 
 
 def _permissions() -> dict:
@@ -38,18 +34,3 @@ def _permissions() -> dict:
         "can_operate": authenticated and user.can("operate"),
         "can_admin": authenticated and user.can("admin"),
     }
-
-
-def _csrf_failed(exc: CSRFError):
-    """A missing or wrong CSRF token is a refused request (403), not a malformed one; nothing was changed."""
-    return _html_error(Forbidden(f"The form's security token is missing or expired ({exc.description}). "
-                                 "Reload the page and try again."))
-
-
-def _html_error(exc: HTTPException):
-    """Short HTML error page (or fragment for htmx) for UI paths; API paths keep their own JSON errors."""
-    from ccp.web.htmx import render
-
-    if request.path.startswith("/api/"):
-        return exc
-    return render("errors/page.html", "errors/_message.html", status=exc.code or 500, error=exc)

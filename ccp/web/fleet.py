@@ -35,7 +35,7 @@ def new_instance():
         try:
             inst = create_instance(data, actor=ui_actor())
         except InstanceError as exc:
-            errors = exc.errors
+            errors = exc.details
         else:
             return htmx.redirect(url_for("instances.show", slug=inst.slug))
     return htmx.render("instances/new.html", "instances/_form.html", status=422, creating=True,

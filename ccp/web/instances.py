@@ -45,7 +45,7 @@ def update(slug: str):
         try:
             update_instance(inst, data, actor=ui_actor())
         except InstanceError as exc:
-            errors = exc.errors
+            errors = exc.details
         else:
             if htmx.wants_fragment():
                 return render_tab(inst, "settings", saved=True)

@@ -1,18 +1,22 @@
 """Starting upgrades from the instance page: the release modal (tag check, preview, apply), Quick Upgrade and
-Upgrade Now. Every action here needs the 'operate' permission, checked in the view."""
+Upgrade Now. Every action here needs the 'operate' permission, checked in the view; a service's refusal is shown
+where the operator acted by this blueprint's one handler (`refused`)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, redirect, request, url_for
 
-from ccp.services import upgrades
 from ccp import rules
+from ccp.extensions import db
+from ccp.services import upgrades
+from ccp.services.errors import ServiceError
 from ccp.web import htmx
 from ccp.web.instances import load
 from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import changed_first, status_view
 
 bp = Blueprint("releases", __name__, url_prefix="/instances")
+STATUS_SLOT_ENDPOINTS = ("releases.quick_upgrade", "releases.upgrade_now")
 
 
 @bp.get("/<slug:slug>/release")
@@ -43,11 +47,7 @@ def check_tag(slug: str):
 def preview(slug: str):
     """Ask the upgrades service what the release would change; show summary, env alert and per-file diffs."""
     inst = load(slug)
-    tag = request.form.get("tag", "").strip() or None
-    try:
-        preview = upgrades.preview_release(inst, tag)
-    except upgrades.UpgradeError as exc:
-        return _error(inst, exc, tag)
+    preview = upgrades.preview_release(inst, _form_tag())
     return htmx.render("releases/page.html", "releases/_preview.html", inst=inst, preview=preview,
                        files=changed_first(preview.files), tag=preview.tag)
 
@@ -57,12 +57,8 @@ def preview(slug: str):
 def apply(slug: str):
     """Start the release bound to the previewed plan hash; answer the status widget (and close the dialog)."""
     inst = load(slug)
-    tag = request.form.get("tag", "").strip() or None
     plan = request.form.get("plan", "").strip() or None
-    try:
-        upgrade = upgrades.start_release(inst, tag, plan=plan, actor=ui_actor())
-    except upgrades.UpgradeError as exc:
-        return _error(inst, exc, tag)
+    upgrade = upgrades.start_release(inst, _form_tag(), plan=plan, actor=ui_actor())
     return _started(upgrade, close_modal=True)
 
 
@@ -81,12 +77,7 @@ def upgrade_now(slug: str):
 
 
 def _start(slug: str, start):
-    inst = load(slug)
-    try:
-        upgrade = start(inst, actor=ui_actor())
-    except upgrades.UpgradeError as exc:
-        return _error(inst, exc, None, target="status")
-    return _started(upgrade, close_modal=False)
+    return _started(start(load(slug), actor=ui_actor()), close_modal=False)
 
 
 def _started(upgrade, *, close_modal: bool):
@@ -99,11 +90,20 @@ def _started(upgrade, *, close_modal: bool):
     return response
 
 
-def _error(inst, exc: upgrades.UpgradeError, tag: str | None, target: str = "modal"):
-    """The service's refusal as an alert in the dialog (or the status slot); its HTTP status is kept."""
-    response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst, tag=tag,
-                           error=exc, target=target)
+@bp.errorhandler(ServiceError)
+def refused(exc: ServiceError):
+    """A refusal shown where the operator acted, with its HTTP status: an alert in the dialog, or in the status
+    widget's slot for Quick Upgrade and Upgrade Now (started from the Updates tab). Nothing was started."""
+    db.session.rollback()
+    inst = load(request.view_args["slug"])
+    target = "status" if request.endpoint in STATUS_SLOT_ENDPOINTS else "modal"
+    response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst,
+                           tag=_form_tag() if target == "modal" else None, error=exc, target=target)
     if target == "modal":  # apply's form targets the status widget; its refusal belongs in the dialog
         response.headers["HX-Retarget"] = "#release-preview"
         response.headers["HX-Reswap"] = "innerHTML"
     return response
+
+
+def _form_tag() -> str | None:
+    return request.form.get("tag", "").strip() or None

@@ -20,7 +20,7 @@ from ccp.services.rollouts import (
     RolloutConflict, RolloutInvalid, RolloutNotCancellable, TenantProgress, cancel_rollout, rollout_waves,
     start_rollout,
 )
-from ccp.services.upgrades import UpgradeError
+from ccp.services.errors import ServiceError
 from ccp.web import htmx
 from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
@@ -154,7 +154,7 @@ def start():
         rollout = start_rollout(form.tag or None, instances=list(form.instances) or None,
                                 canary=_whole_number(form.canary), wave_size=_whole_number(form.waveSize),
                                 actor=ui_actor(), source="ui")
-    except UpgradeError as exc:  # RolloutInvalid (422), RolloutConflict (409), or Redis unavailable
+    except ServiceError as exc:  # RolloutInvalid (422), RolloutConflict (409), or Redis unavailable
         db.session.rollback()
         if isinstance(exc, RolloutInvalid):
             form.errors = _field_messages(exc.details)

@@ -135,3 +135,41 @@ def test_unknown_query_parameters_are_400(app, api, op):
     assert err["details"] == {"pge": "unknown parameter"}
     assert_error(api("GET", "/api/audit?instance_id=3", op), 400, "invalid_parameter")
     assert api("GET", "/api/audit?instance=&actor=&page=1&per_page=5", op).status_code == 200
+
+
+def test_errors_before_any_route_matches_are_json_on_every_json_surface(app, api, op):
+    assert_error(api("GET", "/api", op), 404, "not_found")
+    for path in ("/metrics", "/healthz"):
+        resp = api("POST", path, op)
+        assert_error(resp, 405, "method_not_allowed")
+        assert "GET" in resp.headers["Allow"]
+    big = b"x" * (1024 * 1024 + 10)
+    err = assert_error(api("POST", "/api/nothing-here", op, data=big, content_type="application/json"), 413,
+                       "body_too_large")
+    assert err["details"] == {"limit": 1024 * 1024}
+
+
+def test_an_unexpected_error_is_a_500_that_does_not_echo_it(app, api, op, monkeypatch):
+    import ccp.api.instances
+
+    def broken(inst):
+        raise RuntimeError("a value that must not reach a client")
+
+    monkeypatch.setattr(ccp.api.instances, "instance_to_dict", broken)
+    from tests.factories import make_instance
+
+    make_instance()
+    err = assert_error(api("GET", "/api/instances", op), 500, "internal_error")
+    assert "must not reach" not in err["message"]
+
+
+def test_instance_refusals_keep_their_messages_and_field_details(app, db, api, op, tenant):
+    from ccp.models import Instance
+
+    created = assert_error(api("POST", "/api/instances", op, json={"slug": "Bad Slug"}), 422, "validation_failed")
+    assert created["message"] == "the instance is not valid" and "slug" in created["details"]
+    changed = assert_error(api("PATCH", f"/api/instances/{tenant.slug}", op, json={"domain": "not a domain!"}), 422,
+                           "validation_failed")
+    assert changed["message"] == "the change is not valid" and set(changed["details"]) == {"domain"}
+    db.session.expire_all()
+    assert db.session.get(Instance, tenant.id).domain != "not a domain!"

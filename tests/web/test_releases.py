@@ -113,6 +113,16 @@ def test_second_apply_conflicts_and_enqueues_nothing(client, login, post, tenant
     assert db.session.execute(select(func.count(Upgrade.id))).scalar() == 1
 
 
+def test_quick_upgrade_refusal_takes_the_status_slot(client, login, post, tenant, db):
+    login("operator")
+    assert post(f"/instances/{tenant.slug}/quick-upgrade").status_code == 202
+    response = post(f"/instances/{tenant.slug}/upgrade-now")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409 and "HX-Retarget" not in response.headers
+    assert body.startswith('<div id="upgrade-status"') and 'data-code="upgrade_active"' in body
+    assert db.session.execute(select(func.count(Upgrade.id))).scalar() == 1
+
+
 def test_plain_form_post_redirects_to_the_upgrade_page(client, login, post, tenant, db):
     login("operator")
     response = post(f"/instances/{tenant.slug}/upgrade-now", htmx=False)
