@@ -429,8 +429,7 @@ def field_values(name: str, schema: dict, turn: int) -> list[tuple[str, object, 
         if name in H.TRAILING_NEWLINE:
             out.append(("field:string/trailing-newline", H.TRAILING_NEWLINE[name], True))
         if name == "agent_url":
-            out += [("field:string/url", H.HOSTILE_URLS[(3 * turn + i) % len(H.HOSTILE_URLS)], True)
-                    for i in range(3)]
+            out += [("field:string/url", url, True) for url in hostile_urls(turn)]
         if name == "plan":
             out += [("field:string/plan", v, True) for v in PLAN_STRINGS]
     if schema.get("type") == "array":
@@ -438,7 +437,7 @@ def field_values(name: str, schema: dict, turn: int) -> list[tuple[str, object, 
         out += [(f"field:item-type/{kind}", [H.Raw(text)], True) for kind, text in H.wrong_values(items, turn)]
         out += [(f"field:item-string/{cls}", [v], strict) for cls, v in H.pick(H.STRING_CLASSES, turn + 1)]
         if name == "health_urls":
-            out += [("field:item-string/url", [u], True) for u in H.HOSTILE_URLS[:4]]
+            out += [("field:item-string/url", [url], True) for url in hostile_urls(turn)]
         if schema.get("minItems"):
             out.append(("field:empty-array", [], True))
     if isinstance(schema.get("additionalProperties"), dict):
@@ -448,6 +447,12 @@ def field_values(name: str, schema: dict, turn: int) -> list[tuple[str, object, 
         out += [(f"field:value-type/{kind}", {"GOOD_NAME": H.Raw(t)}, True)
                 for kind, t in H.wrong_values(values, turn)]
     return out
+
+
+def hostile_urls(turn: int) -> list[str]:
+    """The URLs with credentials every time (nothing secret in a URL), and three others in turn."""
+    others = H.HOSTILE_URLS[2:]
+    return [*H.HOSTILE_URLS[:2], *(others[(3 * turn + i) % len(others)] for i in range(3))]
 
 
 def field_probes(world: World) -> list[Probe]:
@@ -621,7 +626,7 @@ def ui_field_values(name: str, turn: int) -> list[tuple[str, str, bool]]:
             (f"field:var-value/{cls}", f"GOOD_NAME={v}", False) for cls, v in H.pick(UI_STRING_CLASSES, turn + 1)]
     out = [(f"field:string/{cls}", v, name in STRICT_FIELDS) for cls, v in strings]
     if name in ("agent_url", "health_urls"):
-        out += [("field:string/url", H.HOSTILE_URLS[(3 * turn + i) % len(H.HOSTILE_URLS)], True) for i in range(3)]
+        out += [("field:string/url", url, True) for url in hostile_urls(turn)]
     if name == "plan":
         out += [("field:string/plan", v, True) for v in PLAN_STRINGS]
     return out
