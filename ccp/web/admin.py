@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, make_response, redirect, render_templ
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from ccp.services.audit import audit_query
@@ -21,6 +21,7 @@ from ccp.services.tokens import (
     revoke_token,
     token_state,
 )
+from ccp.web.forms import WholeNumberField
 from ccp.web.permissions import requires, ui_actor
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -30,7 +31,7 @@ AUDIT_PER_PAGE = 50
 class TokenForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     scope = SelectField("Scope", choices=list(TOKEN_SCOPES), default="read")
-    expires_days = IntegerField("Expires after (days, 0 = never)", default=90,
+    expires_days = WholeNumberField("Expires after (days, 0 = never)", default=90,
                                 validators=[NumberRange(min=0, max=MAX_EXPIRES_DAYS)])
 
 

@@ -7,6 +7,9 @@ back into a form, and an empty key field on edit keeps the stored key.
 
 from __future__ import annotations
 
+from wtforms import IntegerField
+
+from ccp import rules
 from ccp.models import Instance
 
 TEXT_FIELDS = ("name", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
@@ -74,3 +77,14 @@ def _without_password(url: str) -> str:
     if not sep or "@" not in host:
         return url
     return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+
+
+class WholeNumberField(IntegerField):
+    """WTForms' IntegerField reads its text with int(), which also takes '١٢', ' 1_0' and 400-digit numbers; this
+    one takes 1-10 ASCII digits only (ccp.rules.ASCII_ID), so range validators see a sane number or none."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] != "" and not rules.ASCII_ID.fullmatch(valuelist[0]):
+            self.data = None
+            raise ValueError(self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
