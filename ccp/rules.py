@@ -23,6 +23,7 @@ DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # the agent's own rule for key ids (ccp.agent.config)
 ASCII_ID = re.compile(r"[0-9]{1,10}")
+PLAN_HASH = re.compile(r"[0-9a-f]{64}")  # a preview's plan hash: SHA-256, lowercase hex
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab allowed; newlines break .env files and configs
 RESERVED_SLUGS = frozenset({"new", "add", "edit", "search"})  # UI paths under /instances/
 
@@ -171,6 +172,13 @@ def check_monitor_window(value: object) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MONITOR_WINDOW_S:
         raise RuleError(f"must be a whole number of seconds from 0 to {MAX_MONITOR_WINDOW_S}, or empty for the default")
+    return value
+
+
+def check_plan_hash(value: object) -> str:
+    """A preview's plan hash: 64 lowercase hex characters."""
+    if not isinstance(value, str) or not PLAN_HASH.fullmatch(value):
+        raise RuleError("must be a preview's plan hash (64 lowercase hex characters)")
     return value
 
 

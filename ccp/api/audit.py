@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import request
 
+from ccp import rules
 from ccp.api.auth import require
+from ccp.api.errors import ApiError
 from ccp.api.base import bp, page_args, page_of
 from ccp.api.instances import find_instance
 from ccp.models import AuditEvent, iso_utc
@@ -27,5 +29,11 @@ def list_audit():
     page, per_page = page_args()
     ref = request.args.get("instance") or None
     instance_id = find_instance(ref).id if ref else None
-    stmt = audit_query(instance_id=instance_id, actor=request.args.get("actor") or None)
+    actor = request.args.get("actor") or None
+    if actor is not None:
+        try:
+            rules.check_text(actor, 200)
+        except rules.RuleError as exc:
+            raise ApiError(400, "invalid_parameter", f"actor {exc}", {"actor": str(exc)}) from None
+    stmt = audit_query(instance_id=instance_id, actor=actor)
     return page_of(stmt, page, per_page, audit_to_dict)

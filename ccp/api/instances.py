@@ -39,16 +39,17 @@ def instance_to_dict(inst: Instance) -> dict:
 
 
 def find_instance(ref: str) -> Instance:
-    """The instance with this numeric id or slug (the `ref` converter admits ASCII refs only); ApiError(404)
-    otherwise. Digits are tried as an id first."""
+    """The instance with this numeric id or slug; ApiError(404) otherwise (also for anything that is neither, e.g. a
+    query parameter with a NUL or Unicode digits: it never reaches the database). Digits are tried as an id first."""
     inst = None
-    instance_id = rules.parse_id(ref)
-    if instance_id is not None:
-        inst = db.session.get(Instance, instance_id)
+    if rules.SLUG.fullmatch(ref):
+        instance_id = rules.parse_id(ref)
+        if instance_id is not None:
+            inst = db.session.get(Instance, instance_id)
+        if inst is None:
+            inst = db.session.execute(select(Instance).filter_by(slug=ref)).scalar_one_or_none()
     if inst is None:
-        inst = db.session.execute(select(Instance).filter_by(slug=ref)).scalar_one_or_none()
-    if inst is None:
-        raise ApiError(404, "not_found", f"no instance {ref!r}")
+        raise ApiError(404, "not_found", f"no instance {ref[:64]!r}")
     return inst
 
 

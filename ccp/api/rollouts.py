@@ -63,6 +63,9 @@ def rollout_json(rollout: Rollout) -> dict:
 
 def _start(data: dict, *, actor: str, source: str) -> Rollout:
     reject_unknown(data, FIELDS)
+    if "instances" in data and data["instances"] is None:  # only a missing field means "every instance"
+        raise svc.RolloutInvalid("instances must be a non-empty list of slugs; leave it out for every instance",
+                                 {"instances": "null is not a list: leave the field out for every instance"})
     return svc.start_rollout(data.get("tag"), instances=data.get("instances"), canary=data.get("canary", 1),
                              wave_size=data.get("waveSize", 5), actor=actor, source=source)
 

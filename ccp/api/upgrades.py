@@ -6,11 +6,11 @@ is refused here, before the service is called, so nothing is ever enqueued for i
 
 from __future__ import annotations
 
-import re
 
 from flask import g, url_for
 from sqlalchemy import select
 
+from ccp import rules
 from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
@@ -23,7 +23,6 @@ from ccp.services.plan import Preview
 from ccp.services.upgrades import UpgradeStatus
 from ccp.rules import check_tag
 
-PLAN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @bp.post("/instances/<ref:ref>/upgrade-release/preview")
@@ -131,7 +130,7 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
                 check_tag(tag)
             except ValueError as exc:
                 raise ApiError(422, "invalid_tag", str(exc), {"imageTag": str(exc)}) from None
-    if plan is not None and not (isinstance(plan, str) and PLAN.match(plan)):
+    if plan is not None and not (isinstance(plan, str) and rules.PLAN_HASH.fullmatch(plan)):
         errors["plan"] = "must be a preview's plan_hash (64 lowercase hex characters)"
     if errors:
         raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)

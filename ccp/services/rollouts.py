@@ -27,6 +27,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from ccp import rules
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_utc, utcnow
 from ccp.rules import check_tag
@@ -230,6 +231,10 @@ def _targets(slugs) -> list[Instance]:
         return list(db.session.execute(select(Instance).order_by(Instance.slug)).scalars())
     if not isinstance(slugs, list) or not slugs or not all(isinstance(s, str) for s in slugs):
         raise RolloutInvalid("instances must be a non-empty list of slugs", {"instances": "list of slugs"})
+    malformed = sorted({s[:64] for s in slugs if not rules.SLUG.fullmatch(s)})
+    if malformed:  # not a slug at all: no instance can have it (and NUL or lone surrogates never reach the database)
+        raise RolloutInvalid("instances must be slugs (a-z 0-9 -)", {"instances": "not a slug: "
+                             + ", ".join(ascii(s) for s in malformed[:5])})
     repeated = sorted(slug for slug, n in Counter(slugs).items() if n > 1)
     if repeated:
         raise RolloutInvalid(f"instance(s) listed more than once: {', '.join(repeated)[:300]}",

@@ -17,6 +17,7 @@ from flask import current_app
 from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
+from ccp import rules
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
@@ -110,8 +111,11 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
     refusals of a well-formed request (409/502) are audited as `upgrade.start.release` with `refused:<code>`.
     """
     tag = _checked_tag(instance, tag)
-    if plan is not None and (not isinstance(plan, str) or len(plan) != 64):
-        raise UpgradeError("plan must be the 64-character plan hash returned by preview", {"field": "plan"})
+    if plan is not None:
+        try:
+            rules.check_plan_hash(plan)
+        except rules.RuleError as exc:
+            raise UpgradeError(f"plan {exc}", {"plan": str(exc)}, status=422, code="validation_failed") from None
     with _audited_refusal(actor, "release", instance, plan, tag):
         if plan is not None and not plan_checked:
             current = plan_release(instance, tag).plan_hash

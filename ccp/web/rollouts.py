@@ -29,7 +29,7 @@ from ccp.web.presenters import status_label
 bp = Blueprint("rollouts", __name__, url_prefix="/rollouts")
 PER_PAGE = 50
 SOURCE_LABELS = {"ui": "UI", "api": "API", "webhook": "CI webhook"}
-_WHOLE_NUMBER = re.compile(r"-?\d{1,9}")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII: \d would also match Unicode digits
 
 
 @dataclass
