@@ -3,7 +3,7 @@ widget's step progress, and how the release preview lists its files (changed fir
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ccp.drivers import FileDiff
@@ -147,7 +147,7 @@ def build_status_view(upgrade: UpgradeStatus | UpgradeSummary, records: list[Ste
 
     `records` come with an UpgradeSummary (the polled query's rows); an UpgradeStatus carries its own steps."""
     if records is not None:
-        upgrade = UpgradeStatus(**asdict(upgrade), steps=tuple(records))
+        upgrade = UpgradeStatus(**vars(upgrade), steps=tuple(records))
     final = upgrade.final
     steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status, format_duration(r.duration_s),
                       r.output_tail) for r in upgrade.steps]
