@@ -13,9 +13,10 @@ after the load, a request with exactly the load's headers must answer 200 with t
 The machine may be busy with other work, so the two endpoints are measured in alternating rounds (bare, status,
 bare, status, ...) against the same two servers, and the report gives every round and the median.
 
-The upgrade does not change during the load, as between most polls of a real one: CCP serves those polls from its
-last read until a change notice arrives over Redis (ccp/changes.py). `--reuse-s 0` sets CCP_STATUS_REUSE_S=0, so
-every poll reads the database: the cost of the polls that follow a change.
+The upgrade does not change during the load, as between most polls of a real one: CCP serves those polls from the
+widget it last rendered until a change notice arrives over Redis (ccp.changes.PollCache, whose docstring keeps what
+each kind of reuse buys here). `--reuse-s 0` sets CCP_STATUS_REUSE_S=0, so every poll reads the database and
+renders: the cost of the polls that follow a change.
 
     python3 bench/bench_status.py [--seconds 10] [--runs 3] [--threads 4] [--connections 8] [--reuse-s 0]
 """
@@ -48,7 +49,7 @@ def ping():
 '''
 SEED = '''
 from datetime import timedelta
-from ccp import create_app
+from ccp.app import create_app
 from ccp.extensions import db
 from ccp.models import Upgrade, UpgradeStep, utcnow
 from ccp.services.instances import create_instance
@@ -57,7 +58,7 @@ app = create_app()
 with app.app_context():
     create_user("bench", "bench-password-123", "operator")
     inst = create_instance({"slug": "bench", "name": "Bench", "driver": "local", "install_dir": "/srv/bench",
-                            "image_tag": "v1"}, actor="bench")
+                            "image_tag": "v1", "domain": "bench.example.com"}, actor="bench")
     now = utcnow()
     up = Upgrade(instance_id=inst.id, kind="release", status="running", from_tag="v1", to_tag="v2", actor="bench",
                  started_at=now)
@@ -175,7 +176,7 @@ def main() -> None:
         try:
             bare, bare_url = start_gunicorn("bare_app:app", env, args.threads, tmp_path)
             procs.append(bare)
-            ccp, ccp_url = start_gunicorn("ccp:create_app()", env, args.threads, ROOT)
+            ccp, ccp_url = start_gunicorn("ccp.app:create_app()", env, args.threads, ROOT)
             procs.append(ccp)
             cookie = login(ccp_url)
             status_url = f"{ccp_url}/upgrades/{upgrade_id}/status"

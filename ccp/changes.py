@@ -1,24 +1,19 @@
-"""Change notices for upgrades, so the polled status widget can skip the database while nothing changed.
+"""The polled status path's reuse: change notices for upgrades, and the one per-process cache they keep honest.
 
-Every open upgrade page polls its widget once a second; most polls find the same rows as the last one (a verify
-step waits for tens of seconds). Reading them anyway costs a database round trip per poll, and under load that
-round trip is most of the request (bench/bench_status.py). So:
+Every open upgrade page polls its status widget once a second; most polls find nothing new (a verify step waits for
+tens of seconds). bench/bench_status.py measures that path against a bare Flask endpoint; `PollCache` says what
+each kind of reuse buys there.
 
-- Publishing: every committed change to an `Upgrade` or `UpgradeStep` - through the ORM in any process (web,
-  worker, CLI) - is announced on the Redis channel `ccp:upgrade-changed` after the commit, as the upgrade ids.
-  A bulk UPDATE/DELETE on those tables announces the upgrade its WHERE names, else "*" (everything may have
-  changed). A notice is "<origin> <ids>": the committing process applies it to its own feed at once (it never
-  sees its own change late) and ignores its echo.
+- Announcing: the code that commits a change to an upgrade or its steps calls `announce(upgrade_id)` right after
+  the commit (the runner, the reaper, enqueue and cancel in ccp.services.upgrades). That publishes
+  "<origin> <id>" on the Redis channel `ccp:upgrade-changed`; the announcing process counts it in its own feed at
+  once and ignores its echo. The runner's heartbeat is not announced: nothing shown depends on it.
 - Listening: one `ChangeFeed` per process and Redis server (a daemon thread on a pub/sub connection) counts the
-  notices per upgrade. `stamp(id)` is a value that changes whenever a notice for that upgrade (or "*") arrives
-  and whenever the subscription is re-established (notices may have been missed meanwhile). While not subscribed,
-  `stamp` is None and callers must read the database.
+  notices per upgrade. `stamp(id)` changes whenever a notice for that upgrade arrives and whenever the subscription
+  is re-established (notices may have been missed meanwhile). While not subscribed, `stamp` is None and nothing
+  may be reused.
 
-A caller reads `stamp` *before* reading the rows and may reuse those rows while the stamp is unchanged (and, as a
-safety net for writes that bypass the ORM, for at most a few seconds; CCP_STATUS_REUSE_S). Writes that bypass
-the session entirely (the runner's heartbeat on its own connection) are not announced: nothing shown depends on
-them.
-
+Imported by the services (announce) and the web side (stamp, PollCache); it imports only ccp.extensions.
 Hand-written because Redis pub/sub is the transport we already run; no library offers "invalidate a per-process
 cache when a row changes" for Flask-SQLAlchemy without a second broker.
 """
@@ -26,21 +21,16 @@ cache when a row changes" for Flask-SQLAlchemy without a second broker.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 import uuid
 
 import redis
-from flask import current_app, has_app_context
-from sqlalchemy import event
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
-from sqlalchemy.orm import ORMExecuteState, Session
+from flask import current_app
 
 CHANNEL = "ccp:upgrade-changed"
-EVERYTHING = "*"
-_PENDING = "ccp_changed_upgrades"  # Session.info key: ids changed by this transaction, announced at commit
 log = logging.getLogger(__name__)
 
 
@@ -48,11 +38,12 @@ class ChangeFeed:
     """Counts change notices per upgrade id, from one Redis server, in a daemon thread of this process."""
 
     RETRY_MAX_S = 10.0
+    KEPT = 100_000  # upgrade ids counted; past that all are forgotten (every stamp changes) rather than grow
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._versions: dict[int, int] = {}
-        self._generation = 0  # bumped on every (re)subscription and on "*": every earlier stamp becomes stale
+        self._generation = 0  # bumped on every (re)subscription: every earlier stamp becomes stale
         self.subscribed = threading.Event()
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="ccp-change-feed", daemon=True)
@@ -65,19 +56,12 @@ class ChangeFeed:
             return None
         return self._generation, self._versions.get(upgrade_id, 0)
 
-    def apply(self, message: str) -> None:
-        """Count one notice: space-separated upgrade ids, or "*" for all."""
-        ids = message.split()
-        if EVERYTHING in ids:
-            self._generation += 1
-            return
-        for token in ids:
-            if token.isdigit():
-                upgrade_id = int(token)
-                self._versions[upgrade_id] = self._versions.get(upgrade_id, 0) + 1
-        if len(self._versions) > 100_000:  # bounded: forget all (every stamp changes) rather than grow forever
+    def apply(self, upgrade_id: int) -> None:
+        """Count one notice for `upgrade_id`."""
+        if len(self._versions) >= self.KEPT:
             self._versions.clear()
             self._generation += 1
+        self._versions[upgrade_id] = self._versions.get(upgrade_id, 0) + 1
 
     def _run(self) -> None:
         wait = 0.5
@@ -96,8 +80,8 @@ class ChangeFeed:
                     elif message["type"] == "message":
                         data = message["data"]
                         origin, _, notice = (data.decode() if isinstance(data, bytes) else str(data)).partition(" ")
-                        if origin != process_origin():  # our own notices were applied when we committed
-                            self.apply(notice)
+                        if origin != process_origin() and notice.isdigit():  # our own: applied when announced
+                            self.apply(int(notice))
             except Exception as exc:  # noqa: BLE001 - any failure: fall back to the database, retry later
                 if self.subscribed.is_set():
                     log.warning("upgrade change notices lost (%s); status polls read the database until back",
@@ -116,7 +100,7 @@ _origin: tuple[int, str] = (0, "")
 
 
 def process_origin() -> str:
-    """This process's name on the channel (new after a fork): a notice is "<origin> <ids or *>"."""
+    """This process's name on the channel (new after a fork): a notice is "<origin> <upgrade id>"."""
     global _origin
     if _origin[0] != os.getpid():
         _origin = (os.getpid(), uuid.uuid4().hex[:16])
@@ -158,77 +142,84 @@ def current_feed() -> ChangeFeed:
     return feed(get_redis())
 
 
-def announce(ids: set[int] | set[str]) -> None:
-    """Tell every process that these upgrades changed (call after the change is committed)."""
+def announce(upgrade_id: int) -> None:
+    """Tell every process that this upgrade (or one of its steps) changed. Call it after the commit.
+
+    Never raises: a lost announcement shows the change up to CCP_STATUS_REUSE_S late (logged)."""
     client = current_app.extensions.get("ccp_redis")
     if client is None:  # this process never used Redis (e.g. a CLI command): nobody listens through it
         return
-    notice = EVERYTHING if EVERYTHING in ids else " ".join(str(i) for i in sorted(ids))
     local = _running_feed(_server_of(client))
     if local is not None:
-        local.apply(notice)  # our own change is visible to our own next poll, before the round trip
+        local.apply(upgrade_id)  # our own change is visible to our own next poll, before the round trip
     try:
-        client.publish(CHANNEL, f"{process_origin()} {notice}")
+        client.publish(CHANNEL, f"{process_origin()} {upgrade_id}")
     except redis.RedisError as exc:
-        log.warning("could not announce changed upgrades %s (%s); other processes may show them up to "
-                    "CCP_STATUS_REUSE_S late", notice, exc.__class__.__name__)
+        log.warning("could not announce a change of upgrade %s (%s); other processes may show it up to "
+                    "CCP_STATUS_REUSE_S late", upgrade_id, exc.__class__.__name__)
 
 
-def _pending(session: Session) -> set:
-    return session.info.setdefault(_PENDING, set())
+class PollCache:
+    """The one cache of the polled status path: results this process may hand out again instead of redoing them,
+    per app, at most KEPT entries (when full, all are dropped; what is still being polled comes back at once).
+
+    What it buys, measured with bench/bench_status.py (gunicorn 1 worker x 4 threads, wrk 8 connections, SQLite;
+    median of 6 alternating rounds, each kind switched off in turn against the same bare endpoint): the widget
+    answers at 64% of the bare endpoint with all three kinds of entry (goal >= 60%); without one of them it falls
+    below the goal:
+    - ("widget", upgrade id, can operate, script root) -> (stamp, markup, final): no database read and no render
+      while the upgrade's change stamp (ChangeFeed) is unchanged, for at most CCP_STATUS_REUSE_S (5 s).
+      Without it: 35%. Wrong for a change nobody announced (a write by hand in SQL, an instance renamed or deleted,
+      a notice lost while Redis was away): shown up to CCP_STATUS_REUSE_S late. Everything the markup shows must
+      come from the upgrade's rows or the key.
+    - ("user", user id) -> (user, session epoch): a polled GET (ccp.web.auth.polled_view) reuses this process's
+      check of the user for at most CCP_USER_RECHECK_S (2 s); every other request checks the database and
+      refreshes it. Without it: 46%. Wrong for a user deactivated, demoted or logged out by *another* process:
+      their polled widget keeps answering for up to that long.
+    - ("cookie", secret keys, cookie) -> session values: a session cookie seen again byte for byte within
+      CCP_USER_RECHECK_S is not verified and decoded again (ccp.security); only sessions of plain values are kept,
+      so no request can change what the next one starts from. Without it: 51%. Wrong only at the end of the
+      session lifetime (31 days): a cookie verified just before it expired is accepted up to 2 s longer.
+    """
+
+    KEPT = 4096
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[float, object]] = {}
+
+    def get(self, key: tuple, max_age_s: float = math.inf):
+        """What was kept under `key` less than `max_age_s` seconds ago, else None."""
+        entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry[0] < max_age_s:
+            return entry[1]
+        return None
+
+    def put(self, key: tuple, value) -> None:
+        """Keep `value` under `key`, as of now."""
+        if len(self._entries) >= self.KEPT:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), value)
+
+    def forget(self, key: tuple) -> None:
+        """Drop what is kept under `key` (the next request does the work again)."""
+        self._entries.pop(key, None)
 
 
-@event.listens_for(Session, "after_flush")
-def _collect_flushed(session: Session, flush_context) -> None:
-    from ccp.models import Instance, Upgrade, UpgradeStep
-
-    for obj in (*session.new, *session.dirty, *session.deleted):
-        if isinstance(obj, Instance) and obj in session.dirty:
-            _pending(session).add(EVERYTHING)  # its name/slug is shown in its upgrades' widgets (rare: renames)
-        elif isinstance(obj, Upgrade) and obj.id is not None:
-            _pending(session).add(obj.id)
-        elif isinstance(obj, UpgradeStep) and obj.upgrade_id is not None:
-            _pending(session).add(obj.upgrade_id)
+def poll_cache(app=None) -> PollCache:
+    """The PollCache of `app` (default: the current app)."""
+    extensions = (app or current_app).extensions
+    cache = extensions.get("ccp_poll_cache")
+    if cache is None:
+        cache = extensions.setdefault("ccp_poll_cache", PollCache())
+    return cache
 
 
-@event.listens_for(Session, "do_orm_execute")
-def _collect_bulk(state: ORMExecuteState) -> None:
-    """A bulk UPDATE/DELETE: the upgrade it names (`WHERE upgrades.id = X AND ...`), else "*"."""
-    from ccp.models import Upgrade, UpgradeStep
-
-    if not (state.is_update or state.is_delete) or state.bind_mapper is None:
-        return
-    column = {Upgrade: Upgrade.__table__.c.id, UpgradeStep: UpgradeStep.__table__.c.upgrade_id}.get(
-        state.bind_mapper.class_)
-    if column is not None:
-        _pending(state.session).add(_named_id(state.statement.whereclause, column) or EVERYTHING)
-
-
-def _named_id(where, column) -> int | None:
-    """X when `where` is `column = X` or an AND of terms with one such term; otherwise None."""
-    terms = where.clauses if isinstance(where, BooleanClauseList) and where.operator is operators.and_ else [where]
-    for term in terms:
-        if not (isinstance(term, BinaryExpression) and term.operator is operators.eq):
-            continue
-        left, right = term.left, term.right
-        if getattr(left, "table", None) is column.table and left.key == column.key \
-                and isinstance(right, BindParameter) and isinstance(right.value, int):
-            return right.value
-    return None
-
-
-@event.listens_for(Session, "after_commit")
-def _announce_committed(session: Session) -> None:
-    ids = session.info.pop(_PENDING, None)
-    if ids and has_app_context():
-        announce(ids)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def recheck_seconds(app=None) -> float:
+    """How long this process's check of a session cookie, and (for polled views) of its user, may be reused
+    (CCP_USER_RECHECK_S, default 2)."""
+    return (app or current_app).config.get("CCP_USER_RECHECK_S", 2.0)
 
 
 def reuse_seconds() -> float:
-    """How long rows read under an unchanged stamp may be reused at most (CCP_STATUS_REUSE_S)."""
-    return current_app.config.get("CCP_STATUS_REUSE_S", 5.0)
+    """How long a widget rendered under an unchanged stamp may be reused at most (CCP_STATUS_REUSE_S)."""
+    return current_app.config["CCP"].status_reuse_s

@@ -159,9 +159,6 @@ class Settings:
             # A server connection can drop between requests; a SQLite file cannot, so only servers pay for the ping.
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not self.database_url.startswith("sqlite")},
             "TESTING": self.mode == "testing",
-            "SESSION_COOKIE_HTTPONLY": True,
-            "SESSION_COOKIE_SAMESITE": "Lax",
-            "CCP_STATUS_REUSE_S": self.status_reuse_s,
             "CCP": self,
         }
 

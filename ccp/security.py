@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import BadSignature
+
+from ccp.changes import poll_cache, recheck_seconds
 
 CSP = "; ".join([  # noqa: FLY002 - one directive per line reads better
     "default-src 'self'",
@@ -43,61 +42,39 @@ HEADERS = {
 class TlsAwareSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS.
 
-    Two costs of Flask's version are paid once instead of on every request (the status widget is polled every
-    second per open page, with the same cookie each time):
-    - the signing serializer is built once per secret (Flask builds one per request, serializing a probe value);
-    - a cookie whose signature was verified is remembered, byte for byte, with its signing time: the same cookie
-      again skips HMAC, base64, zlib and JSON but is still refused once older than the session lifetime. Only
-      sessions holding plain values (no lists or dicts, e.g. flashed messages) are remembered, so a request can
-      never change what the next one starts from. A rotated secret forgets every remembered cookie."""
+    A cookie this process verified less than CCP_USER_RECHECK_S ago is not verified and decoded again (the
+    "cookie" entries of ccp.changes.PollCache, which say what that buys): Flask's own loading runs otherwise.
+    Only sessions of plain values are kept (not flashed messages, a list), so no request can change what the next
+    one starts from."""
 
-    VERIFIED_KEPT = 4096  # distinct cookies remembered (roughly: logged-in browsers polling this process)
     _PLAIN = (str, int, float, bool, type(None))
-
-    def __init__(self) -> None:
-        self._serializers: dict[tuple, object] = {}
-        self._verified: dict[str, tuple[dict, float]] = {}
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or _request_is_tls()
 
-    def get_signing_serializer(self, app: Flask):
-        keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
-        serializer = self._serializers.get(keys)
-        if serializer is None:
-            serializer = super().get_signing_serializer(app)
-            if serializer is not None:
-                self._serializers = {keys: serializer}  # a rotated secret replaces the old serializer ...
-                self._verified = {}  # ... and what it verified
-        return serializer
+    def cache_key(self, app: Flask, cookie: str) -> tuple:
+        """Where a verified `cookie` is kept: with the keys that verified it, so a rotated secret misses."""
+        return "cookie", app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()), cookie
 
     def open_session(self, app: Flask, request):
-        serializer = self.get_signing_serializer(app)
-        if serializer is None:
-            return None
         cookie = request.cookies.get(self.get_cookie_name(app))
         if not cookie:
-            return self.session_class()
-        max_age = app.permanent_session_lifetime.total_seconds()
-        known = self._verified.get(cookie)
-        if known is not None and 0 <= time.time() - known[1] <= max_age:
-            return self.session_class(known[0])
-        try:
-            data, signed_at = serializer.loads(cookie, max_age=int(max_age), return_timestamp=True)
-        except BadSignature:
-            return self.session_class()
-        if all(isinstance(value, self._PLAIN) for value in data.values()):
-            if len(self._verified) >= self.VERIFIED_KEPT:
-                self._verified = {}
-            self._verified[cookie] = (data, signed_at.timestamp())
-        return self.session_class(data)
+            return super().open_session(app, request)
+        cache, key = poll_cache(app), self.cache_key(app, cookie)
+        kept = cache.get(key, recheck_seconds(app))
+        if kept is not None:
+            return self.session_class(kept)
+        session = super().open_session(app, request)
+        if session and all(isinstance(value, self._PLAIN) for value in session.values()):
+            cache.put(key, dict(session))
+        return session
 
 
 def init_app(app: Flask) -> None:
     """Install the headers, cookie flags and Flask-Login session protection on `app`."""
     from ccp.extensions import login_manager
 
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_HTTPONLY"] = True  # set here only (not in ccp.config): the baseline, not a setting
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")

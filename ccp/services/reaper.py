@@ -8,6 +8,7 @@ from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from ccp.changes import announce
 from ccp.extensions import db, get_redis
 from ccp.models import Upgrade, as_utc, utcnow
 from ccp.services.audit import record
@@ -54,6 +55,7 @@ def reap_interrupted() -> list[int]:
                 step.output_tail = (step.output_tail or "") + "\ninterrupted"
         upgrade.instance.attention = f"state unknown — preview to reconcile (upgrade #{upgrade.id} was interrupted)"
         db.session.commit()
+        announce(upgrade.id)
         record("system", "upgrade.interrupt", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                result="interrupted", detail={"upgrade_id": upgrade.id, "cause": cause})
         reaped.append(upgrade.id)

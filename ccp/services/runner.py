@@ -3,6 +3,7 @@
 Locking: the Upgrade row is the database lock (a partial unique index allows one queued/running row per instance);
 the upgrade id is the fence every mutating agent call carries, so a stale job can never write over a newer one.
 A heartbeat thread keeps `heartbeat_at` fresh; the reaper marks a job that stopped beating `interrupted`.
+Every commit of the job goes through `_commit`, which announces the change to the polled status widgets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 
 from flask import current_app
 
+from ccp.changes import announce
 from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
@@ -24,6 +26,12 @@ from ccp.services.verify import VerifyFailed, verify_tenant
 
 log = logging.getLogger(__name__)
 TAIL_CHARS = 4000
+
+
+def _commit(upgrade_id: int) -> None:
+    """Commit the job's changes to upgrade `upgrade_id` and its steps, then announce them (ccp.changes)."""
+    db.session.commit()
+    announce(upgrade_id)
 
 
 class StepFailed(Exception):
@@ -72,22 +80,22 @@ class Run:
             self.check_cancel()
         row = self.step_row(name)
         row.status, row.started_at = "running", utcnow()
-        db.session.commit()
+        _commit(self.upgrade.id)
         box = {"output": ""}
         try:
             yield box
         except Exception as exc:
             row.status, row.finished_at = "failed", utcnow()
             row.output_tail = self.mask(f"{box['output']}\n{exc}".strip())
-            db.session.commit()
+            _commit(self.upgrade.id)
             raise
         row.status, row.finished_at, row.output_tail = "succeeded", utcnow(), self.mask(box["output"])
-        db.session.commit()
+        _commit(self.upgrade.id)
 
     def skip(self, name: str, why: str) -> None:
         row = self.step_row(name)
         row.status, row.output_tail = "skipped", why
-        db.session.commit()
+        _commit(self.upgrade.id)
 
     def check_cancel(self) -> None:
         db.session.refresh(self.upgrade, ["cancel_requested"])
@@ -108,7 +116,7 @@ def run_upgrade(upgrade_id: int) -> str:
         db.update(Upgrade).where(Upgrade.id == upgrade_id, Upgrade.status == "queued")
         .values(status="running", started_at=utcnow(), heartbeat_at=utcnow())
     ).rowcount
-    db.session.commit()
+    _commit(upgrade_id)
     upgrade = db.session.get(Upgrade, upgrade_id)
     if upgrade is None or not claimed:
         return upgrade.status if upgrade else "missing"
@@ -138,7 +146,7 @@ def _check_agent_as_first_step(run: Run) -> None:
         first = run.upgrade.steps[0]
         first.status, first.started_at, first.finished_at = "failed", utcnow(), utcnow()
         first.output_tail = run.mask(_message(exc))
-        db.session.commit()
+        _commit(run.upgrade.id)
         raise
 
 
@@ -219,7 +227,7 @@ def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_c
         _finish(upgrade, final_if_clean, cause)
         return
     upgrade.error = cause
-    db.session.commit()
+    _commit(upgrade.id)
     try:
         with run.step("restore", cancellable=False) as box:
             restored = [run.driver.restore_snapshot(sid, fence=upgrade.id) for sid in run.snapshots]
@@ -246,7 +254,7 @@ def _finish(upgrade: Upgrade, status: str, error: str | None = None) -> None:
         upgrade.error = error[:2000]
     if status == "succeeded":
         upgrade.instance.attention = None
-    db.session.commit()
+    _commit(upgrade.id)
     record(upgrade.actor, f"upgrade.finish.{upgrade.kind}", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
            result=status, detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     upgrade_ended(upgrade)  # a rollout it belongs to may move on

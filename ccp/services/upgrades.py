@@ -18,6 +18,7 @@ from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
 from ccp import rules
+from ccp.changes import announce
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
@@ -164,6 +165,7 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
         ).rowcount
         db.session.commit()
         if claimed:
+            announce(upgrade.id)
             _cancel_job(upgrade.job_id)
             db.session.refresh(upgrade)
             _ended(upgrade)
@@ -174,6 +176,7 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
     if upgrade.status == "running":
         upgrade.cancel_requested = True
         db.session.commit()
+        announce(upgrade.id)
         record(actor, "upgrade.cancel", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                detail={"upgrade_id": upgrade.id, "was": "running"})
         return upgrade
@@ -283,9 +286,11 @@ def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
     except Exception as exc:  # noqa: BLE001 - Redis down: release the lock row, tell the caller
         upgrade.status, upgrade.error, upgrade.finished_at = "failed", "could not enqueue: Redis unavailable", utcnow()
         db.session.commit()
+        announce(upgrade.id)
         raise UpgradeError("cannot queue the upgrade: Redis is unavailable", {"reason": type(exc).__name__}) from None
     upgrade.job_id = job.id
     db.session.commit()
+    announce(upgrade.id)
     record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
            detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     return upgrade

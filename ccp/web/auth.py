@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 
 from flask import (
@@ -13,6 +12,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_app_context,
     redirect,
     render_template,
     request,
@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, event, select, update
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ccp.changes import poll_cache, recheck_seconds
 from ccp.extensions import db, get_redis, login_manager
 from ccp.models import User, utcnow
 from ccp.vault import hash_password, verify_password
@@ -50,7 +51,6 @@ def init_app(app: Flask) -> None:
 
 
 SESSION_EPOCH_KEY = "_epoch"  # the user's session_epoch when this session was issued
-USER_RECHECK_S = 2.0  # app.config["CCP_USER_RECHECK_S"]: how long a polled view may reuse a user check
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 _USERS = User.__table__
 # Columns only, one query, no ORM row: every UI request (the status widget is polled every second) loads its user.
@@ -86,45 +86,35 @@ def load_user(user_id: str) -> SessionUser | None:
     issued in another epoch than the user's (they logged out, or their password changed, since).
 
     Every request checks the database, except a GET of a @polled_view, which may reuse this process's check of
-    the same user for up to CCP_USER_RECHECK_S seconds (default 2). The bound: a user deactivated, deleted or
-    demoted by *another* process may still see a polled widget for at most that long; every page, every
-    state-changing request and every change made through this process (the ORM event below) see it at once."""
+    the same user for up to CCP_USER_RECHECK_S seconds (default 2; the "user" entries of ccp.changes.PollCache,
+    which say what that buys and when it is wrong). Every page, every state-changing request and every change made
+    through this process (the ORM event below) see a change at once."""
     if not user_id.isdigit():
         return None
     uid = int(user_id)
     app, req = current_app._get_current_object(), request._get_current_object()  # each proxy lookup costs ~1 µs
-    checked = app.extensions.setdefault("ccp_checked_users", {})
-    now = time.monotonic()
+    cache, key = poll_cache(app), ("user", uid)
     epoch = session.get(SESSION_EPOCH_KEY)
     view = app.view_functions.get(req.endpoint or "")
     if req.method in _SAFE_METHODS and getattr(view, "reuses_user_check", False):
-        hit = checked.get(uid)
-        if hit is not None and now - hit[2] < app.config.get("CCP_USER_RECHECK_S", USER_RECHECK_S):
-            return hit[0] if epoch == hit[1] else None
+        kept = cache.get(key, recheck_seconds(app))
+        if kept is not None:
+            return kept[0] if epoch == kept[1] else None
     row = db.session.execute(_SESSION_USER_QUERY, {"user_id": uid}).first()
     if row is None:
-        checked.pop(uid, None)
+        cache.forget(key)
         return None
     user = SessionUser(row.id, row.username, row.role)
-    if len(checked) > 10_000:  # bounded by the number of users; never grows without limit
-        checked.clear()
-    checked[uid] = (user, row.session_epoch, now)
+    cache.put(key, (user, row.session_epoch))
     return user if epoch == row.session_epoch else None
-
-
-def _checked_users() -> dict[int, tuple[SessionUser, int, float]]:
-    """This app's recent user checks: user id -> (user, session epoch, when checked)."""
-    return current_app.extensions.setdefault("ccp_checked_users", {})
 
 
 @event.listens_for(User, "after_update")
 @event.listens_for(User, "after_delete")
 def _forget_checked_user(mapper, connection, target: User) -> None:
     """A user row changed here (deactivated, role, name): the next request checks the database again."""
-    try:
-        _checked_users().pop(target.id, None)
-    except RuntimeError:  # no app context (nothing cached then)
-        pass
+    if has_app_context():
+        poll_cache().forget(("user", target.id))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -168,7 +158,7 @@ def logout():
         db.session.execute(update(User).where(User.id == current_user.id)
                            .values(session_epoch=User.session_epoch + 1))
         db.session.commit()
-        _checked_users().pop(current_user.id, None)
+        poll_cache().forget(("user", current_user.id))
     logout_user()
     session.clear()
     g.pop("csrf_token", None)

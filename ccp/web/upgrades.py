@@ -2,85 +2,60 @@
 
 from __future__ import annotations
 
-import time
-
-from flask import Blueprint, abort, current_app
+from flask import Blueprint, abort, current_app, request
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 
 from ccp import changes
 from ccp.extensions import db
-from ccp.models import FINAL_STATUSES, Instance, Upgrade, UpgradeStep
+from ccp.models import Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
+from ccp.services.upgrades import StepStatus, UpgradeStatus
 from ccp.web import htmx
 from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
-from ccp.web.presenters import StatusView, StepRecord, UpgradeSummary, build_status_view, status_label
+from ccp.web.presenters import build_status_view, status_label
 
 bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
-STATUS_READS_KEPT = 4096  # upgrades whose last status read this process keeps (a few kB each)
-
 
 _UP, _INST, _STEP = Upgrade.__table__, Instance.__table__, UpgradeStep.__table__
+_STEP_FIELDS = tuple(StepStatus.__dataclass_fields__)
+_UPGRADE_FIELDS = tuple(name for name in UpgradeStatus.__dataclass_fields__
+                        if name not in ("steps", "instance_slug", "instance_name"))
 # The widget reads only the columns it shows, in one query: the upgrade joined to its instance and, outer, its
 # steps in order. No ORM objects, no JSON columns.
 STATUS_QUERY = (
-    select(*(_UP.c[name] for name in UpgradeSummary.__dataclass_fields__ if not name.startswith("instance_")),
+    select(*(_UP.c[name] for name in _UPGRADE_FIELDS),
            _INST.c.slug.label("instance_slug"), _INST.c.name.label("instance_name"),
-           *(_STEP.c[name].label(f"step_{name}") for name in StepRecord.__dataclass_fields__))
+           *(_STEP.c[name].label(f"step_{name}") for name in _STEP_FIELDS))
     .join(_INST, _INST.c.id == _UP.c.instance_id)
     .outerjoin(_STEP, _STEP.c.upgrade_id == _UP.c.id)
     .where(_UP.c.id == bindparam("upgrade_id"))
     .order_by(_STEP.c.position)
 )
-_STATUS_AT = [column.key for column in STATUS_QUERY.selected_columns].index("status")
 
 
-def status_rows(upgrade_id: int) -> tuple[tuple, ...]:
-    """The widget's rows for one upgrade (one per step; at least one), or 404.
+def read_status(upgrade_id: int) -> UpgradeStatus:
+    """The upgrade's read model from one lean query, or 404.
 
     A Core read on its own pooled connection (no ORM session: this path is polled every second by every open page);
-    it sees committed data only. The rows are plain tuples, so they can key the cached markup."""
+    it sees committed data only."""
     with db.engine.connect() as conn:
-        rows = tuple(tuple(row) for row in conn.execute(STATUS_QUERY, {"upgrade_id": upgrade_id}))
+        rows = conn.execute(STATUS_QUERY, {"upgrade_id": upgrade_id}).mappings().all()
     if not rows:
         abort(404, description=f"No upgrade {upgrade_id}.")
-    return rows
-
-
-def polled_status_rows(upgrade_id: int) -> tuple[tuple, ...]:
-    """`status_rows`, or this process's last read of them while no change notice arrived for the upgrade (and for
-    at most CCP_STATUS_REUSE_S seconds). See ccp.changes: the stamp is taken before the read, so a change that
-    lands during the read makes the next poll read again."""
-    stamp = changes.current_feed().stamp(upgrade_id)
-    reads = current_app.extensions.setdefault("ccp_status_reads", {})
-    now = time.monotonic()
-    last = reads.get(upgrade_id)
-    if stamp is not None and last is not None and last[0] == stamp and now - last[1] < changes.reuse_seconds():
-        return last[2]
-    rows = status_rows(upgrade_id)
-    if stamp is not None:
-        if len(reads) >= STATUS_READS_KEPT:
-            reads.clear()
-        reads[upgrade_id] = (stamp, now, rows)
-    return rows
-
-
-def status_view_of(rows: tuple[tuple, ...]) -> StatusView:
-    """The status widget's view built from `status_rows`."""
-    names = [column.key for column in STATUS_QUERY.selected_columns]
-    values = [dict(zip(names, row, strict=True)) for row in rows]
-    summary = UpgradeSummary(**{name: values[0][name] for name in UpgradeSummary.__dataclass_fields__})
-    steps = [StepRecord(**{name: row[f"step_{name}"] for name in StepRecord.__dataclass_fields__})
-             for row in values if row["step_name"] is not None]
-    return build_status_view(summary, steps)
+    first = rows[0]
+    steps = tuple(StepStatus(*(row[f"step_{name}"] for name in _STEP_FIELDS))
+                  for row in rows if row["step_name"] is not None)
+    return UpgradeStatus(**{name: first[name] for name in (*_UPGRADE_FIELDS, "instance_slug", "instance_name")},
+                         steps=steps)
 
 
 @bp.get("/<id:upgrade_id>")
 @login_required
 def show(upgrade_id: int):
     """The upgrade's page: what, who, when, and the same status widget as the instance page."""
-    view = status_view_of(status_rows(upgrade_id))
+    view = build_status_view(read_status(upgrade_id))
     return htmx.render("upgrades/show.html", "upgrades/_status.html", view=view)
 
 
@@ -90,15 +65,23 @@ def show(upgrade_id: int):
 def status(upgrade_id: int):
     """The self-replacing widget: polled while queued/running; 286 with the final markup once it has ended.
 
-    Polled every second by every open page, mostly while nothing changed: the fragment's markup is cached by what
-    it shows (the rows and the one permission it depends on, for the Cancel button), and the view is only built
-    when the markup has to be rendered. The rows are read again as soon as a change notice for this upgrade arrives
-    (ccp.changes; every process announces its committed changes), and on every poll while notices cannot be heard."""
-    rows = polled_status_rows(upgrade_id)
-    response = htmx.render("upgrades/show.html", "upgrades/_status.html",
-                           cache_key=(rows, current_user.can("operate")),
-                           make_context=lambda: {"view": status_view_of(rows)})
-    return htmx.polled(response, final=rows[0][_STATUS_AT] in FINAL_STATUSES)
+    An htmx poll reuses this process's last rendering of the widget while no change notice arrived for the upgrade
+    (the "widget" entries of ccp.changes.PollCache); a boosted or history-restore request gets the full page."""
+    if not htmx.wants_fragment():
+        view = build_status_view(read_status(upgrade_id))
+        return htmx.polled(htmx.render("upgrades/show.html", "upgrades/_status.html", view=view), final=view.final)
+    key = ("widget", upgrade_id, current_user.can("operate"), request.script_root)
+    stamp = changes.current_feed().stamp(upgrade_id)  # before the read: a change during it makes the next poll read
+    cache = changes.poll_cache()
+    kept = cache.get(key, changes.reuse_seconds())
+    if stamp is not None and kept is not None and kept[0] == stamp:
+        body, final = kept[1], kept[2]
+    else:
+        view = build_status_view(read_status(upgrade_id))
+        body, final = htmx.render("upgrades/show.html", "upgrades/_status.html", view=view).get_data(), view.final
+        if stamp is not None:
+            cache.put(key, (stamp, body, final))
+    return htmx.polled(htmx.vary(current_app.response_class(body)), final=final)
 
 
 @bp.post("/<id:upgrade_id>/cancel")
@@ -118,7 +101,7 @@ def cancel(upgrade_id: int):
         notice = f"Not cancelled: this upgrade had already ended ({status_label(upgrade.status)})."
     except upgrades.UpgradeError as exc:
         status_code, notice = exc.status, f"Not cancelled: {exc.message}"
-    view = status_view_of(status_rows(upgrade_id))
+    view = build_status_view(read_status(upgrade_id))
     view.notice = notice
     response = htmx.render("upgrades/show.html", "upgrades/_status.html", status=status_code, view=view)
     return htmx.polled(response, final=view.final)

@@ -1,5 +1,6 @@
-"""The signed session cookie (ccp.security.TlsAwareSessionInterface): a cookie verified once is remembered, and the
-shortcut keeps every refusal Flask's own check makes - expired, tampered, re-signed with a rotated secret."""
+"""The signed session cookie (ccp.security.TlsAwareSessionInterface): a cookie verified a moment ago is not verified
+again (the "cookie" entries of ccp.changes.PollCache), and that keeps every refusal Flask's own check makes - expired
+(once the recheck bound has passed), tampered, re-signed with a rotated secret."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 from flask import g
 
+from ccp.changes import poll_cache
 from tests.web.conftest import HX
 
 
@@ -23,19 +25,24 @@ def _session_cookie(client, app) -> str:
     return client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session")).value
 
 
-def test_remembered_cookie_still_expires(app, client, login, monkeypatch):
+def _kept(app, cookie: str):
+    return poll_cache(app).get(app.session_interface.cache_key(app, cookie))
+
+
+def test_kept_cookie_still_expires(app, client, login, monkeypatch):
     login("viewer")
     assert _get(client, headers=HX).status_code == 200
     cookie = _session_cookie(client, app)
-    assert cookie in app.session_interface._verified, "the verified cookie was not remembered"
+    assert _kept(app, cookie) is not None, "the verified cookie was not kept"
     assert _get(client, headers=HX).status_code == 200
     lifetime = app.permanent_session_lifetime.total_seconds()
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + lifetime + 60)
+    app.config["CCP_USER_RECHECK_S"] = 0  # the recheck bound has passed: Flask's own check runs
     assert _get(client).status_code == 302, "an expired cookie was accepted from memory"
 
 
-def test_tampered_cookie_is_refused_even_next_to_a_remembered_one(app, client, login):
+def test_tampered_cookie_is_refused_even_next_to_a_kept_one(app, client, login):
     login("viewer")
     assert _get(client).status_code == 200
     cookie = _session_cookie(client, app)
@@ -43,11 +50,11 @@ def test_tampered_cookie_is_refused_even_next_to_a_remembered_one(app, client, l
     forged = f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
     client.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), forged)
     assert _get(client).status_code == 302
-    assert forged not in app.session_interface._verified
+    assert _kept(app, forged) is None
 
 
 def test_sessions_opened_from_one_cookie_do_not_share_state(app):
-    """Each request gets its own session; values that could be changed in place (a list) are never remembered."""
+    """Each request gets its own session; values that could be changed in place (a list) are never kept."""
     interface = app.session_interface
     serializer = interface.get_signing_serializer(app)
     plain = serializer.dumps({"_user_id": "1", "_fresh": True})
@@ -61,7 +68,14 @@ def test_sessions_opened_from_one_cookie_do_not_share_state(app):
     opened[2]["_flashes"].append(["info", "again"])
     assert opened[1]["_user_id"] == "1"
     assert opened[3]["_flashes"] == [["info", "saved"]]
-    assert plain in interface._verified and with_list not in interface._verified
+    assert _kept(app, plain) is not None and _kept(app, with_list) is None
+
+
+def test_a_rotated_secret_misses_every_kept_cookie(app, client, login):
+    login("viewer")
+    assert _get(client).status_code == 200
+    app.secret_key = "rotated-" + "x" * 40  # old cookies no longer verify: logged out at once
+    assert _get(client).status_code == 302
 
 
 def _logout(client) -> None:

@@ -1,9 +1,11 @@
-"""Upgrade change notices (ccp.changes): what a commit announces, how a feed counts them, and its fallback."""
+"""The polled path's reuse (ccp.changes): whoever commits a change to an upgrade announces it and the next poll shows
+it; a change nobody announced shows within CCP_STATUS_REUSE_S; how a feed counts notices; the one cache's bounds."""
 
 from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
 
 import pytest
 import redis
@@ -11,7 +13,13 @@ from sqlalchemy import update
 
 from ccp import changes
 from ccp.models import Upgrade, UpgradeStep, utcnow
+from ccp.services import upgrades
+from ccp.services.reaper import reap_interrupted
 from tests.factories import make_instance
+from tests.web import conftest as web
+from tests.web.conftest import HX
+
+login, fresh_g_per_request = web.login, web.fresh_g_per_request  # the UI's fixtures: log in, one `g` per request
 
 
 def _wait(predicate, timeout: float = 5.0, what: str = "condition"):
@@ -26,7 +34,7 @@ def _wait(predicate, timeout: float = 5.0, what: str = "condition"):
 
 @pytest.fixture
 def notices(redis_url):
-    """Notices on the change channel, as another process sees them: next() -> the next one's "<ids>" or "*"."""
+    """Notices on the change channel, as another process sees them: next() -> the next one's upgrade id."""
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(changes.CHANNEL)
@@ -48,52 +56,94 @@ def notices(redis_url):
     client.close()
 
 
+@pytest.fixture
+def feed(app):
+    """This process's feed for the app's Redis, subscribed (so polls may reuse what they rendered)."""
+    current = changes.current_feed()
+    _wait(current.subscribed.is_set, what="the feed's subscription")
+    return current
+
+
 def _running_upgrade(db) -> Upgrade:
     upgrade = Upgrade(instance_id=make_instance().id, kind="release", status="running", to_tag="v2", actor="t",
                       started_at=utcnow())
     db.session.add(upgrade)
     db.session.flush()
-    db.session.add(UpgradeStep(upgrade_id=upgrade.id, position=0, name="render", status="running"))
+    db.session.add(UpgradeStep(upgrade_id=upgrade.id, position=0, name="render", status="running",
+                               output_tail="rendering"))
     db.session.commit()
     return upgrade
 
 
-def test_commits_announce_the_changed_upgrades(db, notices):
-    """ORM changes announce their upgrade ids after the commit; a bulk UPDATE names its upgrade when its WHERE
-    does, else "*"; a rolled-back change announces nothing."""
-    from ccp.extensions import get_redis
+def _poll(client, upgrade_id: int) -> str:
+    return client.get(f"/upgrades/{upgrade_id}/status", headers=HX).get_data(as_text=True)
 
-    get_redis()  # the app talks to Redis (a process that never did has nobody listening through it)
+
+def test_announce_counts_at_once_and_tells_the_others(db, feed, notices):
+    """A commit by itself announces nothing (no session listeners): the code that changed the upgrade does."""
     upgrade = _running_upgrade(db)
-    while (message := notices(timeout=0.3)) is not None:  # what creating it announced
-        assert str(upgrade.id) in message.split() or message == "*"
-    step = upgrade.steps[0]
-    step.output_tail = "pulling"
-    db.session.flush()
-    assert notices(timeout=0.3) is None, "announced before the commit"
+    before = feed.stamp(upgrade.id)
+    upgrade.steps[0].output_tail = "pulling"
     db.session.commit()
+    assert notices(timeout=0.3) is None and feed.stamp(upgrade.id) == before
+    changes.announce(upgrade.id)
+    assert feed.stamp(upgrade.id) != before, "this process's own next poll must see its change"
     assert notices() == str(upgrade.id)
 
-    db.session.execute(update(Upgrade).where(Upgrade.id == upgrade.id, Upgrade.status == "running")
-                       .values(cancel_requested=True))
-    db.session.commit()
-    assert notices() == str(upgrade.id)
-    db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id).values(output_tail="x"))
-    db.session.commit()
-    assert notices() == str(upgrade.id)
-    db.session.execute(update(Upgrade).where(Upgrade.status == "queued").values(error="swept"))
-    db.session.commit()
-    assert notices() == changes.EVERYTHING
 
-    step.output_tail = "never committed"
-    db.session.flush()
-    db.session.rollback()
+def test_every_writer_announces_so_the_next_poll_shows_it(app, db, client, login, feed, tenant, run_worker):
+    """The runner, cancel (queued and running) and the reaper announce what they commit: with reuse unbounded,
+    only their announcements can refresh the widget."""
+    app.config["CCP"].status_reuse_s = 3600
+    login("operator")
+    done = upgrades.start_quick(tenant, actor="t")  # enqueue announces
+    assert "Queued" in _poll(client, done.id) and "Queued" in _poll(client, done.id)
+    run_worker()  # the runner: claim, every step, finish
+    assert "Succeeded" in _poll(client, done.id)
+
+    queued = upgrades.start_quick(tenant, actor="t")
+    assert "Queued" in _poll(client, queued.id)
+    upgrades.cancel_upgrade(queued, actor="t")
+    assert "Cancelled" in _poll(client, queued.id)
+
+    running = upgrades.start_quick(tenant, actor="t")
+    db.session.execute(update(Upgrade).where(Upgrade.id == running.id)
+                       .values(status="running", started_at=utcnow(), heartbeat_at=utcnow() - timedelta(hours=1)))
     db.session.commit()
-    assert notices(timeout=0.5) is None
+    changes.announce(running.id)  # as the runner does when it claims a job
+    assert "Running" in _poll(client, running.id)
+    upgrades.cancel_upgrade(db.session.get(Upgrade, running.id), actor="t")
+    assert "Cancel requested" in _poll(client, running.id)
+    assert reap_interrupted() == [running.id]
+    assert "Interrupted" in _poll(client, running.id)
+
+
+def test_a_change_nobody_announced_shows_within_the_reuse_bound(app, db, client, login, feed):
+    app.config["CCP"].status_reuse_s = 0.5
+    login("viewer")
+    upgrade = _running_upgrade(db)
+    assert "rendering" in _poll(client, upgrade.id)
+    db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id).values(output_tail="by hand"))
+    db.session.commit()  # e.g. a fix made in SQL: nobody announces it
+    assert "rendering" in _poll(client, upgrade.id), "reused while no notice arrived"
+    time.sleep(0.5)
+    assert "by hand" in _poll(client, upgrade.id)
+
+
+def test_without_notices_every_poll_reads(app, db, client, login, monkeypatch):
+    """A process that cannot hear notices (Redis away: stamp None) reuses nothing."""
+    app.config["CCP"].status_reuse_s = 3600
+    login("viewer")
+    upgrade = _running_upgrade(db)
+    monkeypatch.setattr(changes.ChangeFeed, "stamp", lambda self, upgrade_id: None)
+    assert "rendering" in _poll(client, upgrade.id)
+    db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id).values(output_tail="by hand"))
+    db.session.commit()
+    assert "by hand" in _poll(client, upgrade.id)
 
 
 def test_feed_counts_notices_per_upgrade(redis_url):
-    """A notice changes that upgrade's stamp only; "*" changes every stamp."""
+    """A notice changes that upgrade's stamp only; our own echo is not counted twice."""
     client = redis.Redis.from_url(redis_url)
     feed = changes.feed(client)
     _wait(feed.subscribed.is_set, what="the feed's subscription")
@@ -101,12 +151,10 @@ def test_feed_counts_notices_per_upgrade(redis_url):
     client.publish(changes.CHANNEL, "another-process 101")
     _wait(lambda: feed.stamp(101) != one, what="notice for 101")
     assert feed.stamp(102) == two
-    client.publish(changes.CHANNEL, "another-process *")
-    _wait(lambda: feed.stamp(102) != two, what="notice for everything")
     three = feed.stamp(103)
-    client.publish(changes.CHANNEL, f"{changes.process_origin()} 103")  # our own echo: applied at commit already
+    client.publish(changes.CHANNEL, f"{changes.process_origin()} 103")  # our own echo: counted when announced
     client.publish(changes.CHANNEL, "another-process 104")
-    _wait(lambda: feed.stamp(104) != feed.stamp(102), what="notice for 104")
+    _wait(lambda: feed.stamp(104) != two, what="notice for 104")
     assert feed.stamp(103) == three
     assert changes.feed(client) is feed, "one feed per process and Redis server"
     client.close()
@@ -120,3 +168,16 @@ def test_feed_without_redis_asks_callers_to_read_the_database():
     feed = changes.ChangeFeed(redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2))
     time.sleep(0.5)
     assert not feed.subscribed.is_set() and feed.stamp(1) is None
+
+
+def test_poll_cache_is_bounded_in_age_and_size(monkeypatch):
+    cache = changes.PollCache()
+    cache.put(("a",), 1)
+    assert cache.get(("a",)) == 1 and cache.get(("a",), max_age_s=0) is None
+    cache.forget(("a",))
+    assert cache.get(("a",)) is None
+    monkeypatch.setattr(changes.PollCache, "KEPT", 3)
+    for i in range(3):
+        cache.put(("n", i), i)
+    cache.put(("n", 3), 3)  # full: everything else is dropped
+    assert [cache.get(("n", i)) for i in range(4)] == [None, None, None, 3]

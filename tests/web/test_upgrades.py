@@ -1,4 +1,4 @@
-"""The upgrade page, the polled status widget (lean read, cached fragments) and cancelling from it."""
+"""The upgrade page, the polled status widget (lean read, reused while unchanged) and cancelling from it."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from flask import render_template
 from sqlalchemy import event, update
 
 from ccp.models import Upgrade, UpgradeStep, User, utcnow
-from ccp.web.presenters import status_view
-from ccp.web.upgrades import status_rows, status_view_of
+from ccp import changes
+from ccp.web.presenters import build_status_view, status_view
+from ccp.web.upgrades import read_status
 from tests.factories import make_instance
 from tests.web.conftest import HX
 
@@ -74,7 +75,7 @@ def test_lean_widget_matches_the_orm_rendering(app, db, client, login, state, ro
         login_user(load_user(str(user.id)))
         expected = render_template("upgrades/_status.html", view=status_view(db.session.get(Upgrade, upgrade.id)),
                                    fragment=True)
-        assert status_view_of(status_rows(upgrade.id)) == status_view(db.session.get(Upgrade, upgrade.id))
+        assert build_status_view(read_status(upgrade.id)) == status_view(db.session.get(Upgrade, upgrade.id))
     assert response.get_data(as_text=True) == expected
     final = upgrade.status not in ("queued", "running")
     assert response.status_code == (286 if final else 200)
@@ -94,8 +95,9 @@ def test_widget_shows_the_states_labels_cause_and_tail(db, client, login):
     assert " · took " in broken
 
 
-def test_cached_fragment_follows_every_change(db, client, login):
-    """Fragments are cached by the rows they show: a new step, a new status or a new tail is never served stale."""
+def test_reused_widget_follows_every_announced_change(db, client, login):
+    """A poll reuses the widget while the upgrade is unchanged; a new tail or a new status, announced as every
+    writer does after its commit, is never served stale."""
     login("operator")
     upgrade = _upgrade(db, **STATES["running"])
     url = f"/upgrades/{upgrade.id}/status"
@@ -104,16 +106,19 @@ def test_cached_fragment_follows_every_change(db, client, login):
     db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id, UpgradeStep.status == "running")
                        .values(output_tail="layer 3 done"))
     db.session.commit()
+    changes.announce(upgrade.id)
     assert "layer 3 done" in client.get(url, headers=HX).get_data(as_text=True)
     db.session.execute(update(Upgrade).where(Upgrade.id == upgrade.id)
                        .values(status="succeeded", finished_at=utcnow()))
     db.session.commit()
+    changes.announce(upgrade.id)
     final = client.get(url, headers=HX)
     assert final.status_code == 286 and "Succeeded" in final.get_data(as_text=True)
 
 
 CHANGE_ELSEWHERE = """
 from ccp.app import create_app
+from ccp.changes import announce
 from ccp.extensions import db
 from ccp.models import UpgradeStep
 app = create_app()
@@ -121,14 +126,13 @@ with app.app_context():
     step = db.session.execute(db.select(UpgradeStep).filter_by(upgrade_id={id}, status="running")).scalar_one()
     step.output_tail = "changed by another process"
     db.session.commit()
+    announce({id})
 """
 
 
 def test_poll_reuses_its_read_until_another_process_announces_a_change(app, app_env, db, client, login):
     """While no change notice arrives, a poll serves the last read without touching the database; a change
-    committed by another process (a worker) reaches the next polls through Redis within moments."""
-    from ccp import changes
-
+    committed and announced by another process (a worker) reaches the next polls through Redis within moments."""
     login("viewer")
     upgrade = _upgrade(db, **STATES["running"])
     url = f"/upgrades/{upgrade.id}/status"
@@ -150,7 +154,7 @@ def test_poll_reuses_its_read_until_another_process_announces_a_change(app, app_
             assert time.monotonic() < deadline, "the other process's change was not shown within 3 s"
             time.sleep(0.02)
         assert len(reads) >= 1
-        app.config["CCP_STATUS_REUSE_S"] = 0  # reuse switched off: every poll reads
+        app.config["CCP"].status_reuse_s = 0  # reuse switched off: every poll reads
         before = len(reads)
         client.get(url, headers=HX)
         client.get(url, headers=HX)
@@ -259,11 +263,3 @@ def test_security_headers_keep_what_a_view_set(app):
         tightened = add_security_headers(tightened)
         assert tightened.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
         assert tightened.headers["X-Frame-Options"] == "DENY"
-
-
-def test_session_cookie_signed_with_the_current_secret(app, client, login):
-    """The session serializer is reused per secret: a rotated secret signs with the new key at once."""
-    login("viewer")
-    assert client.get("/").status_code == 200
-    app.secret_key = "rotated-" + "x" * 40  # old cookies no longer verify: logged out
-    assert client.get("/").status_code == 302
