@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
@@ -217,12 +217,10 @@ class UpgradeStatus:
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    instance_id: int
     instance_slug: str
     instance_name: str
     steps: tuple[StepStatus, ...] = ()
-    # None only where a lean read does not select it (ccp.web.upgrades' polled query, until it reads this model);
-    # left out of equality so both reads of one upgrade compare equal.
-    instance_id: int | None = field(default=None, compare=False)
 
     @property
     def duration_s(self) -> float | None:

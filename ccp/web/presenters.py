@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from ccp.drivers import FileDiff
 from ccp.models import Upgrade
-from ccp.services.upgrades import STEPS_BY_KIND, StepStatus, UpgradeStatus, upgrade_status
+from ccp.services.upgrades import STEPS_BY_KIND, UpgradeStatus, upgrade_status
 
 STATUS_LABELS = {
     "queued": "Queued",
@@ -90,30 +90,6 @@ def format_when(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@dataclass(frozen=True)
-class UpgradeSummary:
-    """The polled query's upgrade columns (ccp.web.upgrades): the read model's fields without its steps and
-    instance id. Transitional: once that query builds ccp.services.upgrades.UpgradeStatus itself, this goes."""
-
-    id: int
-    kind: str
-    status: str
-    from_tag: str | None
-    to_tag: str | None
-    plan_hash: str | None
-    actor: str
-    error: str | None
-    cancel_requested: bool
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    instance_slug: str
-    instance_name: str
-
-
-StepRecord = StepStatus  # the polled query's step columns (see UpgradeSummary)
-
-
 @dataclass
 class StepView:
     name: str
@@ -141,13 +117,9 @@ def status_view(upgrade: Upgrade) -> StatusView:
     return build_status_view(upgrade_status(upgrade))
 
 
-def build_status_view(upgrade: UpgradeStatus | UpgradeSummary, records: list[StepStatus] | None = None) -> StatusView:
+def build_status_view(upgrade: UpgradeStatus) -> StatusView:
     """Merge the recorded steps (in order) with the ones still expected; pick the step whose output tail is worth
-    showing: the running one, else the first failed one, else (while active) the next pending one.
-
-    `records` come with an UpgradeSummary (the polled query's rows); an UpgradeStatus carries its own steps."""
-    if records is not None:
-        upgrade = UpgradeStatus(**vars(upgrade), steps=tuple(records))
+    showing: the running one, else the first failed one, else (while active) the next pending one."""
     final = upgrade.final
     steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status, format_duration(r.duration_s),
                       r.output_tail) for r in upgrade.steps]
