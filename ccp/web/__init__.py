@@ -8,7 +8,7 @@ from flask_login import current_user
 
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
-    from ccp.web import admin, auth, errors, fleet, instances, releases, rollouts, upgrades
+    from ccp.web import admin, auth, errors, fleet, instances, releases, rollouts, static_routes, upgrades
     from ccp.web.presenters import register_filters
 
     auth.init_app(app)
@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(upgrades.bp)
     app.register_blueprint(rollouts.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(static_routes.bp)
 
     register_filters(app)
     app.context_processor(_permissions)
