@@ -6,12 +6,13 @@ each kind of reuse buys there.
 
 - Announcing: the code that commits a change to an upgrade or its steps calls `announce(upgrade_id)` right after
   the commit (the runner, the reaper, enqueue and cancel in ccp.services.upgrades). That publishes
-  "<origin> <id>" on the Redis channel `ccp:upgrade-changed`; the announcing process counts it in its own feed at
-  once and ignores its echo. The runner's heartbeat is not announced: nothing shown depends on it.
+  "<origin> <install> <id>" on the Redis channel `ccp:upgrade-changed` (install: CCP_QUEUE, so installs and test
+  runs sharing a Redis server do not stir each other's widgets); the announcing process counts it in its own feed
+  at once and ignores its echo. The runner's heartbeat is not announced: nothing shown depends on it.
 - Listening: one `ChangeFeed` per process and Redis server (a daemon thread on a pub/sub connection) counts the
-  notices per upgrade. `stamp(id)` changes whenever a notice for that upgrade arrives and whenever the subscription
-  is re-established (notices may have been missed meanwhile). While not subscribed, `stamp` is None and nothing
-  may be reused.
+  notices per topic ("<install> <id>"). `stamp(id)` changes whenever a notice for that upgrade arrives and whenever
+  the subscription is re-established (notices may have been missed meanwhile). While not subscribed, it is None
+  and nothing may be reused.
 
 Imported by the services (announce) and the web side (stamp, PollCache); it imports only ccp.extensions.
 Hand-written because Redis pub/sub is the transport we already run; no library offers "invalidate a per-process
@@ -35,33 +36,34 @@ log = logging.getLogger(__name__)
 
 
 class ChangeFeed:
-    """Counts change notices per upgrade id, from one Redis server, in a daemon thread of this process."""
+    """Counts change notices per topic ("<install> <upgrade id>"), from one Redis server, in a daemon thread of this
+    process."""
 
     RETRY_MAX_S = 10.0
-    KEPT = 100_000  # upgrade ids counted; past that all are forgotten (every stamp changes) rather than grow
+    KEPT = 100_000  # topics counted; past that all are forgotten (every stamp changes) rather than grow
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._versions: dict[int, int] = {}
+        self._versions: dict[str, int] = {}
         self._generation = 0  # bumped on every (re)subscription: every earlier stamp becomes stale
         self.subscribed = threading.Event()
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="ccp-change-feed", daemon=True)
         self._thread.start()
 
-    def stamp(self, upgrade_id: int) -> tuple[int, int] | None:
-        """A value that differs from any earlier one once upgrade `upgrade_id` may have changed; None while this
+    def stamp(self, topic: str) -> tuple[int, int] | None:
+        """A value that differs from any earlier one once what `topic` names may have changed; None while this
         process cannot hear notices (the caller must read the database)."""
         if not self.subscribed.is_set():
             return None
-        return self._generation, self._versions.get(upgrade_id, 0)
+        return self._generation, self._versions.get(topic, 0)
 
-    def apply(self, upgrade_id: int) -> None:
-        """Count one notice for `upgrade_id`."""
+    def apply(self, topic: str) -> None:
+        """Count one notice for `topic`."""
         if len(self._versions) >= self.KEPT:
             self._versions.clear()
             self._generation += 1
-        self._versions[upgrade_id] = self._versions.get(upgrade_id, 0) + 1
+        self._versions[topic] = self._versions.get(topic, 0) + 1
 
     def _run(self) -> None:
         wait = 0.5
@@ -79,9 +81,9 @@ class ChangeFeed:
                         wait = 0.5
                     elif message["type"] == "message":
                         data = message["data"]
-                        origin, _, notice = (data.decode() if isinstance(data, bytes) else str(data)).partition(" ")
-                        if origin != process_origin() and notice.isdigit():  # our own: applied when announced
-                            self.apply(int(notice))
+                        origin, _, topic = (data.decode() if isinstance(data, bytes) else str(data)).partition(" ")
+                        if origin != process_origin():  # our own notices were counted when announced
+                            self.apply(topic)
             except Exception as exc:  # noqa: BLE001 - any failure: fall back to the database, retry later
                 if self.subscribed.is_set():
                     log.warning("upgrade change notices lost (%s); status polls read the database until back",
@@ -100,7 +102,7 @@ _origin: tuple[int, str] = (0, "")
 
 
 def process_origin() -> str:
-    """This process's name on the channel (new after a fork): a notice is "<origin> <upgrade id>"."""
+    """This process's name on the channel (new after a fork): a notice is "<origin> <install> <upgrade id>"."""
     global _origin
     if _origin[0] != os.getpid():
         _origin = (os.getpid(), uuid.uuid4().hex[:16])
@@ -142,6 +144,16 @@ def current_feed() -> ChangeFeed:
     return feed(get_redis())
 
 
+def topic(upgrade_id: int) -> str:
+    """What a notice about this upgrade of the current app's install names: "<CCP_QUEUE> <id>"."""
+    return f"{current_app.config['CCP'].queue_name} {upgrade_id}"
+
+
+def stamp(upgrade_id: int) -> tuple[int, int] | None:
+    """The current app's stamp for this upgrade (ChangeFeed.stamp): read it before reading the upgrade."""
+    return current_feed().stamp(topic(upgrade_id))
+
+
 def announce(upgrade_id: int) -> None:
     """Tell every process that this upgrade (or one of its steps) changed. Call it after the commit.
 
@@ -149,11 +161,12 @@ def announce(upgrade_id: int) -> None:
     client = current_app.extensions.get("ccp_redis")
     if client is None:  # this process never used Redis (e.g. a CLI command): nobody listens through it
         return
+    named = topic(upgrade_id)
     local = _running_feed(_server_of(client))
     if local is not None:
-        local.apply(upgrade_id)  # our own change is visible to our own next poll, before the round trip
+        local.apply(named)  # our own change is visible to our own next poll, before the round trip
     try:
-        client.publish(CHANNEL, f"{process_origin()} {upgrade_id}")
+        client.publish(CHANNEL, f"{process_origin()} {named}")
     except redis.RedisError as exc:
         log.warning("could not announce a change of upgrade %s (%s); other processes may show it up to "
                     "CCP_STATUS_REUSE_S late", upgrade_id, exc.__class__.__name__)

@@ -71,7 +71,7 @@ def status(upgrade_id: int):
         view = build_status_view(read_status(upgrade_id))
         return htmx.polled(htmx.render("upgrades/show.html", "upgrades/_status.html", view=view), final=view.final)
     key = ("widget", upgrade_id, current_user.can("operate"), request.script_root)
-    stamp = changes.current_feed().stamp(upgrade_id)  # before the read: a change during it makes the next poll read
+    stamp = changes.stamp(upgrade_id)  # before the read: a change during it makes the next poll read
     cache = changes.poll_cache()
     kept = cache.get(key, changes.reuse_seconds())
     if stamp is not None and kept is not None and kept[0] == stamp:

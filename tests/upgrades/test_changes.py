@@ -34,7 +34,8 @@ def _wait(predicate, timeout: float = 5.0, what: str = "condition"):
 
 @pytest.fixture
 def notices(redis_url):
-    """Notices on the change channel, as another process sees them: next() -> the next one's upgrade id."""
+    """Notices this process sent on the change channel, as another process sees them: next() -> the next one's
+    topic ("<install> <upgrade id>"); notices of other processes (other test runs on this Redis) are skipped."""
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(changes.CHANNEL)
@@ -46,9 +47,9 @@ def notices(redis_url):
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=0.1)
             if message and message["type"] == "message":
-                origin, _, notice = message["data"].decode().partition(" ")
-                assert origin == changes.process_origin()
-                return notice
+                origin, _, topic = message["data"].decode().partition(" ")
+                if origin == changes.process_origin():
+                    return topic
         return None
 
     yield _next
@@ -79,16 +80,16 @@ def _poll(client, upgrade_id: int) -> str:
     return client.get(f"/upgrades/{upgrade_id}/status", headers=HX).get_data(as_text=True)
 
 
-def test_announce_counts_at_once_and_tells_the_others(db, feed, notices):
+def test_announce_counts_at_once_and_tells_the_others(app, db, feed, notices):
     """A commit by itself announces nothing (no session listeners): the code that changed the upgrade does."""
     upgrade = _running_upgrade(db)
-    before = feed.stamp(upgrade.id)
+    before = changes.stamp(upgrade.id)
     upgrade.steps[0].output_tail = "pulling"
     db.session.commit()
-    assert notices(timeout=0.3) is None and feed.stamp(upgrade.id) == before
+    assert notices(timeout=0.3) is None and changes.stamp(upgrade.id) == before
     changes.announce(upgrade.id)
-    assert feed.stamp(upgrade.id) != before, "this process's own next poll must see its change"
-    assert notices() == str(upgrade.id)
+    assert changes.stamp(upgrade.id) != before, "this process's own next poll must see its change"
+    assert notices() == changes.topic(upgrade.id) == f"{app.config['CCP'].queue_name} {upgrade.id}"
 
 
 def test_every_writer_announces_so_the_next_poll_shows_it(app, db, client, login, feed, tenant, run_worker):
@@ -143,19 +144,20 @@ def test_without_notices_every_poll_reads(app, db, client, login, monkeypatch):
 
 
 def test_feed_counts_notices_per_upgrade(redis_url):
-    """A notice changes that upgrade's stamp only; our own echo is not counted twice."""
+    """A notice changes that upgrade's stamp only (an upgrade of another install is another topic); our own echo
+    is not counted twice."""
     client = redis.Redis.from_url(redis_url)
     feed = changes.feed(client)
     _wait(feed.subscribed.is_set, what="the feed's subscription")
-    one, two = feed.stamp(101), feed.stamp(102)
-    client.publish(changes.CHANNEL, "another-process 101")
-    _wait(lambda: feed.stamp(101) != one, what="notice for 101")
-    assert feed.stamp(102) == two
-    three = feed.stamp(103)
-    client.publish(changes.CHANNEL, f"{changes.process_origin()} 103")  # our own echo: counted when announced
-    client.publish(changes.CHANNEL, "another-process 104")
-    _wait(lambda: feed.stamp(104) != two, what="notice for 104")
-    assert feed.stamp(103) == three
+    one, two, other = feed.stamp("inst-a 101"), feed.stamp("inst-a 102"), feed.stamp("inst-b 101")
+    client.publish(changes.CHANNEL, "another-process inst-a 101")
+    _wait(lambda: feed.stamp("inst-a 101") != one, what="notice for 101")
+    assert feed.stamp("inst-a 102") == two and feed.stamp("inst-b 101") == other
+    three = feed.stamp("inst-a 103")
+    client.publish(changes.CHANNEL, f"{changes.process_origin()} inst-a 103")  # our own echo: counted already
+    client.publish(changes.CHANNEL, "another-process inst-a 104")
+    _wait(lambda: feed.stamp("inst-a 104") != two, what="notice for 104")
+    assert feed.stamp("inst-a 103") == three
     assert changes.feed(client) is feed, "one feed per process and Redis server"
     client.close()
 
@@ -167,7 +169,7 @@ def test_feed_without_redis_asks_callers_to_read_the_database():
         port = s.getsockname()[1]
     feed = changes.ChangeFeed(redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2))
     time.sleep(0.5)
-    assert not feed.subscribed.is_set() and feed.stamp(1) is None
+    assert not feed.subscribed.is_set() and feed.stamp("inst-a 1") is None
 
 
 def test_poll_cache_is_bounded_in_age_and_size(monkeypatch):
