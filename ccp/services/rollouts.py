@@ -202,8 +202,8 @@ def rollout_waves(rollout: Rollout) -> tuple[WaveProgress, ...]:
 def _tenant(instance_id: int, slug: str | None, upgrade: Upgrade | None, errors: dict[str, str]) -> TenantProgress:
     if upgrade is not None:
         status, error = upgrade.status, upgrade.error
-    elif slug is not None and slug in errors:
-        status, error = "could_not_start", errors[slug]
+    elif (slug or f"#{instance_id}") in errors:  # a wave records a deleted tenant's reason under "#<id>"
+        status, error = "could_not_start", errors[slug or f"#{instance_id}"]
     else:
         status, error = "not_started", None
     return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None,

@@ -91,7 +91,10 @@ def plan_release(instance, tag: str | None) -> Plan:
     Reads only; raises like preview_release.
     """
     tag = _checked_tag(instance, tag)
-    driver = driver_for(instance, _settings())
+    try:
+        driver = driver_for(instance, _settings())
+    except DriverError as exc:  # e.g. a remote instance saved before its agent URL and key were required
+        raise AgentUnavailable(f"cannot reach the agent of {instance.slug}: {exc.message}") from None
     check_agent(instance, driver, PREVIEW_CAPS)
     try:
         return build_plan(instance, tag, driver)

@@ -26,6 +26,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ccp.changes import poll_cache, recheck_seconds
+from ccp import rules
 from ccp.extensions import db, get_redis, login_manager
 from ccp.models import User, utcnow
 from ccp.vault import hash_password, verify_password
@@ -131,7 +132,8 @@ def login():
     if retry_after:
         flash("Too many failed log-in attempts. Wait a few minutes and try again.", "error")
         return render_template("auth/login.html", form=form), 429, {"Retry-After": str(retry_after)}
-    user = db.session.execute(select(User).filter_by(username=username)).scalar_one_or_none()
+    user = (db.session.execute(select(User).filter_by(username=username)).scalar_one_or_none()
+            if rules.CONTROL_CHARS.search(username) is None and username.isprintable() else None)  # NUL: nobody
     if user is None:
         verify_password(_DUMMY_HASH, form.password.data)  # same cost as a real check: no user enumeration by timing
     elif user.active and user.check_password(form.password.data):

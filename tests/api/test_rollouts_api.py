@@ -81,4 +81,4 @@ def test_a_deleted_tenant_is_named_by_its_id(app, db, api, make_token, tenant_fa
     body = api("GET", f"/api/rollouts/{started['id']}", op).get_json()
     assert body["status"] == "halted"
     assert body["waves"][1]["tenants"] == [{"instance": f"#{gone.id} (deleted)", "upgrade_id": None,
-                                            "status": "not_started", "error": None}]
+                                            "status": "could_not_start", "error": "the instance was deleted"}]

@@ -145,4 +145,5 @@ def test_a_tenant_deleted_before_its_wave_is_flagged_deleted_and_halts_the_rollo
     assert [t.deleted for t in first.tenants] == [False] and first.tenants[0].label == "del-a"
     (tenant,) = second.tenants
     assert tenant.deleted and tenant.slug is None and tenant.instance_id == gone_id
-    assert tenant.label == f"#{gone_id} (deleted)" and tenant.status == "not_started" and tenant.upgrade_id is None
+    assert tenant.label == f"#{gone_id} (deleted)" and tenant.status == "could_not_start" and tenant.upgrade_id is None
+    assert tenant.error == "the instance was deleted"
