@@ -14,7 +14,7 @@ The machine may be busy with other work, so the two endpoints are measured in al
 bare, status, ...) against the same two servers, and the report gives every round and the median.
 
 The upgrade does not change during the load, as between most polls of a real one: CCP serves those polls from the
-widget it last rendered until a change notice arrives over Redis (ccp.changes.PollCache, whose docstring keeps what
+widget it last rendered until a change notice arrives over Redis (ccp.web.polling.PollCache, whose docstring keeps what
 each kind of reuse buys here). `--reuse-s 0` sets CCP_STATUS_REUSE_S=0, so every poll reads the database and
 renders: the cost of the polls that follow a change.
 

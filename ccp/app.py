@@ -61,8 +61,9 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
 
-    from ccp import changes, models  # noqa: F401 - register models with the metadata, upgrade change notices
-    from ccp import api, bodies, converters, security, web
+    from ccp import models  # noqa: F401 - register models with the metadata
+    from ccp import api, bodies, converters, web
+    from ccp.web import security
 
     converters.init_app(app)
     bodies.init_app(app)

@@ -8,11 +8,11 @@ from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from ccp.changes import announce
+from ccp.services.changes import announce
 from ccp.extensions import db, get_redis
 from ccp.models import Upgrade, as_utc, utcnow
 from ccp.services.audit import record
-from ccp.services.rollouts import upgrade_ended
+from ccp.services.rollout_queue import upgrade_ended
 
 DEAD_JOB_STATES = ("failed", "stopped", "canceled")
 QUEUED_GRACE_S = 30

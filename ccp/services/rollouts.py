@@ -28,11 +28,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ccp import rules
-from ccp.extensions import db, get_queue, get_redis
+from ccp.extensions import db, get_redis
 from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_utc, utcnow
 from ccp.rules import check_tag
 from ccp.services import upgrades as upgrade_svc
 from ccp.services.audit import record
+from ccp.services.rollout_queue import LOCK_S, advance_later
 from ccp.services.errors import ServiceError
 from ccp.services.upgrades import UpgradeError
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 FINAL = ("succeeded", "halted", "cancelled")
 MAX_WAVE_SIZE = 1000
 STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
-LOCK_S = 1800  # a wave start plans each tenant (agent timeouts apply); the lock expires if its holder dies
 
 
 class RolloutInvalid(ServiceError):
@@ -84,7 +84,7 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
                    "skipped": len(rollout.skipped)})
     if waves:
         try:
-            _enqueue_advance(rollout.id)
+            advance_later(rollout.id)
         except Exception as exc:  # noqa: BLE001 - Redis down: do not leave a running rollout nobody advances
             _finish(rollout, "halted", "could not queue the rollout: Redis is unavailable")
             raise UpgradeError("cannot queue the rollout: Redis is unavailable",
@@ -102,7 +102,7 @@ def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
     db.session.commit()
     record(actor, "rollout.cancel", detail={"rollout_id": rollout.id})
     try:
-        _enqueue_advance(rollout.id)  # ends it now if no upgrade is in flight
+        advance_later(rollout.id)  # ends it now if no upgrade is in flight
     except Exception:  # noqa: BLE001 - Redis down: the request is saved; housekeeping advances it later
         log.warning("could not queue rollout %s after its cancel; housekeeping will", rollout.id)
     return rollout
@@ -134,16 +134,6 @@ def advance(rollout_id: int) -> str:
         return rollout.status
 
 
-def upgrade_ended(upgrade: Upgrade) -> None:
-    """An upgrade reached a final status: if it belongs to a rollout, let the rollout move on."""
-    if upgrade.rollout_id is None:
-        return
-    try:
-        _enqueue_advance(upgrade.rollout_id)
-    except Exception:  # noqa: BLE001 - housekeeping advances stalled rollouts
-        log.warning("could not queue rollout %s after upgrade %s ended", upgrade.rollout_id, upgrade.id)
-
-
 def nudge_stalled() -> list[int]:
     """Queue `advance` for running rollouts that have had no active upgrade for STALL_S (their event was lost)."""
     nudged = []
@@ -153,7 +143,7 @@ def nudge_stalled() -> list[int]:
             select(func.count(Upgrade.id).filter(Upgrade.status.in_(ACTIVE_STATUSES)), func.max(Upgrade.finished_at))
             .where(Upgrade.rollout_id == rollout.id)).one()
         if active == 0 and as_utc(last_end or rollout.created_at) < cutoff:
-            _enqueue_advance(rollout.id)
+            advance_later(rollout.id)
             nudged.append(rollout.id)
     return nudged
 
@@ -306,8 +296,3 @@ def _finish(rollout: Rollout, status: str, error: str | None = None) -> None:
         rollout.error = error[:4000]
     db.session.commit()
     record(rollout.actor, "rollout.finish", result=status, detail={"rollout_id": rollout.id, "tag": rollout.tag})
-
-
-def _enqueue_advance(rollout_id: int) -> None:
-    get_queue().enqueue("ccp.jobs.advance_rollout", rollout_id, job_timeout=LOCK_S + 60,
-                        description=f"advance rollout #{rollout_id}")

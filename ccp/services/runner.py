@@ -14,13 +14,13 @@ from contextlib import contextmanager
 
 from flask import current_app
 
-from ccp.changes import announce
+from ccp.services.changes import announce
 from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
 from ccp.services.audit import record
 from ccp.services.plan import build_plan
-from ccp.services.rollouts import upgrade_ended
+from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
 from ccp.services.verify import VerifyFailed, verify_tenant
 
@@ -29,7 +29,7 @@ TAIL_CHARS = 4000
 
 
 def _commit(upgrade_id: int) -> None:
-    """Commit the job's changes to upgrade `upgrade_id` and its steps, then announce them (ccp.changes)."""
+    """Commit the job's changes to upgrade `upgrade_id` and its steps, then announce them (ccp.services.changes)."""
     db.session.commit()
     announce(upgrade_id)
 

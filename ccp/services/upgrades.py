@@ -18,7 +18,7 @@ from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
 from ccp import rules
-from ccp.changes import announce
+from ccp.services.changes import announce
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
@@ -26,6 +26,7 @@ from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
+from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
 
@@ -171,7 +172,7 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
             announce(upgrade.id)
             _cancel_job(upgrade.job_id)
             db.session.refresh(upgrade)
-            _ended(upgrade)
+            upgrade_ended(upgrade)
             record(actor, "upgrade.cancel", instance=upgrade.instance, plan_hash=upgrade.plan_hash,
                    detail={"upgrade_id": upgrade.id, "was": "queued"})
             return upgrade
@@ -295,12 +296,6 @@ def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
     record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
            detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     return upgrade
-
-
-def _ended(upgrade: Upgrade) -> None:
-    from ccp.services.rollouts import upgrade_ended
-
-    upgrade_ended(upgrade)
 
 
 def _checked_tag(instance, tag: str | None) -> str:

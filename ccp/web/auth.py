@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, event, select, update
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from ccp.changes import poll_cache, recheck_seconds
+from ccp.web.polling import poll_cache, recheck_seconds
 from ccp import rules
 from ccp.extensions import db, get_redis, login_manager
 from ccp.models import User, utcnow
@@ -87,7 +87,7 @@ def load_user(user_id: str) -> SessionUser | None:
     issued in another epoch than the user's (they logged out, or their password changed, since).
 
     Every request checks the database, except a GET of a @polled_view, which may reuse this process's check of
-    the same user for up to CCP_USER_RECHECK_S seconds (default 2; the "user" entries of ccp.changes.PollCache,
+    the same user for up to CCP_USER_RECHECK_S seconds (default 2; the "user" entries of ccp.web.polling.PollCache,
     which say what that buys and when it is wrong). Every page, every state-changing request and every change made
     through this process (the ORM event below) see a change at once."""
     if not user_id.isdigit():

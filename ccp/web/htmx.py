@@ -11,13 +11,10 @@ Templates see `fragment` (true when the partial is rendered alone for htmx).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-
-from flask import Response, current_app, make_response, render_template, request
+from flask import Response, make_response, render_template, request
 from flask import redirect as flask_redirect
 
 STOP_POLLING = 286
-FRAGMENT_CACHE_SIZE = 512  # distinct rendered fragments kept per app (each a few kB)
 
 
 def wants_fragment(headers=None) -> bool:
@@ -32,30 +29,10 @@ def wants_fragment(headers=None) -> bool:
     )
 
 
-def render(page: str, partial: str, status: int = 200, *, cache_key: Hashable | None = None,
-           make_context: Callable[[], dict] | None = None, **context) -> Response:
-    """Render `partial` alone for a fragment request, else the full `page` (which includes that same partial).
-
-    `make_context` returns more context; it is only called when something is rendered. With `cache_key`, a
-    fragment's markup is rendered once per distinct key and reused (polled widgets mostly re-render unchanged
-    data): the key must cover everything the partial shows, the data and whatever it uses from the context
-    processors (e.g. the user's permissions). Full pages are always rendered afresh."""
-    app, req = current_app._get_current_object(), request._get_current_object()  # polled: ~1 µs per lookup
-    fragment = wants_fragment(req.headers)
-    cache = None
-    if fragment and cache_key is not None and not app.jinja_env.auto_reload:  # auto_reload: templates being edited
-        cache = app.extensions.setdefault("ccp_fragments", {})
-        cache_key = (partial, req.script_root, cache_key)
-        body = cache.get(cache_key)
-        if body is not None:
-            return vary(app.response_class(body, status))
-    if make_context is not None:
-        context.update(make_context())
+def render(page: str, partial: str, status: int = 200, **context) -> Response:
+    """Render `partial` alone for a fragment request, else the full `page` (which includes that same partial)."""
+    fragment = wants_fragment()
     body = render_template(partial if fragment else page, fragment=fragment, **context)
-    if cache is not None:
-        if len(cache) >= FRAGMENT_CACHE_SIZE:
-            cache.clear()  # a simple bound: the next polls re-render what is still being watched
-        cache[cache_key] = body
     return vary(make_response(body, status))
 
 

@@ -6,7 +6,8 @@ from flask import Blueprint, abort, current_app, request
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 
-from ccp import changes
+from ccp.services import changes
+from ccp.web.polling import poll_cache, reuse_seconds
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
@@ -66,14 +67,14 @@ def status(upgrade_id: int):
     """The self-replacing widget: polled while queued/running; 286 with the final markup once it has ended.
 
     An htmx poll reuses this process's last rendering of the widget while no change notice arrived for the upgrade
-    (the "widget" entries of ccp.changes.PollCache); a boosted or history-restore request gets the full page."""
+    (the "widget" entries of ccp.web.polling.PollCache); a boosted or history-restore request gets the full page."""
     if not htmx.wants_fragment():
         view = build_status_view(read_status(upgrade_id))
         return htmx.polled(htmx.render("upgrades/show.html", "upgrades/_status.html", view=view), final=view.final)
     key = ("widget", upgrade_id, current_user.can("operate"), request.script_root)
     stamp = changes.stamp(upgrade_id)  # before the read: a change during it makes the next poll read
-    cache = changes.poll_cache()
-    kept = cache.get(key, changes.reuse_seconds())
+    cache = poll_cache()
+    kept = cache.get(key, reuse_seconds())
     if stamp is not None and kept is not None and kept[0] == stamp:
         body, final = kept[1], kept[2]
     else:

@@ -1,5 +1,5 @@
-"""The signed session cookie (ccp.security.TlsAwareSessionInterface): a cookie verified a moment ago is not verified
-again (the "cookie" entries of ccp.changes.PollCache), and that keeps every refusal Flask's own check makes - expired
+"""The signed session cookie (ccp.web.security.TlsAwareSessionInterface): a cookie verified a moment ago is not verified
+again (the "cookie" entries of ccp.web.polling.PollCache), and that keeps every refusal Flask's own check makes - expired
 (once the recheck bound has passed), tampered, re-signed with a rotated secret."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 
 from flask import g
 
-from ccp.changes import poll_cache
+from ccp.web.polling import poll_cache
 from tests.web.conftest import HX
 
 

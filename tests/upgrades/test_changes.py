@@ -1,4 +1,4 @@
-"""The polled path's reuse (ccp.changes): whoever commits a change to an upgrade announces it and the next poll shows
+"""The polled path's reuse (ccp.services.changes, ccp.web.polling): whoever commits a change to an upgrade announces it and the next poll shows
 it; a change nobody announced shows within CCP_STATUS_REUSE_S; how a feed counts notices; the one cache's bounds."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from ccp import changes
+from ccp.services import changes
+from ccp.web.polling import PollCache
 from ccp.models import Upgrade, UpgradeStep, utcnow
 from ccp.services import upgrades
 from ccp.services.reaper import reap_interrupted
@@ -173,12 +174,12 @@ def test_feed_without_redis_asks_callers_to_read_the_database():
 
 
 def test_poll_cache_is_bounded_in_age_and_size(monkeypatch):
-    cache = changes.PollCache()
+    cache = PollCache()
     cache.put(("a",), 1)
     assert cache.get(("a",)) == 1 and cache.get(("a",), max_age_s=0) is None
     cache.forget(("a",))
     assert cache.get(("a",)) is None
-    monkeypatch.setattr(changes.PollCache, "KEPT", 3)
+    monkeypatch.setattr(PollCache, "KEPT", 3)
     for i in range(3):
         cache.put(("n", i), i)
     cache.put(("n", 3), 3)  # full: everything else is dropped

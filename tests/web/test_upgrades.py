@@ -14,7 +14,7 @@ from flask import render_template
 from sqlalchemy import event, update
 
 from ccp.models import Upgrade, UpgradeStep, User, utcnow
-from ccp import changes
+from ccp.services import changes
 from ccp.web.presenters import build_status_view, status_view
 from ccp.web.upgrades import read_status
 from tests.factories import make_instance
@@ -118,7 +118,7 @@ def test_reused_widget_follows_every_announced_change(db, client, login):
 
 CHANGE_ELSEWHERE = """
 from ccp.app import create_app
-from ccp.changes import announce
+from ccp.services.changes import announce
 from ccp.extensions import db
 from ccp.models import UpgradeStep
 app = create_app()
@@ -253,7 +253,7 @@ def test_security_headers_keep_what_a_view_set(app):
     """The baseline headers are added once each; a header a view set (e.g. a stricter CSP) is kept."""
     from flask import make_response
 
-    from ccp.security import HEADERS, add_security_headers
+    from ccp.web.security import HEADERS, add_security_headers
 
     with app.test_request_context("/"):
         plain = add_security_headers(make_response("x"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 
-from ccp.changes import poll_cache, recheck_seconds
+from ccp.web.polling import poll_cache, recheck_seconds
 
 CSP = "; ".join([  # noqa: FLY002 - one directive per line reads better
     "default-src 'self'",
@@ -43,7 +43,7 @@ class TlsAwareSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, marked Secure whenever the current request arrived over TLS.
 
     A cookie this process verified less than CCP_USER_RECHECK_S ago is not verified and decoded again (the
-    "cookie" entries of ccp.changes.PollCache, which say what that buys): Flask's own loading runs otherwise.
+    "cookie" entries of ccp.web.polling.PollCache, which say what that buys): Flask's own loading runs otherwise.
     Only sessions of plain values are kept (not flashed messages, a list), so no request can change what the next
     one starts from."""
 
