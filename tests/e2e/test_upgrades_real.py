@@ -178,9 +178,14 @@ def test_tenant_changed_after_preview_fails_before_writing(app, db, real_tenant,
     preview = upgrades.preview_release(inst, "v2")
     conf = t.install_dir / "config" / "app.conf"
     conf.write_text(conf.read_text() + "# tuned by hand on the host after the preview\n")
-    tree_before, container_before = t.tree(), t.container()
-
+    # Already stale when the apply is asked for: refused at once, nothing queued.
+    with pytest.raises(upgrades.PlanStale):
+        upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="user:e2e")
+    # Current when asked for, changed on the host before the job runs: the job refuses before writing.
+    conf.write_text(conf.read_text().replace("# tuned by hand on the host after the preview\n", ""))
     upgrade = upgrades.start_release(inst, "v2", plan=preview.plan_hash, actor="user:e2e")
+    conf.write_text(conf.read_text() + "# tuned by hand on the host after the preview\n")
+    tree_before, container_before = t.tree(), t.container()
     run_worker()
     upgrade = _reload(db, upgrade)
     assert upgrade.status == "failed", _why(upgrade)
