@@ -10,7 +10,6 @@ from __future__ import annotations
 from flask import g, url_for
 from sqlalchemy import select
 
-from ccp import rules
 from ccp.api.auth import require
 from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
@@ -21,7 +20,6 @@ from ccp.models import Upgrade, iso_utc
 from ccp.services import upgrades as svc
 from ccp.services.plan import Preview
 from ccp.services.upgrades import UpgradeStatus
-from ccp.rules import check_tag
 
 
 
@@ -120,17 +118,11 @@ def _file_json(diff: FileDiff) -> dict:
 
 def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | None]:
     reject_unknown(data, ("imageTag", "plan") if plan_allowed else ("imageTag",))
-    tag, plan = data.get("imageTag"), data.get("plan")
+    tag, plan = data.get("imageTag"), data.get("plan")  # their rules are checked once, by the upgrades service
     errors = {}
-    if tag is not None:
-        if not isinstance(tag, str):
-            errors["imageTag"] = "must be a string"
-        else:
-            try:
-                check_tag(tag)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_tag", str(exc), {"imageTag": str(exc)}) from None
-    if plan is not None and not (isinstance(plan, str) and rules.PLAN_HASH.fullmatch(plan)):
+    if tag is not None and not isinstance(tag, str):
+        errors["imageTag"] = "must be a string"
+    if plan is not None and not isinstance(plan, str):
         errors["plan"] = "must be a preview's plan_hash (64 lowercase hex characters)"
     if errors:
         raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)

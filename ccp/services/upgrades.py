@@ -303,7 +303,7 @@ def _checked_tag(instance, tag: str | None) -> str:
     try:
         return check_tag(chosen)
     except ValueError as exc:
-        raise TagInvalid(str(exc), {"field": "imageTag"}) from None
+        raise TagInvalid(str(exc), {"imageTag": str(exc)}) from None
 
 
 def _agent_error(exc: DriverError, driver) -> UpgradeError:
