@@ -160,6 +160,21 @@ def changed_first(files: tuple[FileDiff, ...]) -> list[FileDiff]:
     return sorted(files, key=lambda f: (order.get(f.status, 3), f.path))
 
 
+_DIFF_LINE_CLASSES = (("+++", "d-file"), ("---", "d-file"), ("@@", "d-hunk"), ("+", "d-add"), ("-", "d-del"),
+                      ("\\", "d-note"))
+
+
+def diff_lines(text: str) -> list[tuple[str, str]]:
+    """A unified diff as (css class, line) pairs, so removed and added lines can be coloured like a code review."""
+    out = []
+    for line in text.split("\n"):
+        if not line and out:
+            continue
+        cls = next((c for prefix, c in _DIFF_LINE_CLASSES if line.startswith(prefix)), "d-ctx")
+        out.append((cls, line))
+    return out
+
+
 def register_filters(app) -> None:
     """Expose the formatting helpers to templates."""
     app.add_template_filter(status_label, "status_label")
@@ -167,3 +182,4 @@ def register_filters(app) -> None:
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_when, "when")
     app.add_template_filter(diff_excerpt, "excerpt")
+    app.add_template_filter(diff_lines, "diff_lines")

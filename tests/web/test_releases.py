@@ -35,7 +35,11 @@ def test_preview_shows_statuses_collapsed_diffs_and_plan(client, login, post, te
     assert response.status_code == 200 and "<html" not in body
     assert re.search(r"\d+ unchanged", body) and "1 modified" in body and "1 created" in body
     assert 'class="tag tag-created">created</span> <code>nginx/conf.d/default.conf</code>' in body
-    assert "<details><summary>Diff</summary>" in body
+    assert "<details open><summary>Diff</summary>" in body  # changed files show their diff at once
+    assert '<span class="d-del">-' in body and '<span class="d-add">+' in body  # coloured like a code review
+    assert re.search(r'<details class="unchanged-files"><summary>\d+ unchanged files</summary>', body)
+    assert re.search(r"env coverage \d+/\d+", body)
+    assert body.index("Apply v2 to") < body.index("nginx/conf.d/default.conf")  # the button before the file list
     plan = re.search(r'name="plan" value="([0-9a-f]{64})"', body).group(1)
     assert f'data-plan="{plan}"' in body
     assert "Apply v2 to" in body and f"({tenant.slug})?" in body  # confirmation names tenant and tag
@@ -60,7 +64,9 @@ def test_missing_env_variables_raise_the_red_alert(client, login, post, tenant_f
     alert = re.search(r'<div class="alert alert-error" role="alert" id="env-alert">(.*?)</div>', body, re.S)
     assert alert, body
     assert "<code>POSTGRES_PASSWORD</code> — no default" in alert.group(1)
-    assert "(template default)" in alert.group(1)  # the variables compose can default are listed too
+    assert "(template default)" not in alert.group(1)  # the defaulted ones are a collapsed count, not in the alert
+    assert re.search(r'<details class="defaulted" id="env-defaulted"><summary>\d+ variables not set', body)
+    assert re.search(r'class="tag tag-bad"[^>]*>env coverage \d+/\d+', body)
     assert "<code>IMAGE_TAG</code>" in body  # the env patch apply will make
 
 
