@@ -13,7 +13,6 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ccp.extensions import db
-from ccp.rules import MAX_ID  # noqa: F401 - re-exported: ids are 32-bit columns
 from ccp.vault import get_vault, hash_password, verify_password
 
 ACTIVE_STATUSES = ("queued", "running")

@@ -96,9 +96,9 @@ def check_text(value: object, limit: int = MAX_VALUE) -> str:
 
 def check_http_url(value: object, what: str = "URL") -> str:
     """An http(s) URL with a host and no `user:password@` part (credentials in URLs end up in logs and pages)."""
-    value = check_text(value, MAX_URL) if isinstance(value, str) else value
     if not isinstance(value, str):
         raise RuleError(f"{what} must be an http(s):// URL")
+    check_text(value, MAX_URL)
     if not value.isascii():
         raise RuleError(f"{what} must be ASCII (write international domains in their xn-- form)")
     try:

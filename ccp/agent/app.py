@@ -12,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
 from ccp.agent.config import AgentConfig
-from ccp.protocol import CAPABILITIES, DRY_RUN_CAPABILITY, PROTOCOL_VERSION
+from ccp import protocol
+from ccp.protocol import PROTOCOL_VERSION
 from ccp.protocol.signing import RequestVerifier, SignatureError
 from ccp.bodies import parse_json, read_body
 from ccp.hostops.dryrun import is_dry_run
@@ -102,7 +103,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.get("/v1/health")
     def health():
-        caps = list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if is_dry_run(config.compose_command) else [])
+        caps = protocol.host_capabilities(is_dry_run(config.compose_command))
         return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                         "instances": sorted(hosts)})
 

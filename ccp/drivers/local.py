@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccp import __version__
-from ccp.protocol import CAPABILITIES, DRY_RUN_CAPABILITY, PROTOCOL_VERSION
+from ccp.protocol import PROTOCOL_VERSION, host_capabilities
 from ccp.drivers.base import AgentRejected, DriverError, FileDiff
 from ccp.hostops.dryrun import is_dry_run
 from ccp.hostops.errors import HostOpsError
@@ -38,7 +38,7 @@ class LocalDriver:
             raise DriverError(f"{type(exc).__name__}: {exc.strerror or exc}", target=self.target) from None
 
     def health(self) -> dict:
-        caps = list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if is_dry_run(self.host.compose_spec.command) else [])
+        caps = host_capabilities(is_dry_run(self.host.compose_spec.command))
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
 

@@ -9,3 +9,8 @@ PROTOCOL_VERSION = 1
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run")
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
+
+
+def host_capabilities(dry_run: bool) -> list[str]:
+    """What a host reports at /v1/health (the agent) or in-process (the local driver)."""
+    return list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if dry_run else [])

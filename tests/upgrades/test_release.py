@@ -148,10 +148,10 @@ def test_release_through_a_real_agent(app, tenant_factory, run_worker, db, regis
 
 
 def test_agent_too_old_is_a_clear_error(app, tenant_factory, monkeypatch):
-    import ccp.agent.app as agent_app
+    import ccp.protocol as protocol
 
     inst = tenant_factory(driver="remote")
-    monkeypatch.setattr(agent_app, "CAPABILITIES", ["files.write"])  # an agent from before files.diff existed
+    monkeypatch.setattr(protocol, "CAPABILITIES", ("files.write",))  # an agent from before files.diff existed
     with pytest.raises(upgrades.AgentTooOld) as err:
         upgrades.preview_release(inst, "v2")
     assert "files.diff" in err.value.message
