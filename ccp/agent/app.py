@@ -109,7 +109,8 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.post("/v1/instances/<slug>/files/diff")
     def files_diff(slug):
-        return jsonify(host_for(slug).diff_files(body().get("files")))
+        data = body()
+        return jsonify(host_for(slug).diff_files(data.get("files"), data.get("env_secret_keys")))
 
     @app.post("/v1/instances/<slug>/files/write")
     def files_write(slug):
@@ -122,7 +123,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.get("/v1/instances/<slug>/env/keys")
     def env_keys(slug):
-        return jsonify(host_for(slug).env_keys())
+        return jsonify(host_for(slug).env_keys(request.args.getlist("value") or None))
 
     @app.post("/v1/instances/<slug>/env/patch")
     def env_patch(slug):

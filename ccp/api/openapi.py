@@ -82,7 +82,14 @@ SCHEMAS = {
         "instance": {"type": "string"}, "tag": _NULLSTR, "from_tag": _NULLSTR, "registered": {"type": "boolean"},
         "set": {"type": "object"}, "plan_hash": {"type": "string"}, "summary": {"type": "object"},
         "files": {"type": "array", "items": {"type": "object"}}, "coverage": {"type": "object"},
-        "env_patch": {"type": "object"}}},
+        "env_patch": {"type": "object"},
+        "env": {"type": ["array", "null"], "description": ".env per key; old/new are null for secret keys",
+                "items": {"type": "object", "required": ["key", "change", "secret"], "properties": {
+                    "key": {"type": "string"}, "change": {"enum": ["added", "removed", "changed", "unchanged", "set"]},
+                    "secret": {"type": "boolean"}, "old": _NULLSTR, "new": _NULLSTR}}},
+        "env_other_keys": {"type": "array", "items": {"type": "string"}},
+        "secrets_changed": {"type": "array", "items": {"type": "string"},
+                            "description": "secret .env keys whose value this release changes"}}},
     "Upgrade": {"type": "object", "required": ["id", "instance", "kind", "status", "steps"], "properties": {
         "id": {"type": "integer"}, "instance": {"type": "string"}, "instance_id": {"type": "integer"},
         "kind": {"enum": ["release", "quick", "full", "rollback"]}, "status": {"type": "string"},
@@ -117,8 +124,30 @@ SCHEMAS = {
             "started_at": _TIME, "finished_at": _TIME,
             "tenants": {"type": "array", "items": {"type": "object", "properties": {
                 "instance": {"type": "string"}, "upgrade_id": {"type": ["integer", "null"]},
-                "status": {"type": "string"}, "error": _NULLSTR}}}}}}}},
+                "status": {"type": "string"}, "error": _NULLSTR, "from_tag": _NULLSTR, "to_tag": _NULLSTR,
+                "started_at": _TIME, "finished_at": _TIME, "duration_s": {"type": ["number", "null"]}}}}}}}}},
     "RolloutPage": _page_of("Rollout"),
+    "RolloutPreview": {"type": "object", "required": ["tag", "waves", "skipped", "tenants", "blocked"], "properties": {
+        "tag": {"type": "string"}, "canary": {"type": "integer"}, "waveSize": {"type": "integer"},
+        "tenants": {"type": "integer", "description": "tenants the rollout would upgrade"},
+        "blocked": {"type": "integer", "description": "of those, tenants whose upgrade would not start or pass its "
+                                                      "plan check as things stand"},
+        "halts_at_wave": {"type": ["integer", "null"], "description": "first wave with a blocked tenant"},
+        "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
+        "elapsed_s": {"type": "number"},
+        "waves": {"type": "array", "items": {"type": "object", "properties": {
+            "number": {"type": "integer"}, "canary": {"type": "boolean"},
+            "tenants": {"type": "array", "items": {"type": "object", "properties": {
+                "instance": {"type": "string"}, "from_tag": _NULLSTR, "to_tag": {"type": "string"},
+                "state": {"enum": ["ready", "agent_unavailable", "agent_too_old", "preview_failed", "timed_out",
+                                   "deleted"]},
+                "problem": _NULLSTR,
+                "files": {"type": "object", "properties": {"modified": {"type": "integer"},
+                                                           "created": {"type": "integer"}}},
+                "secrets_changed": {"type": "array", "items": {"type": "string"},
+                                    "description": "names of secret .env keys whose value would change"},
+                "missing_env": {"type": "array", "items": {"type": "string"}},
+                "blocked": {"type": "boolean"}, "plan_hash": _NULLSTR}}}}}}}},
 }
 
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
@@ -175,6 +204,10 @@ PATHS = {
         "get": _op("List rollouts", "read", {**_ok("RolloutPage"), "400": _ERR}, params=_PAGING),
         "post": _op("Start a rollout of a tag in waves", "operate", {**_ok("Rollout", "202", "Started"), **_E},
                     body="RolloutRequest", body_required=True),
+    },
+    "/api/rollouts/preview": {
+        "post": _op("Preview a rollout (read-only): per tenant what would change, and the waves", "operate",
+                    {**_ok("RolloutPreview"), **_E}, body="RolloutRequest", body_required=True),
     },
     "/api/rollouts/{rollout_id}": {
         "get": _op("Get a rollout (waves, tenants, why it halted)", "read", {**_ok("Rollout"), "404": _ERR},

@@ -102,12 +102,15 @@ def upgrade_json(upgrade: UpgradeStatus) -> dict:
 
 
 def preview_json(preview: Preview) -> dict:
-    """A release preview as JSON: files by path, each with its diff (.env values masked by the host)."""
+    """A release preview as JSON: files by path, each with its diff (.env values masked by the host), and the .env
+    per key (`env`: values of secret keys withheld; null from an agent too old to tell)."""
     return {
         "instance": preview.instance, "tag": preview.tag, "from_tag": preview.from_tag,
         "registered": preview.registered, "set": {"name": preview.set_name, "version": preview.set_version},
         "plan_hash": preview.plan_hash, "summary": preview.summary, "files": [_file_json(f) for f in preview.files],
         "coverage": preview.coverage, "env_patch": preview.env_patch,
+        "env": None if preview.env_changes is None else [c.as_dict() for c in preview.env_changes],
+        "env_other_keys": list(preview.env_other_keys), "secrets_changed": list(preview.secrets_changed),
     }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ccp.envfile.secrecy import EnvChange, checked_changes
+
 
 class DriverError(Exception):
     """A tenant host refused or failed an operation. `status`/`code` mirror the agent's HTTP error."""
@@ -40,7 +42,8 @@ class FileDiff:
 
     `status` is "unchanged", "modified" or "created"; `old_sha256` is None for a file the host does not have.
     `diff` is a unified diff in which .env-like files show masked values; when it was too large to send the host
-    cut it (`truncated`), while `added`/`removed` still count the whole change.
+    cut it (`truncated`), while `added`/`removed` still count the whole change. `env` is an .env-like file's per-key
+    comparison with secret values withheld (None for other files, and from agents without "files.diff.env").
     """
 
     path: str
@@ -51,18 +54,22 @@ class FileDiff:
     removed: int
     diff: str
     truncated: bool
+    env: tuple[EnvChange, ...] | None = None
 
     @property
     def changed(self) -> bool:
         return self.status != "unchanged"
 
     @classmethod
-    def from_answer(cls, answer: dict) -> dict[str, FileDiff]:
-        """The FileDiffs of a files/diff answer (`{"files": {relpath: entry}}`), by path."""
+    def from_answer(cls, answer: dict, env_secret_keys=()) -> dict[str, FileDiff]:
+        """The FileDiffs of a files/diff answer (`{"files": {relpath: entry}}`), by path.
+
+        An `env` table is re-masked here by the same rule the host used (ccp.envfile.secrecy.checked_changes)."""
         return {path: cls(path=path, status=entry["status"], old_sha256=entry.get("old_sha256"),
                           new_sha256=entry.get("new_sha256"), added=entry.get("added") or 0,
                           removed=entry.get("removed") or 0, diff=entry.get("diff") or "",
-                          truncated=bool(entry.get("truncated")))
+                          truncated=bool(entry.get("truncated")),
+                          env=checked_changes(entry.get("env"), env_secret_keys))
                 for path, entry in answer["files"].items()}
 
 
@@ -79,10 +86,12 @@ class Driver(Protocol):
         """`{"version", "protocol", "capabilities": [...], "instances": [...]}`: what the host runs and can do."""
         ...
 
-    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
+    def diff_files(self, files: dict[str, str], env_secret_keys: tuple[str, ...] = ()) -> dict[str, FileDiff]:
         """Compare proposed contents ({relpath: text}) with the files on the host; reads only.
 
-        Paths leaving the install dir and oversized contents are refused (AgentRejected 400/413)."""
+        .env-like files come with their per-key table; `env_secret_keys` are keys whose values it must withhold
+        beyond the masking rule's own. Paths leaving the install dir and oversized contents are refused
+        (AgentRejected 400/413)."""
         ...
 
     def write_files(self, files: dict[str, dict], fence: int) -> dict:
@@ -96,8 +105,9 @@ class Driver(Protocol):
         """Put a snapshot's files back and remove those it recorded as created: `{"restored", "removed"}`."""
         ...
 
-    def env_keys(self) -> dict:
-        """`{"keys": [names], "exists": bool}` of the tenant's .env; values never leave the host."""
+    def env_keys(self, values_of: tuple[str, ...] = ()) -> dict:
+        """`{"keys": [names], "exists": bool, "values": {name: value}}` of the tenant's .env; `values` holds only the
+        keys asked for in `values_of` that are not secret (ccp.envfile.secrecy), and is absent from old agents."""
         ...
 
     def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:

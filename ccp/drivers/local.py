@@ -42,8 +42,8 @@ class LocalDriver:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
 
-    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
-        return FileDiff.from_answer(self._call(self.host.diff_files, files))
+    def diff_files(self, files: dict[str, str], env_secret_keys: tuple[str, ...] = ()) -> dict[str, FileDiff]:
+        return FileDiff.from_answer(self._call(self.host.diff_files, files, sorted(env_secret_keys)), env_secret_keys)
 
     def write_files(self, files: dict[str, dict], fence: int) -> dict:
         return self._call(self.host.write_files, files, fence)
@@ -51,8 +51,8 @@ class LocalDriver:
     def restore_snapshot(self, snapshot_id: str, fence: int) -> dict:
         return self._call(self.host.restore_snapshot, snapshot_id, fence)
 
-    def env_keys(self) -> dict:
-        return self._call(self.host.env_keys)
+    def env_keys(self, values_of: tuple[str, ...] = ()) -> dict:
+        return self._call(self.host.env_keys, list(values_of))
 
     def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
         return self._call(self.host.env_patch, values, fence, snapshot_id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from ccp.drivers.agent_client import AgentClient
 from ccp.drivers.agent_client import AgentUnreachable as ClientUnreachable
 from ccp.drivers.base import AgentAuthFailed, AgentRejected, AgentUnreachable, DriverError, FileDiff
+from ccp.envfile.secrecy import checked_values
 
 # Seconds added to a host-side deadline for the HTTP read timeout, so the agent reports its own timeout first.
 DEADLINE_MARGIN_S = 15.0
@@ -53,8 +56,9 @@ class RemoteDriver:
     def health(self) -> dict:
         return self._request("GET", "/v1/health")
 
-    def diff_files(self, files: dict[str, str]) -> dict[str, FileDiff]:
-        return FileDiff.from_answer(self._request("POST", self._inst("files/diff"), {"files": files}))
+    def diff_files(self, files: dict[str, str], env_secret_keys: tuple[str, ...] = ()) -> dict[str, FileDiff]:
+        body = {"files": files, "env_secret_keys": sorted(env_secret_keys)} if env_secret_keys else {"files": files}
+        return FileDiff.from_answer(self._request("POST", self._inst("files/diff"), body), env_secret_keys)
 
     def write_files(self, files: dict[str, dict], fence: int) -> dict:
         return self._request("POST", self._inst("files/write"), {"files": files, "fence": fence})
@@ -62,8 +66,11 @@ class RemoteDriver:
     def restore_snapshot(self, snapshot_id: str, fence: int) -> dict:
         return self._request("POST", self._inst(f"snapshots/{snapshot_id}/restore"), {"fence": fence})
 
-    def env_keys(self) -> dict:
-        return self._request("GET", self._inst("env/keys"))
+    def env_keys(self, values_of: tuple[str, ...] = ()) -> dict:
+        query = "?" + urlencode([("value", name) for name in values_of]) if values_of else ""
+        answer = self._request("GET", self._inst("env/keys") + query)
+        answer["values"] = checked_values(answer.get("values"), values_of)
+        return answer
 
     def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
         body = {"set": values, "fence": fence}

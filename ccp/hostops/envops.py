@@ -1,10 +1,14 @@
-"""The tenant's .env on its host: key names out, in-place patches in; values never leave this module."""
+"""The tenant's .env on its host: key names out, in-place patches in.
+
+Values leave this module only through ccp.envfile.secrecy's rule (non-secret values of keys CCP asks for by name)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ccp.envfile.dotenv import EnvParseError, EnvPatchError, env_key_names, parse_env, plan_patch
+from ccp.envfile.secrecy import secret_key_names
 from ccp.hostops.errors import BadRequest
+from ccp.rules import VAR_NAME
 
 ENV_FILE = ".env"
 
@@ -19,15 +23,38 @@ def read_env_text(path: Path) -> str | None:
         raise BadRequest(f"the tenant .env is not UTF-8 (byte {exc.start})") from None
 
 
-def env_keys(path: Path) -> dict:
-    """Return ``{"keys": [...], "exists": bool}`` for the .env at ``path``; raises BadRequest if it cannot be read."""
+MAX_VALUE_KEYS = 50
+
+
+def checked_key_list(names: object, what: str, limit: int = 500) -> list[str]:
+    """A request's list of .env key names, or BadRequest saying what is wrong with it."""
+    if names is None:
+        return []
+    if not isinstance(names, list) or len(names) > limit:
+        raise BadRequest(f"'{what}' must be a list of at most {limit} variable names")
+    for name in names:
+        if not isinstance(name, str) or not VAR_NAME.fullmatch(name):
+            raise BadRequest(f"'{what}' holds {str(name)[:60]!r}, which is not a variable name")
+    return names
+
+
+def env_keys(path: Path, values_of: object = None) -> dict:
+    """Return ``{"keys": [...], "exists": bool, "values": {...}}`` for the .env at ``path``.
+
+    ``values`` holds the values of the keys named in ``values_of`` that the file sets and that are not secret by
+    ccp.envfile.secrecy's rule (CCP asks for the keys it manages, e.g. IMAGE_TAG). Raises BadRequest if the file
+    cannot be read or ``values_of`` is not a short list of variable names."""
+    wanted = checked_key_list(values_of, "value", MAX_VALUE_KEYS)
     text = read_env_text(path)
     if text is None:
-        return {"keys": [], "exists": False}
+        return {"keys": [], "exists": False, "values": {}}
     try:
-        return {"keys": env_key_names(text), "exists": True}
+        keys, parsed = env_key_names(text), parse_env(text)
     except EnvParseError as exc:
         raise BadRequest(f"the tenant .env is not valid: {exc}") from None
+    hidden = secret_key_names(parsed)
+    return {"keys": keys, "exists": True,
+            "values": {k: parsed[k] for k in wanted if k in parsed and k not in hidden}}
 
 
 def plan_env_patch(path: Path, updates: object) -> tuple[str, str, list[str], list[str]]:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from ccp.envfile.dotenv import MASK, mask_env_text
+from ccp.envfile.secrecy import compare_env
 from ccp.hostops import compose as compose_mod
 from ccp.hostops import envops, scripts
 from ccp.hostops.errors import BadRequest, ExpectationFailed, HostOpsError, TooLarge
@@ -92,13 +93,17 @@ class TenantHost:
         return result
 
     # -- reads ---------------------------------------------------------------------------------------------------
-    def diff_files(self, files: dict) -> dict:
+    def diff_files(self, files: dict, env_secret_keys: object = None) -> dict:
         """Compare proposed contents ({relpath: text}) with disk; .env-like files are diffed with values masked.
 
+        An .env-like file's entry also has `env`: its per-key comparison (ccp.envfile.secrecy.compare_env), with the
+        values of secret keys withheld; `env_secret_keys` names keys to treat as secret beyond the rule's own (the
+        template set's secrets). `env` is None when either side is not a valid .env.
         Raises PathRefused, BadRequest or TooLarge for bad input (nothing is read before the paths are checked).
         """
         if not isinstance(files, dict) or not files:
             raise BadRequest("'files' must be a non-empty object of relpath: content")
+        secret_keys = envops.checked_key_list(env_secret_keys, "env_secret_keys")
         resolved = self._resolve_all(list(files))
         out = {}
         for rel, path in resolved.items():
@@ -106,21 +111,26 @@ class TenantHost:
             old_bytes = path.read_bytes() if path.exists() else None
             new_text = files[rel]
             old_text = old_bytes.decode("utf-8", "replace") if old_bytes is not None else ""
-            show = {}
+            show, env = {}, None
             if is_env_path(rel):
                 show = {"show_old": split_lines(mask_env_text(old_text))[0],
                         "show_new": split_lines(mask_env_text(new_text))[0]}
+                rows = compare_env(old_text, new_text, secret_keys)
+                env = None if rows is None else [row.as_dict() for row in rows]
             result = unified_diff(old_text, new_text, old_label=f"a/{rel}" if old_bytes is not None else "/dev/null",
                                   new_label=f"b/{rel}", limit_bytes=self.diff_limit_bytes, **show)
             status = "created" if old_bytes is None else "unchanged" if old_bytes == new_bytes else "modified"
             out[rel] = {"status": status, "old_sha256": sha256_hex(old_bytes) if old_bytes is not None else None,
                         "new_sha256": sha256_hex(new_bytes), "added": result.added, "removed": result.removed,
                         "diff": result.text, "truncated": result.truncated}
+            if is_env_path(rel):
+                out[rel]["env"] = env
         return {"files": out}
 
-    def env_keys(self) -> dict:
-        """Return ``{"keys": [names], "exists": bool}`` for the tenant .env (values never leave the host)."""
-        return envops.env_keys(self.env_path)
+    def env_keys(self, values_of: object = None) -> dict:
+        """Return ``{"keys": [names], "exists": bool, "values": {...}}`` for the tenant .env: the values are those of
+        the keys named in ``values_of`` that are not secret (ccp.envfile.secrecy); no other value leaves the host."""
+        return envops.env_keys(self.env_path, values_of)
 
     # -- mutations -----------------------------------------------------------------------------------------------
     def write_files(self, files: dict, fence: int) -> dict:

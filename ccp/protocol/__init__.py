@@ -6,8 +6,12 @@ old for this action".
 """
 
 PROTOCOL_VERSION = 1
+# files/diff answers an .env-like file with its per-key table (`env`), masked by ccp.envfile.secrecy.
+ENV_TABLE_CAPABILITY = "files.diff.env"
+# env/keys?value=NAME answers the non-secret values of the keys named.
+ENV_VALUES_CAPABILITY = "env.values"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
-                "compose.up", "compose.ps", "compose.down", "scripts.run")
+                "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY)
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
 
 

@@ -18,6 +18,7 @@ from flask import current_app
 from ccp.drivers import Driver, FileDiff
 from ccp.envfile.compose_refs import env_coverage
 from ccp.envfile.dotenv import parse_env
+from ccp.envfile.secrecy import EnvChange
 from ccp.rendering.context import managed_env_values
 from ccp.rendering.render import render_instance
 from ccp.rendering.sets import load_template_set
@@ -43,6 +44,8 @@ class Plan:
     env_patch: dict[str, str]  # registered tenants: CCP-managed keys -> value
     coverage: dict = field(default_factory=dict)
     plan_hash: str = ""
+    env_changes: tuple[EnvChange, ...] | None = None  # per .env key; None when the agent cannot tell
+    env_other_keys: tuple[str, ...] = ()  # registered tenants: the .env keys apply leaves alone
 
     def changed_files(self) -> dict[str, dict]:
         """Files to write (modified or created), each with the on-disk hash it must still have."""
@@ -65,7 +68,9 @@ class Preview:
     """What "Upgrade to Release" would do to one instance, as preview shows it (the API and the dialog).
 
     `files` are the host's diffs by path; `coverage` is ccp.envfile.compose_refs.env_coverage's answer (total,
-    present, missing, defaulted); `env_patch` the CCP-managed .env values a registered tenant gets."""
+    present, missing, defaulted); `env_patch` the CCP-managed .env values a registered tenant gets.
+    `env_changes` is the .env per key (secret values withheld; for a registered tenant only the keys apply sets),
+    None when the agent is too old to tell; `env_other_keys` the registered tenant's keys apply leaves alone."""
 
     instance: str  # the slug
     tag: str
@@ -78,6 +83,18 @@ class Preview:
     files: tuple[FileDiff, ...]
     coverage: dict
     env_patch: dict[str, str]
+    env_changes: tuple[EnvChange, ...] | None = None
+    env_other_keys: tuple[str, ...] = ()
+
+    @property
+    def secrets_changed(self) -> tuple[str, ...]:
+        """Names of the secret .env keys this release adds, removes or changes (empty when none or unknown)."""
+        return tuple(c.key for c in self.env_changes or () if c.secret and c.change != "unchanged")
+
+    @property
+    def env_changed(self) -> tuple[EnvChange, ...]:
+        """The .env keys whose value this release changes (added, removed, changed or set)."""
+        return tuple(c for c in self.env_changes or () if c.change != "unchanged")
 
     @classmethod
     def of(cls, instance, plan: Plan) -> Preview:
@@ -86,7 +103,7 @@ class Preview:
                    registered=instance.is_registered, set_name=plan.set_name, set_version=plan.set_version,
                    plan_hash=plan.plan_hash, summary=plan.summary(),
                    files=tuple(entry for _, entry in sorted(plan.diff.items())), coverage=plan.coverage,
-                   env_patch=plan.env_patch)
+                   env_patch=plan.env_patch, env_changes=plan.env_changes, env_other_keys=plan.env_other_keys)
 
 
 def build_plan(instance, tag: str, driver: Driver) -> Plan:
@@ -99,20 +116,42 @@ def build_plan(instance, tag: str, driver: Driver) -> Plan:
     result = render_instance(instance, tag, secrets=instance.decrypted_secrets(), extra_dirs=extra,
                              default_tag=settings.default_image_tag)
     files = dict(result.files)  # registered tenants: render_instance already leaves .env out
-    diff = driver.diff_files(files)
+    tset = load_template_set(instance.template_set, extra)
+    diff = driver.diff_files(files, tuple(sorted(tset.secret_keys)))
     env_patch: dict[str, str] = {}
+    other_keys: tuple[str, ...] = ()
     if instance.is_registered:
-        tset = load_template_set(instance.template_set, extra)
         env_patch = managed_env_values(instance, result.image_tag, default_tag=settings.default_image_tag,
                                        template_set=tset)
-        available = driver.env_keys()["keys"]
+        answer = driver.env_keys(tuple(sorted(env_patch)))
+        available = answer["keys"]
+        changes = patch_changes(env_patch, available, answer.get("values"))
+        other_keys = tuple(k for k in available if k not in env_patch)
     else:
         available = list(parse_env(files.get(ENV_FILE, "")))
+        changes = diff[ENV_FILE].env if ENV_FILE in diff else None
     coverage = env_coverage(files.get(COMPOSE_FILE, ""), available, env_patch.keys())
     plan = Plan(tag=result.image_tag, set_name=result.set_name, set_version=result.set_version, files=files,
-                diff=diff, env_patch=env_patch, coverage=coverage)
+                diff=diff, env_patch=env_patch, coverage=coverage, env_changes=changes, env_other_keys=other_keys)
     plan.plan_hash = plan_hash(plan)
     return plan
+
+
+def patch_changes(patch: dict[str, str], keys: list[str], old_values: dict | None) -> tuple[EnvChange, ...]:
+    """A registered tenant's .env rows for the keys apply sets: old → new where the agent told the old value.
+
+    A key the .env has but whose value the agent did not give (secret-looking, or an agent without "env.values")
+    is "set": it will hold the new value, the old one is not shown."""
+    rows = []
+    for key, new in sorted(patch.items()):
+        if key not in keys:
+            rows.append(EnvChange(key, "added", False, None, new))
+        elif old_values is not None and key in old_values:
+            old = old_values[key]
+            rows.append(EnvChange(key, "unchanged" if old == new else "changed", False, old, new))
+        else:
+            rows.append(EnvChange(key, "set", False, None, new))
+    return tuple(rows)
 
 
 def plan_hash(plan: Plan) -> str:

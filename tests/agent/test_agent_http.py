@@ -129,7 +129,7 @@ def test_write_diff_restore_roundtrip(client, world):
                                   json={"set": {"IMAGE_TAG": "2.0.0"}, "fence": 3, "snapshot_id": res["snapshot_id"]})
     assert status == 200 and res2["changed"] == ["IMAGE_TAG"]
     status, keys = client.request("GET", "/v1/instances/acme/env/keys")
-    assert keys == {"keys": ["IMAGE_TAG", "DB_PASSWORD"], "exists": True}
+    assert keys == {"keys": ["IMAGE_TAG", "DB_PASSWORD"], "exists": True, "values": {}}
     status, stale = client.request("POST", "/v1/instances/acme/env/patch", json={"set": {"IMAGE_TAG": "x"}, "fence": 2})
     assert status == 409 and stale["error"]["code"] == "fence_rejected"
     status, restored = client.request("POST", f"/v1/instances/acme/snapshots/{res['snapshot_id']}/restore", json={})

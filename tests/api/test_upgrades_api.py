@@ -24,7 +24,11 @@ def test_preview_apply_status_history_audit(app, db, api, make_token, tenant, ru
     op, admin = make_token("operate"), make_token("admin")
     preview = api("POST", f"/api/instances/{tenant.slug}/upgrade-release/preview", op, json={"imageTag": "v2"})
     assert preview.status_code == 200
-    plan = preview.get_json()["plan_hash"]
+    body = preview.get_json()
+    assert {"key": "IMAGE_TAG", "change": "changed", "secret": False, "old": "v1", "new": "v2"} in body["env"]
+    assert {"key": "POSTGRES_PASSWORD", "change": "unchanged", "secret": True, "old": None, "new": None} in body["env"]
+    assert body["secrets_changed"] == [] and body["env_other_keys"] == []
+    plan = body["plan_hash"]
     assert re.fullmatch(r"[0-9a-f]{64}", plan)
 
     started = api("POST", f"/api/instances/{tenant.id}/upgrade-release", op, json={"imageTag": "v2", "plan": plan})

@@ -58,6 +58,20 @@ def test_diff_statuses_and_env_masking(host):
     assert "hunter2" not in result[".env"].diff and "IMAGE_TAG" in result[".env"].diff
 
 
+def test_env_table_and_managed_values(host):
+    driver, _ = host
+    env = "# keep me\nIMAGE_TAG=v2\nDB_PASSWORD=changed-secret\nSITE=shop\n"
+    table = driver.diff_files({".env": env}, env_secret_keys=("SITE",))[".env"].env
+    assert [(c.key, c.change, c.secret, c.old, c.new) for c in table] == [
+        ("IMAGE_TAG", "changed", False, "v1", "v2"), ("DB_PASSWORD", "changed", True, None, None),
+        ("SITE", "added", True, None, None)]
+    assert driver.diff_files({"docker-compose.yml": COMPOSE})["docker-compose.yml"].env is None
+    assert driver.env_keys(("IMAGE_TAG", "DB_PASSWORD"))["values"] == {"IMAGE_TAG": "v1"}
+    with pytest.raises(AgentRejected) as err:
+        driver.env_keys(("NOT A NAME",))
+    assert err.value.status == 400
+
+
 def test_write_restore_roundtrip(host):
     driver, install = host
     out = driver.write_files({"docker-compose.yml": {"content": COMPOSE + "# v2\n", "expect_sha256": _sha(COMPOSE)},

@@ -45,6 +45,34 @@ def test_env_diff_is_masked(host):
     assert "-DB_PASSWORD=********" in diff["diff"]
 
 
+def test_env_diff_carries_a_masked_key_table(host):
+    new_env = ENV.replace("supersecretvalue", "othersecretvalue").replace("1.0.0", "2.0.0") + "SITE_NAME=shop\n"
+    entry = host.diff_files({".env": new_env}, env_secret_keys=["SITE_NAME"])["files"][".env"]
+    assert entry["env"] == [
+        {"key": "IMAGE_TAG", "change": "changed", "secret": False, "old": "1.0.0", "new": "2.0.0"},
+        {"key": "DB_PASSWORD", "change": "changed", "secret": True, "old": None, "new": None},
+        {"key": "SITE_NAME", "change": "added", "secret": True, "old": None, "new": None},  # the set lists it
+    ]
+    assert "env" not in host.diff_files({"docker-compose.yml": COMPOSE})["files"]["docker-compose.yml"]
+
+
+def test_env_table_of_an_unparsable_env_is_none(host):
+    assert host.diff_files({".env": "A='unterminated\n"})["files"][".env"]["env"] is None
+
+
+def test_bad_env_secret_keys_are_refused(host):
+    for bad in ("DB_PASSWORD", ["ok", 5], ["has space"], ["X"] * 501):
+        with pytest.raises(BadRequest):
+            host.diff_files({".env": ENV}, env_secret_keys=bad)
+
+
+def test_env_keys_gives_only_asked_plain_values(host):
+    answer = host.env_keys(["IMAGE_TAG", "DB_PASSWORD", "ABSENT"])
+    assert answer == {"keys": ["IMAGE_TAG", "DB_PASSWORD"], "exists": True, "values": {"IMAGE_TAG": "1.0.0"}}
+    with pytest.raises(BadRequest):
+        host.env_keys(["IMAGE TAG"])
+
+
 def test_write_set_snapshot_and_restore(host, install_dir):
     before = _tree(install_dir)
     res = host.write_files({"docker-compose.yml": {"content": "v2\n", "expect_sha256": sha256_hex(COMPOSE.encode())},
@@ -134,7 +162,7 @@ def test_env_patch_in_place_and_shared_snapshot_restore(host, install_dir):
     res = host.env_patch({"IMAGE_TAG": "2.0.0", "NEW_FLAG": "on"}, fence=2, snapshot_id=w["snapshot_id"])
     assert res == {"snapshot_id": w["snapshot_id"], "changed": ["IMAGE_TAG"], "appended": ["NEW_FLAG"]}
     assert (install_dir / ".env").read_text() == ENV.replace("1.0.0", "2.0.0") + "NEW_FLAG=on\n"
-    assert host.env_keys() == {"keys": ["IMAGE_TAG", "DB_PASSWORD", "NEW_FLAG"], "exists": True}
+    assert host.env_keys() == {"keys": ["IMAGE_TAG", "DB_PASSWORD", "NEW_FLAG"], "exists": True, "values": {}}
     host.restore_snapshot(w["snapshot_id"])
     assert (install_dir / ".env").read_text() == ENV
     assert (install_dir / "docker-compose.yml").read_text() == COMPOSE
@@ -149,7 +177,7 @@ def test_env_patch_refusal_names_key_not_value(host, install_dir):
 
 def test_env_keys_without_env_file(host, install_dir):
     (install_dir / ".env").unlink()
-    assert host.env_keys() == {"keys": [], "exists": False}
+    assert host.env_keys() == {"keys": [], "exists": False, "values": {}}
 
 
 def test_snapshots_pruned_to_keep(host):

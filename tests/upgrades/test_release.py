@@ -135,6 +135,31 @@ def test_cancel_queued_upgrade(app, tenant, run_worker, db):
         upgrades.cancel_upgrade(upgrade, actor="t")
 
 
+@pytest.mark.parametrize("driver", ["local", "remote"])
+def test_preview_env_table_shows_the_tag_and_warns_of_secret_changes(app, tenant_factory, db, driver):
+    inst = tenant_factory(driver=driver)
+    preview = upgrades.preview_release(inst, "v2")
+    rows = {c.key: c for c in preview.env_changes}
+    assert (rows["IMAGE_TAG"].old, rows["IMAGE_TAG"].new, rows["IMAGE_TAG"].change) == ("v1", "v2", "changed")
+    assert rows["POSTGRES_PASSWORD"].secret and rows["POSTGRES_PASSWORD"].change == "unchanged"
+    assert preview.secrets_changed == () and [c.key for c in preview.env_changed] == ["IMAGE_TAG"]
+    secrets = inst.decrypted_secrets()
+    inst.set_secrets({**secrets, "POSTGRES_PASSWORD": f"{CANARY}-rotated"})
+    db.session.commit()
+    preview = upgrades.preview_release(inst, "v2")
+    assert preview.secrets_changed == ("POSTGRES_PASSWORD",)
+    assert CANARY not in repr(preview)
+
+
+@pytest.mark.parametrize("driver", ["local", "remote"])
+def test_registered_preview_shows_managed_values_and_key_names_only(app, tenant_factory, db, driver):
+    inst = tenant_factory(registered=True, driver=driver)
+    preview = upgrades.preview_release(inst, "v2")
+    assert [(c.key, c.change, c.old, c.new) for c in preview.env_changes] == [("IMAGE_TAG", "changed", "v1", "v2")]
+    assert "POSTGRES_PASSWORD" in preview.env_other_keys and "IMAGE_TAG" not in preview.env_other_keys
+    assert preview.secrets_changed == () and CANARY not in repr(preview)
+
+
 @pytest.mark.parametrize("registered", [False, True], ids=["provisioned", "registered"])
 def test_release_through_a_real_agent(app, tenant_factory, run_worker, db, registered):
     inst = tenant_factory(registered=registered, driver="remote")
