@@ -1,4 +1,4 @@
-"""Rollout routes (start, list, show, cancel); the CI webhook that also starts rollouts is ccp.api.webhooks."""
+"""Rollout routes (preview, start, list, show, cancel); the CI webhook that also starts rollouts is ccp.api.webhooks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp.models import Rollout, iso_utc
 from ccp.services import rollouts as svc
+from ccp.services.rollout_preview import RolloutPreview, preview_rollout
+from ccp.services.rollout_progress import rollout_waves
 
 FIELDS = ("tag", "instances", "canary", "waveSize")
 
@@ -21,6 +23,14 @@ def start_rollout():
     """Start rolling `tag` out in waves (a canary wave, then waves of `waveSize`); 409 while another runs."""
     rollout = _start(json_body(), actor=g.actor, source="api")
     return _accepted(rollout)
+
+
+@bp.post("/rollouts/preview")
+@require("operate")
+def preview_rollout_route():
+    """What starting this rollout would do (same body as a start): per tenant from -> to, files and secrets that
+    would change, missing env, or why it cannot be previewed (agent unreachable, too old); the waves. Reads only."""
+    return preview_json(preview_rollout(**_rollout_args(json_body())))
 
 
 @bp.get("/rollouts")
@@ -52,22 +62,42 @@ def rollout_json(rollout: Rollout) -> dict:
     """A rollout as JSON: its waves with each tenant's upgrade id and status (a deleted tenant is "#<id> (deleted)")."""
     waves = [{"number": wave.number, "status": wave.status, "started_at": wave.started_at,
               "finished_at": wave.finished_at,
-              "tenants": [{"instance": t.label, "upgrade_id": t.upgrade_id, "status": t.status, "error": t.error}
+              "tenants": [{"instance": t.label, "upgrade_id": t.upgrade_id, "status": t.status, "error": t.error,
+                           "from_tag": t.from_tag, "to_tag": t.to_tag, "started_at": iso_utc(t.started_at),
+                           "finished_at": iso_utc(t.finished_at), "duration_s": t.duration_s}
                           for t in wave.tenants]}
-             for wave in svc.rollout_waves(rollout)]
+             for wave in rollout_waves(rollout)]
     return {"id": rollout.id, "tag": rollout.tag, "status": rollout.status, "source": rollout.source,
             "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
             "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
             "skipped": list(rollout.skipped), "waves": waves}
 
 
-def _start(data: dict, *, actor: str, source: str) -> Rollout:
+def preview_json(preview: RolloutPreview) -> dict:
+    """A rollout preview as JSON (secret names only, never values)."""
+    return {"tag": preview.tag, "canary": preview.canary, "waveSize": preview.wave_size,
+            "tenants": len(preview.tenants), "blocked": len(preview.blocked), "halts_at_wave": preview.halts_at,
+            "skipped": list(preview.skipped), "elapsed_s": preview.elapsed_s,
+            "waves": [{"number": wave.number, "canary": wave.canary, "tenants": [
+                {"instance": t.slug, "from_tag": t.from_tag, "to_tag": t.to_tag, "state": t.state,
+                 "problem": t.problem, "files": {"modified": t.modified, "created": t.created},
+                 "secrets_changed": list(t.secrets_changed), "missing_env": list(t.missing_env),
+                 "blocked": t.blocked, "plan_hash": t.plan_hash} for t in wave.tenants]}
+                      for wave in preview.waves]}
+
+
+def _rollout_args(data: dict) -> dict:
+    """The service's arguments from a start or preview body (unknown fields and `instances: null` refused)."""
     reject_unknown(data, FIELDS)
     if "instances" in data and data["instances"] is None:  # only a missing field means "every instance"
         raise svc.RolloutInvalid("instances must be a non-empty list of slugs; leave it out for every instance",
                                  {"instances": "null is not a list: leave the field out for every instance"})
-    return svc.start_rollout(data.get("tag"), instances=data.get("instances"), canary=data.get("canary", 1),
-                             wave_size=data.get("waveSize", 5), actor=actor, source=source)
+    return {"tag": data.get("tag"), "instances": data.get("instances"), "canary": data.get("canary", 1),
+            "wave_size": data.get("waveSize", 5)}
+
+
+def _start(data: dict, *, actor: str, source: str) -> Rollout:
+    return svc.start_rollout(**_rollout_args(data), actor=actor, source=source)
 
 
 def _accepted(rollout: Rollout):

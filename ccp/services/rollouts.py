@@ -6,7 +6,8 @@ checks, lock, recorded steps and automatic rollback as a single upgrade. The nex
 upgrade of the current one *succeeded*; anything else (failed, rolled back, interrupted, cancelled, or a tenant whose
 upgrade could not even start, e.g. its agent is down) halts the rollout with the reason, and the remaining waves are
 never touched. Starting a rollout for the same tag again continues where it stopped: tenants already on the tag are
-skipped.
+skipped. Which tenants go in which wave is decided once, by `plan_waves`: the start and the fleet preview
+(ccp.services.rollout_preview) both call it, and a start can be bound to what a preview showed (`expect`).
 
 Progress is event-driven, so no worker ever sits waiting: `advance` (an RQ job) starts a wave and returns; every
 upgrade of the rollout that ends enqueues `advance` again, which moves on once the wave is complete. A Redis lock
@@ -19,6 +20,8 @@ Statuses: running (active); succeeded, halted, cancelled (final).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -56,21 +59,31 @@ class RolloutNotCancellable(ServiceError):
     status, code = 409, "not_cancellable"
 
 
-def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, source: str = "api") -> Rollout:
-    """Plan the waves for `tag` over `instances` (slugs; default: every instance) and start the first one.
+class RolloutStale(ServiceError):
+    status, code = 409, "preview_stale"
 
-    Tenants already on `tag` are skipped. Raises RolloutInvalid (bad tag, sizes or unknown slugs; nothing recorded),
-    RolloutConflict (another rollout is running) or UpgradeError (Redis unavailable: the rollout is recorded halted).
+
+def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, source: str = "api",
+                  expect: str | None = None, image_digest: str | None = None) -> Rollout:
+    """Plan the waves for `tag` over `instances` (slugs; default: every instance) and start the first one.
+    `image_digest` (sha256:..., from a receiver) is what the tag resolved to: kept on the rollout and its upgrades.
+
+    Tenants already on `tag` are skipped. `expect` (a preview's `digest`) binds the start to what was previewed:
+    when the tenants or waves differ now, RolloutStale is raised and nothing is recorded. Raises RolloutInvalid (bad
+    tag, sizes or unknown slugs; nothing recorded), RolloutConflict (another rollout is running) or UpgradeError
+    (Redis unavailable: the rollout is recorded halted).
     """
-    tag, canary, wave_size = _checked(tag, canary, wave_size)
-    targets = _targets(instances)
-    todo = [inst for inst in targets if inst.image_tag != tag]
-    waves = _waves([inst.id for inst in todo], canary, wave_size)
+    plan = plan_waves(tag, instances=instances, canary=canary, wave_size=wave_size)
+    if expect is not None and expect != plan.digest:
+        raise RolloutStale("the tenants or waves changed since the preview (a tenant was added, removed or is on "
+                           "another tag now): preview again and confirm what it shows", {"digest": plan.digest})
+    tag = plan.tag
+    waves = [[inst.id for inst in wave] for wave in plan.waves]
     now = utcnow()  # one clock reading: a rollout with nothing to do finishes when it is created, not before
     rollout = Rollout(tag=tag, status="running" if waves else "succeeded", source=source, actor=actor,
                       waves=[{"instances": ids, "status": "pending", "errors": {}} for ids in waves],
-                      skipped=[inst.slug for inst in targets if inst.image_tag == tag],
-                      created_at=now, finished_at=None if waves else now)
+                      skipped=[inst.slug for inst in plan.skipped],
+                      created_at=now, finished_at=None if waves else now, image_digest=image_digest)
     db.session.add(rollout)
     try:
         db.session.commit()  # the partial unique index refuses a second running rollout here
@@ -90,6 +103,38 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
             raise UpgradeError("cannot queue the rollout: Redis is unavailable",
                                {"reason": type(exc).__name__}) from None
     return rollout
+
+
+@dataclass(frozen=True)
+class WavePlan:
+    """Who a rollout of `tag` would touch and when: its waves in order (wave 1 is the canary) and the tenants it
+    skips because they are already on the tag. Made by `plan_waves`, the one rule the preview and the start share."""
+
+    tag: str
+    waves: tuple[tuple[Instance, ...], ...]
+    skipped: tuple[Instance, ...]
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over the tag, each wave's instance ids and the skipped ids: what a confirmation is bound to."""
+        canonical = {"tag": self.tag, "waves": [[inst.id for inst in wave] for wave in self.waves],
+                     "skipped": [inst.id for inst in self.skipped]}
+        return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def plan_waves(tag, *, instances=None, canary=1, wave_size=5) -> WavePlan:
+    """The waves a rollout of `tag` over `instances` (slugs in wave order; None: every instance, by slug) would run:
+    the first `canary` tenants not on the tag, then groups of `wave_size`. Reads only.
+
+    Raises RolloutInvalid (bad tag, sizes, or slugs: malformed, repeated or unknown) naming each field.
+    """
+    tag, canary, wave_size = _checked(tag, canary, wave_size)
+    targets = _targets(instances)
+    todo = [inst for inst in targets if inst.image_tag != tag]
+    first, rest = todo[:canary], todo[canary:]
+    waves = [first] + [rest[i:i + wave_size] for i in range(0, len(rest), wave_size)] if todo else []
+    return WavePlan(tag=tag, waves=tuple(tuple(wave) for wave in waves),
+                    skipped=tuple(inst for inst in targets if inst.image_tag == tag))
 
 
 def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
@@ -148,58 +193,6 @@ def nudge_stalled() -> list[int]:
     return nudged
 
 
-@dataclass(frozen=True)
-class TenantProgress:
-    """One tenant of a wave: its upgrade's status, or `not_started` / `could_not_start` (with why) without one."""
-
-    instance_id: int
-    slug: str | None  # None once the instance was deleted
-    deleted: bool
-    upgrade_id: int | None
-    status: str
-    error: str | None
-
-    @property
-    def label(self) -> str:
-        """The slug, or "#<id> (deleted)"."""
-        return f"#{self.instance_id} (deleted)" if self.deleted else self.slug
-
-
-@dataclass(frozen=True)
-class WaveProgress:
-    """One wave of a rollout: its status (pending, running, succeeded, failed), when it ran, its tenants."""
-
-    number: int  # from 1; wave 1 is the canary
-    status: str
-    started_at: str | None  # ISO 8601, as recorded
-    finished_at: str | None
-    tenants: tuple[TenantProgress, ...]
-
-
-def rollout_waves(rollout: Rollout) -> tuple[WaveProgress, ...]:
-    """A rollout's waves with each tenant's upgrade and status (two queries, however many tenants)."""
-    upgrades = {u.instance_id: u for u in db.session.execute(
-        select(Upgrade).where(Upgrade.rollout_id == rollout.id).order_by(Upgrade.id)).scalars()}
-    wanted = {iid for wave in rollout.waves for iid in wave["instances"]}
-    slugs = dict(db.session.execute(select(Instance.id, Instance.slug).where(Instance.id.in_(wanted))).all())
-    return tuple(WaveProgress(number=number, status=wave["status"], started_at=wave.get("started_at"),
-                              finished_at=wave.get("finished_at"),
-                              tenants=tuple(_tenant(iid, slugs.get(iid), upgrades.get(iid), wave["errors"])
-                                            for iid in wave["instances"]))
-                 for number, wave in enumerate(rollout.waves, 1))
-
-
-def _tenant(instance_id: int, slug: str | None, upgrade: Upgrade | None, errors: dict[str, str]) -> TenantProgress:
-    if upgrade is not None:
-        status, error = upgrade.status, upgrade.error
-    elif (slug or f"#{instance_id}") in errors:  # a wave records a deleted tenant's reason under "#<id>"
-        status, error = "could_not_start", errors[slug or f"#{instance_id}"]
-    else:
-        status, error = "not_started", None
-    return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None,
-                          upgrade_id=upgrade.id if upgrade else None, status=status, error=error)
-
-
 def _checked(tag, canary, wave_size) -> tuple[str, int, int]:
     errors = {}
     try:
@@ -236,13 +229,6 @@ def _targets(slugs) -> list[Instance]:
     return [found[s] for s in slugs]  # the caller's order
 
 
-def _waves(ids: list[int], canary: int, wave_size: int) -> list[list[int]]:
-    if not ids:
-        return []
-    first, rest = ids[:canary], ids[canary:]
-    return [first] + [rest[i:i + wave_size] for i in range(0, len(rest), wave_size)]
-
-
 def _current_wave(rollout: Rollout) -> tuple[int, dict | None]:
     for number, wave in enumerate(rollout.waves):
         if wave["status"] in ("pending", "running"):
@@ -269,7 +255,7 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
         try:
             plan = upgrade_svc.plan_release(inst, rollout.tag)
             upgrade_svc.start_release(inst, rollout.tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
-                                      plan_checked=True)
+                                      plan_checked=True, image_digest=rollout.image_digest)
         except UpgradeError as exc:
             db.session.rollback()
             errors[inst.slug] = exc.message

@@ -1,167 +1,85 @@
-"""Rollouts in the browser: the list with the start form, one rollout's page with its polled progress, and cancel.
+"""Rollouts in the browser: the list with the start form, the fleet preview a start leads to and its confirmation,
+one rollout's page with its polled progress, and cancel.
 
-The rollouts service does the work and the validation (ccp.services.rollouts); these views parse the form, call it,
-and shape what the templates show (the small presenters below), so templates hold no logic.
+Starting takes two steps: the form asks for a preview (POST /rollouts/preview: what each tenant would get, in which
+wave, and what stands in the way), and only the preview's confirm button starts it (POST /rollouts), bound to the
+tenants and waves that preview showed (its digest: a fleet that changed in between is refused, nothing started).
+The services do the work and the validation (ccp.services.rollouts, .rollout_preview); these views parse the form,
+call them, and render what ccp.web.rollout_views shapes, so templates hold no logic.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ccp.extensions import db
-from ccp.models import Instance, Rollout, Upgrade
+from ccp.models import Rollout
+from ccp.services.rollout_preview import preview_rollout
 from ccp.services.rollouts import (
-    RolloutConflict, RolloutInvalid, RolloutNotCancellable, TenantProgress, cancel_rollout, rollout_waves,
-    start_rollout,
+    RolloutConflict, RolloutInvalid, RolloutNotCancellable, cancel_rollout, start_rollout,
 )
 from ccp.services.errors import ServiceError
 from ccp.web import htmx
 from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import status_label
+from ccp.web.rollout_views import (
+    StartForm, instance_choices, preview_state, rollout_view, start_label, summaries,
+)
 
 bp = Blueprint("rollouts", __name__, url_prefix="/rollouts")
 PER_PAGE = 50
-SOURCE_LABELS = {"ui": "UI", "api": "API", "webhook": "CI webhook"}
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII: \d would also match Unicode digits
-
-
-@dataclass
-class StartForm:
-    """What the start form shows: the submitted values (as text) and why the last submission was refused."""
-
-    tag: str = ""
-    canary: str = "1"
-    waveSize: str = "5"  # noqa: N815 - the API's field name, so the service's error keys match the inputs
-    instances: tuple[str, ...] = ()
-    errors: dict[str, str] = field(default_factory=dict)
-    refusal: str | None = None  # why nothing started although the fields were valid (409: another rollout runs)
-    running_id: int | None = None
-
-
-@dataclass(frozen=True)
-class InstanceChoice:
-    slug: str
-    name: str
-    image_tag: str | None
-
-
-@dataclass(frozen=True)
-class RolloutSummary:
-    """One rollout as the list and the page header show it: plain values, its progress counted in tenants."""
-
-    id: int
-    tag: str
-    status: str
-    source: str
-    actor: str
-    error: str | None
-    cancel_requested: bool
-    created_at: datetime | None
-    finished_at: datetime | None
-    skipped: tuple[str, ...]
-    planned: int  # tenants in its waves (the skipped ones are not)
-    upgraded: int  # of those, tenants whose upgrade succeeded
-
-    @property
-    def final(self) -> bool:
-        return self.status != "running"
-
-    @property
-    def source_label(self) -> str:
-        return SOURCE_LABELS.get(self.source, self.source)
-
-
-@dataclass(frozen=True)
-class WaveView:
-    number: int
-    status: str
-    tenants: tuple[TenantProgress, ...]
-
-    @property
-    def canary(self) -> bool:
-        return self.number == 1
-
-
-@dataclass
-class RolloutView:
-    """Everything the self-replacing progress partial (and the page around it) shows for one rollout."""
-
-    rollout: RolloutSummary
-    waves: list[WaveView]
-    notice: str | None = None  # why the last action on it was refused (e.g. cancel after it ended)
-
-
-def summarize(rollout: Rollout, upgraded: int) -> RolloutSummary:
-    """The summary of a loaded rollout; `upgraded` is counted by the caller (one query for a whole page)."""
-    return RolloutSummary(
-        id=rollout.id, tag=rollout.tag, status=rollout.status, source=rollout.source, actor=rollout.actor,
-        error=rollout.error, cancel_requested=bool(rollout.cancel_requested), created_at=rollout.created_at,
-        finished_at=rollout.finished_at, skipped=tuple(rollout.skipped or ()),
-        planned=sum(len(wave["instances"]) for wave in rollout.waves or ()), upgraded=upgraded,
-    )
-
-
-def summaries(rollouts: list[Rollout]) -> list[RolloutSummary]:
-    """Summaries of a page of rollouts with one more query, however many rows (succeeded tenants per rollout)."""
-    ids = [r.id for r in rollouts]
-    upgraded = dict(db.session.execute(
-        select(Upgrade.rollout_id, func.count(func.distinct(Upgrade.instance_id)))
-        .where(Upgrade.rollout_id.in_(ids), Upgrade.status == "succeeded").group_by(Upgrade.rollout_id)).all())
-    return [summarize(r, upgraded.get(r.id, 0)) for r in rollouts]
-
-
-def rollout_view(rollout: Rollout, notice: str | None = None) -> RolloutView:
-    """The progress of one rollout, from the service's own view of it (its waves with each tenant's upgrade)."""
-    final = rollout.status != "running"
-    waves = [WaveView(
-        number=wave.number,
-        # a wave that will never start now says so, rather than "pending"
-        status="not_started" if final and wave.status == "pending" else wave.status,
-        tenants=wave.tenants,
-    ) for wave in rollout_waves(rollout)]
-    upgraded = sum(1 for wave in waves for t in wave.tenants if t.status == "succeeded")
-    return RolloutView(rollout=summarize(rollout, upgraded), waves=waves, notice=notice)
-
-
-def instance_choices() -> list[InstanceChoice]:
-    """Every instance the form offers, by slug (the order waves follow)."""
-    rows = db.session.execute(select(Instance.slug, Instance.name, Instance.image_tag).order_by(Instance.slug))
-    return [InstanceChoice(*row) for row in rows]
+_START = ("rollouts/index.html", "rollouts/_start.html")  # the page, and the part the form and the preview swap
 
 
 @bp.get("")
 @login_required
 def index():
-    """Rollouts, newest first; operators also get the form that starts one."""
+    """Rollouts, newest first; operators also get the form that previews (then starts) one."""
     return render_template("rollouts/index.html", **_index_context(StartForm()))
+
+
+@bp.post("/preview")
+@requires("operate")
+def preview():
+    """The fleet preview of the form's rollout and its confirm button; a refused form says why next to each field
+    (422). Reads only: nothing starts here."""
+    form = _submitted()
+    try:
+        result = preview_rollout(**_service_args(form))
+    except RolloutInvalid as exc:
+        db.session.rollback()
+        form.errors = _field_messages(exc.details)
+        return htmx.render(*_START, exc.status, **_index_context(form))
+    return htmx.render(*_START, **_index_context(form, result))
 
 
 @bp.post("")
 @requires("operate")
 def start():
-    """Start a rollout from the form and go to its page; a refusal re-renders the form saying why (422/409)."""
-    form = StartForm(tag=request.form.get("tag", "").strip(), canary=request.form.get("canary", "").strip(),
-                     waveSize=request.form.get("waveSize", "").strip(),
-                     instances=tuple(request.form.getlist("instances")))
+    """Start the previewed rollout (the confirm button) and go to its page. It must carry the preview's digest: a
+    start without one, or for tenants and waves that changed since, is refused and starts nothing (422/409), as is
+    anything else the service refuses; the form then says why."""
+    form = _submitted()
+    expect = request.form.get("expect", "").strip()
     try:
-        rollout = start_rollout(form.tag or None, instances=list(form.instances) or None,
-                                canary=_whole_number(form.canary), wave_size=_whole_number(form.waveSize),
-                                actor=ui_actor(), source="ui")
-    except ServiceError as exc:  # RolloutInvalid (422), RolloutConflict (409), or Redis unavailable
+        if not expect:
+            raise RolloutInvalid("preview the rollout first, then confirm what the preview shows",
+                                 {"expect": "missing: the digest of the preview being confirmed"})
+        rollout = start_rollout(**_service_args(form), actor=ui_actor(), source="ui", expect=expect)
+    except ServiceError as exc:  # RolloutInvalid (422), RolloutStale / RolloutConflict (409), or Redis unavailable
         db.session.rollback()
-        if isinstance(exc, RolloutInvalid):
+        if isinstance(exc, RolloutInvalid) and "expect" not in exc.details:
             form.errors = _field_messages(exc.details)
         else:
             form.refusal = exc.message
             form.running_id = exc.details.get("running_rollout_id") if isinstance(exc, RolloutConflict) else None
-        return htmx.render("rollouts/index.html", "rollouts/_form.html", exc.status, **_index_context(form))
+        return htmx.render(*_START, exc.status, **_index_context(form))
     return htmx.redirect(url_for("rollouts.show", rollout_id=rollout.id))
 
 
@@ -198,11 +116,24 @@ def cancel(rollout_id: int):
     return htmx.polled(response, final=view.rollout.final)
 
 
-def _index_context(form: StartForm) -> dict:
+def _index_context(form: StartForm, preview=None) -> dict:
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pager = db.paginate(select(Rollout).order_by(Rollout.id.desc()), page=page, per_page=PER_PAGE, error_out=False)
     choices = instance_choices() if current_user.can("operate") else []
-    return {"rows": summaries(pager.items), "pager": pager, "form": form, "choices": choices}
+    return {"rows": summaries(pager.items), "pager": pager, "form": form, "choices": choices, "preview": preview,
+            "preview_state": preview_state, "start_label": start_label(preview) if preview else None}
+
+
+def _submitted() -> StartForm:
+    """The start form as submitted (the preview's confirm form repeats the same fields)."""
+    return StartForm(tag=request.form.get("tag", "").strip(), canary=request.form.get("canary", "").strip(),
+                     waveSize=request.form.get("waveSize", "").strip(),
+                     instances=tuple(request.form.getlist("instances")))
+
+
+def _service_args(form: StartForm) -> dict:
+    return {"tag": form.tag or None, "instances": list(form.instances) or None,
+            "canary": _whole_number(form.canary), "wave_size": _whole_number(form.waveSize)}
 
 
 def _whole_number(text: str) -> int | str:

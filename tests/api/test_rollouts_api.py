@@ -81,4 +81,50 @@ def test_a_deleted_tenant_is_named_by_its_id(app, db, api, make_token, tenant_fa
     body = api("GET", f"/api/rollouts/{started['id']}", op).get_json()
     assert body["status"] == "halted"
     assert body["waves"][1]["tenants"] == [{"instance": f"#{gone.id} (deleted)", "upgrade_id": None,
-                                            "status": "could_not_start", "error": "the instance was deleted"}]
+                                            "status": "could_not_start", "error": "the instance was deleted",
+                                            "from_tag": None, "to_tag": "v2", "started_at": None,
+                                            "finished_at": None, "duration_s": None}]
+
+
+def test_preview_a_rollout_through_the_api(app, db, api, make_token, tenant_factory):
+    from tests.factories import make_instance
+
+    tenant_factory(slug="pa-a"), tenant_factory(slug="pa-b")
+    make_instance(slug="pa-dead")  # its agent (127.0.0.1:9) is down: a row, not an error
+    tenant_factory(slug="pa-on", tag="v2")
+    op = make_token("operate")
+    assert_error(api("POST", "/api/rollouts/preview", make_token("read"), json={"tag": "v2"}), 403,
+                 "insufficient_scope")
+    response = api("POST", "/api/rollouts/preview", op, json={"tag": "v2", "canary": 1, "waveSize": 2})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["tag"], body["canary"], body["waveSize"]) == ("v2", 1, 2)
+    assert (body["tenants"], body["blocked"], body["halts_at_wave"], body["skipped"]) == (3, 1, 2, ["pa-on"])
+    assert [[t["instance"] for t in w["tenants"]] for w in body["waves"]] == [["pa-a"], ["pa-b", "pa-dead"]]
+    assert [w["canary"] for w in body["waves"]] == [True, False]
+    a, _, dead = (t for w in body["waves"] for t in w["tenants"])
+    assert a["state"] == "ready" and (a["from_tag"], a["to_tag"]) == ("v1", "v2") and a["files"]["modified"] >= 1
+    assert a["secrets_changed"] == [] and a["missing_env"] == [] and not a["blocked"] and len(a["plan_hash"]) == 64
+    assert dead["state"] == "agent_unavailable" and "127.0.0.1:9" in dead["problem"] and dead["blocked"]
+    assert _count(db, Rollout) == 0  # a preview starts nothing
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"tag": "no spaces allowed"}, "tag"), ({}, "tag"), ({"tag": "v2", "canary": 0}, "canary"),
+    ({"tag": "v2", "instances": None}, "instances"), ({"tag": "v2", "wave_size": 3}, "wave_size"),
+])
+def test_bad_preview_requests_are_refused_like_starts(app, db, api, make_token, tenant_factory, payload, field):
+    tenant_factory(slug="bad-a")
+    err = assert_error(api("POST", "/api/rollouts/preview", make_token("operate"), json=payload), 422)
+    assert field in err["details"]
+
+
+def test_rollout_tenants_say_from_which_tag_and_how_long(app, db, api, make_token, tenant_factory, run_worker):
+    tenant_factory(slug="dur-a")
+    op = make_token("operate")
+    rid = api("POST", "/api/rollouts", op, json={"tag": "v2"}).get_json()["id"]
+    run_worker()
+    db.session.expire_all()
+    (tenant,) = api("GET", f"/api/rollouts/{rid}", op).get_json()["waves"][0]["tenants"]
+    assert (tenant["from_tag"], tenant["to_tag"], tenant["status"]) == ("v1", "v2", "succeeded")
+    assert tenant["started_at"] <= tenant["finished_at"] and tenant["duration_s"] >= 0

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from ccp.extensions import get_queue
 from ccp.models import Rollout, Upgrade, as_utc
 from ccp.services import rollouts
+from ccp.services.rollout_progress import rollout_waves
 from tests.factories import make_instance
 
 
@@ -36,10 +37,13 @@ def test_waves_run_in_order_and_tenants_on_the_tag_are_skipped(app, db, tenant_f
     for inst in (a, b, c, done):
         db.session.refresh(inst)
         assert inst.image_tag == "v2"
-    waves = rollouts.rollout_waves(rollout)
+    waves = rollout_waves(rollout)
     assert [[t.slug for t in w.tenants] for w in waves] == [["wave-a"], ["wave-b", "wave-c"]]
     assert [w.number for w in waves] == [1, 2] and all(w.started_at and w.finished_at for w in waves)
     assert all(t.upgrade_id == ups[t.slug].id and not t.deleted for w in waves for t in w.tenants)
+    for t in (t for w in waves for t in w.tenants):  # from which tag to which, and how long it took
+        assert (t.from_tag, t.to_tag) == ("v1", "v2") and t.started_at and t.finished_at
+        assert t.duration_s == (as_utc(t.finished_at) - as_utc(t.started_at)).total_seconds() >= 0
 
 
 def test_a_failed_canary_halts_and_leaves_the_rest_untouched(app, db, tenant_factory, run_worker):
@@ -65,9 +69,10 @@ def test_a_tenant_that_cannot_start_fails_its_wave_after_the_others_finish(app, 
     assert "mix-dead could not start" in rollout.error and "127.0.0.1:9" in rollout.error
     ups = _upgrades(db, rollout)
     assert ups["mix-a"].status == "succeeded" and "mix-dead" not in ups and "mix-z" not in ups
-    tenants = rollouts.rollout_waves(rollout)[0].tenants
+    tenants = rollout_waves(rollout)[0].tenants
     assert {t.slug: t.status for t in tenants} == {"mix-a": "succeeded", "mix-dead": "could_not_start"}
     assert "127.0.0.1:9" in tenants[1].error and tenants[1].upgrade_id is None
+    assert (tenants[1].from_tag, tenants[1].to_tag, tenants[1].duration_s) == ("v1", "v2", None)  # its current tag
     assert dead.image_tag == "v1"
 
 
@@ -141,9 +146,30 @@ def test_a_tenant_deleted_before_its_wave_is_flagged_deleted_and_halts_the_rollo
     run_worker()
     db.session.refresh(rollout)
     assert rollout.status == "halted" and f"#{gone_id} could not start" in rollout.error
-    first, second = rollouts.rollout_waves(rollout)
+    first, second = rollout_waves(rollout)
     assert [t.deleted for t in first.tenants] == [False] and first.tenants[0].label == "del-a"
     (tenant,) = second.tenants
     assert tenant.deleted and tenant.slug is None and tenant.instance_id == gone_id
     assert tenant.label == f"#{gone_id} (deleted)" and tenant.status == "could_not_start" and tenant.upgrade_id is None
     assert tenant.error == "the instance was deleted"
+
+
+def test_the_wave_plan_is_the_one_rule_and_its_digest_binds_a_start(app, db, tenant_factory):
+    """plan_waves decides who goes in which wave (the preview shows it, the start runs it); a start carrying a
+    preview's digest is refused when the tenants or waves changed since, and records nothing."""
+    for slug in ("plan-a", "plan-b", "plan-c"):
+        tenant_factory(slug=slug)
+    tenant_factory(slug="plan-on", tag="v2")
+    plan = rollouts.plan_waves("v2", canary=2, wave_size=5)
+    assert [[i.slug for i in w] for w in plan.waves] == [["plan-a", "plan-b"], ["plan-c"]]
+    assert [i.slug for i in plan.skipped] == ["plan-on"] and len(plan.digest) == 64
+    assert rollouts.plan_waves("v2", canary=2, wave_size=5).digest == plan.digest
+    assert rollouts.plan_waves("v2", canary=1, wave_size=5).digest != plan.digest  # other waves
+    tenant_factory(slug="plan-d")  # the fleet grew after the preview
+    with pytest.raises(rollouts.RolloutStale) as refused:
+        rollouts.start_rollout("v2", canary=2, wave_size=5, actor="user:ann", expect=plan.digest)
+    assert refused.value.status == 409 and "preview again" in refused.value.message
+    assert db.session.execute(select(func.count(Rollout.id))).scalar() == 0 and get_queue().count == 0
+    fresh = rollouts.plan_waves("v2", canary=2, wave_size=5).digest
+    rollout = rollouts.start_rollout("v2", canary=2, wave_size=5, actor="user:ann", expect=fresh)
+    assert [len(w["instances"]) for w in rollout.waves] == [2, 2] and rollout.skipped == ["plan-on"]

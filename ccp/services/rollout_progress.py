@@ -1,0 +1,82 @@
+"""The read model of a rollout's progress: its waves and, per tenant, from which tag to which, its upgrade's status,
+how long it took and why it failed. Built from what a rollout records (its `waves` JSON and the upgrades that carry
+its id), in a constant number of queries however many tenants it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from ccp.extensions import db
+from ccp.models import Instance, Rollout, Upgrade, as_utc
+
+
+@dataclass(frozen=True)
+class TenantProgress:
+    """One tenant of a wave: its upgrade's status, or `not_started` / `could_not_start` (with why) without one.
+
+    `from_tag` is the tag the upgrade started from; for a tenant without an upgrade, the tag it is on now."""
+
+    instance_id: int
+    slug: str | None  # None once the instance was deleted
+    deleted: bool
+    upgrade_id: int | None
+    status: str
+    error: str | None
+    from_tag: str | None = None
+    to_tag: str | None = None
+    started_at: datetime | None = None  # the upgrade's (naive datetimes are UTC)
+    finished_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """The slug, or "#<id> (deleted)"."""
+        return f"#{self.instance_id} (deleted)" if self.deleted else self.slug
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the upgrade ran, start to end (None until it has ended, or without an upgrade)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds()
+
+
+@dataclass(frozen=True)
+class WaveProgress:
+    """One wave of a rollout: its status (pending, running, succeeded, failed), when it ran, its tenants."""
+
+    number: int  # from 1; wave 1 is the canary
+    status: str
+    started_at: str | None  # ISO 8601, as recorded
+    finished_at: str | None
+    tenants: tuple[TenantProgress, ...]
+
+
+def rollout_waves(rollout: Rollout) -> tuple[WaveProgress, ...]:
+    """A rollout's waves with each tenant's upgrade, tags, timing and status (two queries, however many tenants)."""
+    upgrades = {u.instance_id: u for u in db.session.execute(
+        select(Upgrade).where(Upgrade.rollout_id == rollout.id).order_by(Upgrade.id)).scalars()}
+    wanted = {iid for wave in rollout.waves for iid in wave["instances"]}
+    found = {row.id: row for row in db.session.execute(
+        select(Instance.id, Instance.slug, Instance.image_tag).where(Instance.id.in_(wanted)))} if wanted else {}
+    return tuple(WaveProgress(number=number, status=wave["status"], started_at=wave.get("started_at"),
+                              finished_at=wave.get("finished_at"),
+                              tenants=tuple(_tenant(rollout.tag, iid, found.get(iid), upgrades.get(iid),
+                                                    wave["errors"]) for iid in wave["instances"]))
+                 for number, wave in enumerate(rollout.waves, 1))
+
+
+def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, errors: dict[str, str]) -> TenantProgress:
+    slug = row.slug if row is not None else None
+    if upgrade is not None:
+        return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None, upgrade_id=upgrade.id,
+                              status=upgrade.status, error=upgrade.error, from_tag=upgrade.from_tag,
+                              to_tag=upgrade.to_tag or tag, started_at=upgrade.started_at,
+                              finished_at=upgrade.finished_at)
+    key = slug or f"#{instance_id}"  # a wave records a deleted tenant's reason under "#<id>"
+    status, error = ("could_not_start", errors[key]) if key in errors else ("not_started", None)
+    return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None, upgrade_id=None, status=status,
+                          error=error, from_tag=row.image_tag if row is not None else None, to_tag=tag)
