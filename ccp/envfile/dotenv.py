@@ -255,13 +255,15 @@ def _mask_line(line: str) -> str:
     return MASK + cr
 
 
-def mask_env_text(text: str) -> str:
+def mask_env_text(text: str, shown: dict[str, str] | None = None) -> str:
     """Return ``text`` with every value replaced by ``********``; keys, comments and line count are kept.
 
     Commented-out assignments (``# KEY=value``) are masked too, and every continuation line of a multi-line
     value becomes ``********``. Text that does not parse is masked line by line, hiding anything unrecognised.
-    Never raises for str input.
+    ``shown`` maps keys to the one value each may show (decided by ccp.envfile.secrecy): a one-line assignment of
+    exactly that value is left as written. Never raises for str input.
     """
+    shown = shown or {}
     lines = _physical_lines(text)
     try:
         entries = parse_entries(text)
@@ -269,6 +271,8 @@ def mask_env_text(text: str) -> str:
         return "\n".join(_mask_line(line) for line in lines)
     out = [_mask_line(line) if line.lstrip().startswith("#") or not line.strip() else line for line in lines]
     for e in entries:
+        if e.first == e.last and e.key in shown and shown[e.key] == e.value:
+            continue
         first = lines[e.first]
         cr = "\r" if first.endswith("\r") else ""
         body = first.removesuffix("\r")

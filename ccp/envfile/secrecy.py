@@ -23,7 +23,7 @@ from ccp.envfile.dotenv import EnvParseError, parse_env
 SECRET_WORDS = frozenset({
     "PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "SECRETS", "TOKEN", "TOKENS", "KEY", "KEYS", "APIKEY", "PRIVATE",
     "CREDENTIAL", "CREDENTIALS", "CRED", "CREDS", "DSN", "SALT", "AUTH", "COOKIE", "SIGNING", "CERT", "PEM", "OTP",
-    "SEED", "HMAC", "JWT", "WEBHOOK",
+    "SEED", "HMAC", "WEBHOOK",
 })
 _NAME_PART_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _URL_PASSWORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")

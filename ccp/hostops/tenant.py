@@ -94,7 +94,8 @@ class TenantHost:
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def diff_files(self, files: dict, env_secret_keys: object = None) -> dict:
-        """Compare proposed contents ({relpath: text}) with disk; .env-like files are diffed with values masked.
+        """Compare proposed contents ({relpath: text}) with disk; .env-like files are diffed with the values of
+        secret keys masked (ccp.envfile.secrecy's rule; all values when the file does not parse).
 
         An .env-like file's entry also has `env`: its per-key comparison (ccp.envfile.secrecy.compare_env), with the
         values of secret keys withheld; `env_secret_keys` names keys to treat as secret beyond the rule's own (the
@@ -113,10 +114,12 @@ class TenantHost:
             old_text = old_bytes.decode("utf-8", "replace") if old_bytes is not None else ""
             show, env = {}, None
             if is_env_path(rel):
-                show = {"show_old": split_lines(mask_env_text(old_text))[0],
-                        "show_new": split_lines(mask_env_text(new_text))[0]}
                 rows = compare_env(old_text, new_text, secret_keys)
                 env = None if rows is None else [row.as_dict() for row in rows]
+                old_shown = {r.key: r.old for r in rows or () if r.old is not None}
+                new_shown = {r.key: r.new for r in rows or () if r.new is not None}
+                show = {"show_old": split_lines(mask_env_text(old_text, old_shown))[0],
+                        "show_new": split_lines(mask_env_text(new_text, new_shown))[0]}
             result = unified_diff(old_text, new_text, old_label=f"a/{rel}" if old_bytes is not None else "/dev/null",
                                   new_label=f"b/{rel}", limit_bytes=self.diff_limit_bytes, **show)
             status = "created" if old_bytes is None else "unchanged" if old_bytes == new_bytes else "modified"

@@ -9,6 +9,7 @@ from flask_login import current_user
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
     from ccp.web import admin, auth, errors, fleet, instances, releases, rollouts, static_routes, upgrades
+    from ccp.web.diffview import diff_view
     from ccp.web.presenters import register_filters
 
     auth.init_app(app)
@@ -22,6 +23,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(static_routes.bp)
 
     register_filters(app)
+    app.add_template_filter(diff_view, "diff_view")
     app.context_processor(_permissions)
     app.context_processor(lambda: {"default_monitor_window": int(app.config["CCP"].monitor_window_s)})
     errors.init_app(app)

@@ -13,6 +13,7 @@ from ccp.services.errors import ServiceError
 from ccp.web import htmx
 from ccp.web.instances import load
 from ccp.web.permissions import requires, ui_actor
+from ccp.web.diffview import diff_view
 from ccp.web.presenters import changed_first, status_view
 
 bp = Blueprint("releases", __name__, url_prefix="/instances")
@@ -50,6 +51,28 @@ def preview(slug: str):
     preview = upgrades.preview_release(inst, _form_tag())
     return htmx.render("releases/page.html", "releases/_preview.html", inst=inst, preview=preview,
                        files=changed_first(preview.files), tag=preview.tag)
+
+
+@bp.get("/<slug:slug>/release/diff")
+@requires("operate")
+def file_diff(slug: str):
+    """One file's whole diff, laid out, for a preview whose diff was too long to show inline.
+
+    The plan is computed again (the preview holds nothing server-side): if it no longer has the preview's hash the
+    tenant or the templates changed since, and the answer says to preview again instead of showing a newer diff
+    under the old one's summary."""
+    inst = load(slug)
+    tag, plan, path = (request.args.get(name, "").strip() for name in ("tag", "plan", "path"))
+    preview = upgrades.preview_release(inst, tag or None)
+    entry = next((f for f in preview.files if f.path == path), None)
+    if plan != preview.plan_hash:
+        raise ServiceError("Not shown: the tenant or the templates changed since this preview. Preview again.",
+                           status=409, code="plan_stale")
+    if entry is None or not entry.changed:
+        raise ServiceError(f"Not shown: {path[:200]!r} is not a changed file of this preview.", status=404,
+                           code="not_found")
+    return htmx.render("releases/page.html", "releases/_diff.html", inst=inst, p=preview,
+                       view=diff_view(entry, force=True), tag=preview.tag)
 
 
 @bp.post("/<slug:slug>/release/apply")
@@ -96,7 +119,8 @@ def refused(exc: ServiceError):
     widget's slot for Quick Upgrade and Upgrade Now (started from the Updates tab). Nothing was started."""
     db.session.rollback()
     inst = load(request.view_args["slug"])
-    target = "status" if request.endpoint in STATUS_SLOT_ENDPOINTS else "modal"
+    target = ("status" if request.endpoint in STATUS_SLOT_ENDPOINTS
+              else "diff" if request.endpoint == "releases.file_diff" else "modal")
     response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst,
                            tag=_form_tag() if target == "modal" else None, error=exc, target=target)
     if target == "modal":  # apply's form targets the status widget; its refusal belongs in the dialog

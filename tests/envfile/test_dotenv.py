@@ -108,6 +108,14 @@ def test_mask_env_text_hides_every_value_and_keeps_structure():
     assert "# database" in masked and f"export DB_HOST={MASK}" in masked
 
 
+def test_mask_env_text_shows_only_the_exact_values_allowed():
+    text = "IMAGE_TAG=hunter2\nIMAGE_TAG=v2\nDOMAIN='a.example'\nML=\"line one\nline two\"\n# IMAGE_TAG=v2\n"
+    masked = mask_env_text(text, {"IMAGE_TAG": "v2", "DOMAIN": "a.example", "ML": "line one\nline two"})
+    assert masked.splitlines()[:3] == [f"IMAGE_TAG={MASK}", "IMAGE_TAG=v2", "DOMAIN='a.example'"]
+    assert "hunter2" not in masked and "line one" not in masked  # an earlier duplicate, a multi-line value
+    assert masked.splitlines()[-1] == f"# IMAGE_TAG={MASK}"  # commented-out assignments stay masked
+
+
 def test_mask_env_text_unparseable_hides_unknown_lines():
     masked = mask_env_text("A='open\nsecret line\n")
     assert "secret" not in masked and "open" not in masked

@@ -40,9 +40,20 @@ def test_env_diff_is_masked(host):
     new_env = ENV.replace("supersecretvalue", "othersecretvalue").replace("1.0.0", "2.0.0")
     diff = host.diff_files({".env": new_env})["files"][".env"]
     assert diff["status"] == "modified" and diff["removed"] == 2
-    for secret in ("supersecretvalue", "othersecretvalue", "1.0.0", "2.0.0"):
+    for secret in ("supersecretvalue", "othersecretvalue"):
         assert secret not in diff["diff"]
     assert "-DB_PASSWORD=********" in diff["diff"]
+    assert "-IMAGE_TAG=1.0.0\n" in diff["diff"] and "+IMAGE_TAG=2.0.0\n" in diff["diff"]  # not a secret: shown
+
+
+def test_env_diff_masks_what_the_rule_hides_and_all_of_an_unparsable_file(host):
+    new_env = ENV + "SITE_NAME=shop\nDB_URL=postgres://app:pw-in-url@db/app\nCOPY=supersecretvalue\n"
+    text = host.diff_files({".env": new_env}, env_secret_keys=["SITE_NAME"])["files"][".env"]["diff"]
+    for hidden in ("shop", "pw-in-url", "supersecretvalue"):
+        assert hidden not in text
+    assert "+SITE_NAME=********" in text and "+COPY=********" in text
+    broken = host.diff_files({".env": "IMAGE_TAG=2.0.0\nA='unterminated\n"})["files"][".env"]["diff"]
+    assert "2.0.0" not in broken and "1.0.0" not in broken
 
 
 def test_env_diff_carries_a_masked_key_table(host):

@@ -36,7 +36,13 @@ def test_preview_shows_statuses_collapsed_diffs_and_plan(client, login, post, te
     assert re.search(r"\d+ unchanged", body) and "1 modified" in body and "1 created" in body
     assert 'class="tag tag-created">created</span> <code>nginx/conf.d/default.conf</code>' in body
     assert "<details open><summary>Diff</summary>" in body  # changed files show their diff at once
-    assert '<span class="d-del">-' in body and '<span class="d-add">+' in body  # coloured like a code review
+    # Coloured rows with line numbers on both sides, removed before added, the changed characters marked.
+    rows = re.findall(r'<tr class="d-(del|add)"><td class="ln" data-n="(\d*)"></td><td class="ln" data-n="(\d*)"></td>'
+                      r'<td class="code">(.*?)</td></tr>', body)
+    env_rows = [r for r in rows if "IMAGE_TAG" in r[3]]
+    assert [r[0] for r in env_rows] == ["del", "add"] and env_rows[0][1] and env_rows[1][2]
+    assert "<mark>" in env_rows[1][3] or "IMAGE_TAG=********" in env_rows[1][3]
+    assert 'class="diff-table diff-table-split"' in body and 'name="diff-mode" value="split"' in body
     assert re.search(r'<details class="unchanged-files"><summary>\d+ unchanged files</summary>', body)
     assert re.search(r"env coverage \d+/\d+", body)
     assert body.index("Apply v2 to") < body.index("nginx/conf.d/default.conf")  # the button before the file list
@@ -46,12 +52,53 @@ def test_preview_shows_statuses_collapsed_diffs_and_plan(client, login, post, te
     assert CANARY not in body  # .env values are masked in the diff
 
 
-def test_long_diff_is_cut_with_show_all(client, login, post, tenant):
+def test_long_diff_is_loaded_on_demand_for_the_same_plan_only(client, login, post, tenant):
     login("operator")
     compose = Path(tenant.install_dir) / "docker-compose.yml"
-    compose.write_text("# drifted\n" * 120)
+    compose.write_text("# drifted\n" * 400)
     body = _preview(post, tenant.slug, "v1").get_data(as_text=True)
-    assert re.search(r"Show all \(\d+ more lines\)", body)
+    assert re.search(r"Load diff \(\d{3} lines\)", body) and "# drifted" not in body
+    plan = re.search(r'name="plan" value="([0-9a-f]{64})"', body).group(1)
+    url = f"/instances/{tenant.slug}/release/diff?tag=v1&plan={plan}&path=docker-compose.yml"
+    loaded = client.get(url, headers=HX)
+    text = loaded.get_data(as_text=True)
+    assert loaded.status_code == 200 and text.count("# drifted") >= 400 and "<html" not in text
+    assert 'data-n="400"' in text  # numbered to the end
+    compose.write_text("# drifted again\n")
+    stale = client.get(url, headers=HX)
+    assert stale.status_code == 409 and "Preview again" in stale.get_data(as_text=True)
+    missing = client.get(url.replace("docker-compose.yml", "nope.conf"), headers=HX)
+    assert missing.status_code in (404, 409)
+
+
+def test_env_table_shows_the_tag_and_names_secret_changes(client, login, post, tenant, db):
+    login("operator")
+    body = _preview(post, tenant.slug, "v2").get_data(as_text=True)
+    table = re.search(r'<section class="env-changes" id="env-table".*?</section>', body, re.S).group(0)
+    row = re.search(r'<tr class="env-changed">\s*<th scope="row"><code>IMAGE_TAG</code></th>(.*?)</tr>', table, re.S)
+    assert row and "<code>v1</code>" in row.group(1) and "<code>v2</code>" in row.group(1)
+    assert 'id="secret-summary">no secret changes<' in body and 'id="secret-alert"' not in body
+    secrets = tenant.decrypted_secrets()
+    tenant.set_secrets({**secrets, "JWT_SECRET": f"{CANARY}-new"})
+    db.session.commit()
+    body = _preview(post, tenant.slug, "v2").get_data(as_text=True)
+    alert = re.search(r'<div class="alert alert-error" role="alert" id="secret-alert">(.*?)</div>', body, re.S)
+    assert alert and "<code>JWT_SECRET</code>" in alert.group(1) and "1 secret" in alert.group(1)
+    assert 'id="secret-summary">1 secret change<' in body
+    assert re.search(r'<tr class="env-changed env-secret">\s*<th scope="row"><code>JWT_SECRET</code>', body)
+    assert CANARY not in body
+    assert "changes 1 secret(s)" in body  # said again in the Apply confirmation
+
+
+def test_registered_env_table_lists_managed_keys_and_names_the_rest(client, login, post, tenant_factory):
+    login("operator")
+    inst = tenant_factory(registered=True)
+    body = _preview(post, inst.slug, "v2").get_data(as_text=True)
+    assert "Apply sets in the tenant&#39;s .env" in body or "Apply sets in the tenant's .env" in body
+    assert re.search(r'<code>IMAGE_TAG</code></th>\s*<td class="old"><code>v1</code></td>\s*<td class="new"><code>v2</code>',
+                     body)
+    assert re.search(r"Apply leaves the tenant(&#39;|')s other \d+ keys as they are", body)
+    assert "secret-summary" not in body and CANARY not in body
 
 
 def test_missing_env_variables_raise_the_red_alert(client, login, post, tenant_factory):
