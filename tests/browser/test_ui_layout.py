@@ -1,6 +1,7 @@
 """Every operator screen at desktop and phone width, light and dark: nothing scrolls sideways at 390 px, dark mode
 follows prefers-color-scheme, keyboard focus is visible, the favicon answers, and the whole walk logs no console
-error and no CSP violation.
+error and no CSP violation; axe-core (WCAG 2.1 A/AA and best practices) finds nothing serious or critical on any
+page, light or dark.
 
 Screenshots of each page in each of the four looks land in screenshot_dir as ui-layout-<page>-<width>-<scheme>.png
 (CCP_SCREENSHOT_DIR=/tmp/shots to look at them). A rollout over two tenants runs in the real worker while the walk
@@ -10,6 +11,7 @@ starts, so the rollout, upgrade and history pages have content.
 from __future__ import annotations
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 from tests.browser.flows import log_in
 
@@ -30,13 +32,30 @@ FOCUS_RING = """() => {
 }"""
 
 
+# axe-core's rules for WCAG 2.1 A/AA and its best practices; a violation of impact serious or critical fails.
+AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+               "resultTypes": ["violations"]}
+AXE_FAILS = ("serious", "critical")
+
+
 class Walk:
-    """One page in four looks: screenshots, sideways-scroll widths and body backgrounds, per page name."""
+    """One page in four looks: screenshots, sideways-scroll widths, body backgrounds and axe-core's serious or
+    critical findings (light and dark, where colour contrast differs), per page name."""
 
     def __init__(self, page, shots):
         self.page, self.shots = page, shots
         self.too_wide: dict[str, tuple[int, int]] = {}
         self.backgrounds: dict[tuple[str, str], str] = {}
+        self.accessibility: list[str] = []
+        self.axe = Axe()
+
+    def check_accessibility(self, name: str, scheme: str) -> None:
+        results = self.axe.run(self.page, options=AXE_OPTIONS).response
+        for violation in results["violations"]:
+            if violation["impact"] in AXE_FAILS:
+                targets = ", ".join(str(node["target"]) for node in violation["nodes"][:3])
+                self.accessibility.append(f"{name} ({scheme}): {violation['id']} [{violation['impact']}] "
+                                          f"{violation['help']} — {targets}")
 
     def look(self, name: str) -> None:
         for width, scheme in LOOKS:
@@ -47,6 +66,8 @@ class Walk:
             if width == 390 and scroll_width > inner_width:
                 self.too_wide[f"{name} ({scheme})"] = (scroll_width, inner_width)
             self.backgrounds[name, scheme] = self.page.evaluate(BACKGROUND)
+            if width == 1280:
+                self.check_accessibility(name, scheme)
         self.page.set_viewport_size({"width": 1280, "height": 800})
         self.page.emulate_media(color_scheme="light")
 
@@ -128,4 +149,5 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     assert icon and page.request.get(base + icon).status == 200
     assert page.request.get(base + "/favicon.ico").status == 200
     assert problems == [], "console errors or CSP violations:\n" + "\n".join(problems)
+    assert walk.accessibility == [], "axe-core (serious/critical):\n" + "\n".join(walk.accessibility)
     assert blocked_requests == []
