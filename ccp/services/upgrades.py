@@ -248,8 +248,15 @@ def upgrade_status(upgrade: Upgrade) -> UpgradeStatus:
     )
 
 
+# check_agent records "agent seen" at most this often when nothing else changed: a database write (an fsync on SQLite,
+# ~20 ms here) on every preview was a quarter of its time (bench/bench_preview.py).
+SEEN_WRITE_EVERY_S = 30.0
+
+
 def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
     """Ask the host for its version and capabilities, store them on the instance, and require `needed`.
+
+    The instance row is written when the version or capabilities changed, or "last seen" is SEEN_WRITE_EVERY_S old.
 
     Raises AgentUnavailable or AgentTooOld (naming the missing capability).
     """
@@ -257,10 +264,12 @@ def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
         health = driver.health()
     except DriverError as exc:
         raise _agent_error(exc, driver) from None
-    instance.agent_version = str(health.get("version") or "unknown")
-    instance.agent_capabilities = sorted(health.get("capabilities") or [])
-    instance.last_seen_at = utcnow()
-    db.session.commit()
+    version, capabilities, now = str(health.get("version") or "unknown"), sorted(health.get("capabilities") or []), utcnow()
+    seen = instance.last_seen_at
+    if (version, capabilities) != (instance.agent_version, instance.agent_capabilities) or seen is None \
+            or (now - as_utc(seen)).total_seconds() >= SEEN_WRITE_EVERY_S:
+        instance.agent_version, instance.agent_capabilities, instance.last_seen_at = version, capabilities, now
+        db.session.commit()
     missing = [cap for cap in needed if cap not in instance.agent_capabilities]
     if missing:
         raise AgentTooOld(
