@@ -178,6 +178,12 @@ def preview_state(tenant: TenantPreview) -> tuple[str, str]:
     return PREVIEW_STATES.get(tenant.state, (tenant.state.replace("_", " ").capitalize(), "failed"))
 
 
+def files_label(tenant: TenantPreview) -> str:
+    """'1 modified', '1 modified, 2 created', or 'none'."""
+    parts = [f"{n} {what}" for n, what in ((tenant.modified, "modified"), (tenant.created, "created")) if n]
+    return ", ".join(parts) or "none"
+
+
 def start_label(preview: RolloutPreview) -> str:
     """The confirm button: 'Start rollout of v2 (3 tenants in 2 waves)'."""
     n, k = len(preview.tenants), len(preview.waves)

@@ -28,7 +28,7 @@ from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import status_label
 from ccp.web.rollout_views import (
-    StartForm, instance_choices, preview_state, rollout_view, start_label, summaries,
+    StartForm, files_label, instance_choices, preview_state, rollout_view, start_label, summaries,
 )
 
 bp = Blueprint("rollouts", __name__, url_prefix="/rollouts")
@@ -121,7 +121,8 @@ def _index_context(form: StartForm, preview=None) -> dict:
     pager = db.paginate(select(Rollout).order_by(Rollout.id.desc()), page=page, per_page=PER_PAGE, error_out=False)
     choices = instance_choices() if current_user.can("operate") else []
     return {"rows": summaries(pager.items), "pager": pager, "form": form, "choices": choices, "preview": preview,
-            "preview_state": preview_state, "start_label": start_label(preview) if preview else None}
+            "preview_state": preview_state, "files_label": files_label,
+            "start_label": start_label(preview) if preview else None}
 
 
 def _submitted() -> StartForm:
