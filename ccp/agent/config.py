@@ -7,6 +7,8 @@ Example ``agent.toml``::
     compose_command = ["docker", "compose"]      # optional; default: autodetect
     [keys]                                       # key id -> secret (>= 32 chars); two at once for rotation
     k2026a = "...."
+    [key_files]                                  # or: key id -> file holding the secret (0600; `ccp agent init`)
+    k2026b = "/etc/ccp/agent.key"                # relative paths are relative to the config file's folder
     [instances.acme]
     install_dir = "/srv/acme"
     project = "acme"                             # default: the slug
@@ -63,11 +65,14 @@ class AgentConfig:
     snapshot_keep: int = 5
     max_deadline_s: float = 3600.0
     extra: dict = field(default_factory=dict)
+    key_files: dict[str, Path] = field(default_factory=dict)  # key id -> the file its secret came from
+    source: Path | None = None  # the config file read, if any
 
     def validate(self) -> AgentConfig:
         """Check every setting; raises AgentConfigError naming the first bad or missing one."""
         if not self.keys:
-            raise AgentConfigError("no agent key configured: set [keys] in the config file or CCP_AGENT_KEYS")
+            raise AgentConfigError("no agent key configured: set [keys] or [key_files] in the config file, "
+                                   "or CCP_AGENT_KEYS")
         for key_id, secret in self.keys.items():
             if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", key_id):
                 raise AgentConfigError(f"key id {key_id!r} must be 1-64 of A-Z a-z 0-9 _ . -")
@@ -106,6 +111,17 @@ def _parse_pairs(value: str, sep: str, setting: str) -> dict[str, str]:
     return out
 
 
+def read_key_file(file: Path, key_id: str) -> bytes:
+    """The secret in ``file`` (one line; surrounding whitespace dropped). Raises AgentConfigError naming the file."""
+    try:
+        return file.read_text().strip().encode()
+    except FileNotFoundError:
+        raise AgentConfigError(f"key_files.{key_id}: {file} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable text"
+        raise AgentConfigError(f"key_files.{key_id}: {file} cannot be read ({reason})") from None
+
+
 def load_config(path: str | os.PathLike | None = None, env: dict | None = None) -> AgentConfig:
     """Build and validate an AgentConfig from ``path`` (TOML; default CCP_AGENT_CONFIG) and ``env`` overrides.
 
@@ -122,8 +138,15 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
         except tomllib.TOMLDecodeError as exc:
             raise AgentConfigError(f"config file {path} is not valid TOML: {exc}") from None
     keys = {str(k): str(v).encode() for k, v in (data.get("keys") or {}).items()}
+    key_files = {}
+    for key_id, file in (data.get("key_files") or {}).items():
+        key_files[str(key_id)] = (Path(path).parent / str(file)) if path else Path(str(file))
+        if str(key_id) in keys:
+            raise AgentConfigError(f"key {key_id!r} is in both [keys] and [key_files]: keep one")
+        keys[str(key_id)] = read_key_file(key_files[str(key_id)], str(key_id))
     if env.get("CCP_AGENT_KEYS"):
         keys = {k: v.encode() for k, v in _parse_pairs(env["CCP_AGENT_KEYS"], ":", "CCP_AGENT_KEYS").items()}
+        key_files = {}
     instances = {}
     for slug, inst in (data.get("instances") or {}).items():
         if "install_dir" not in inst:
@@ -140,6 +163,7 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
     cfg = AgentConfig(keys=keys, instances=instances, listen_host=host, listen_port=port,
                       state_dir=Path(env.get("CCP_AGENT_STATE_DIR") or data.get("state_dir") or "/var/lib/ccp-agent"),
                       compose_command=list(compose_cmd) if compose_cmd else None,
+                      key_files=key_files, source=Path(path) if path else None,
                       **{k: limits[k] for k in ("max_body_bytes", "max_files", "diff_limit_bytes", "snapshot_keep",
                                                 "max_deadline_s") if k in limits})
     return cfg.validate()

@@ -18,3 +18,11 @@ DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose comman
 def host_capabilities(dry_run: bool) -> list[str]:
     """What a host reports at /v1/health (the agent) or in-process (the local driver)."""
     return list(CAPABILITIES) + ([DRY_RUN_CAPABILITY] if dry_run else [])
+
+# Optional /v1/health fields for enrollment (an older agent omits them; an older CCP ignores them):
+# "runtime": {"docker": version | null, "compose": version | null, "problems": [plain sentences]}
+HEALTH_RUNTIME = "runtime"
+# "instance_details": {slug: {"project", "install_dir", "exists", "count", "files": [top-level names, folders
+# ending in "/"], "truncated"}} -- names only, at most HEALTH_FILES_CAP of them, never a file's content.
+HEALTH_INSTANCE_DETAILS = "instance_details"
+HEALTH_FILES_CAP = 50

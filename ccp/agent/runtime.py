@@ -1,0 +1,147 @@
+"""What the agent can tell about its host: the Docker and compose versions, the compose projects of existing
+containers, and what an install dir holds (names only).
+
+Used by `/v1/health` (the optional runtime fields enrollment shows), `ccp agent init` (project detection) and
+`ccp agent check`. Every probe is one subprocess with a short timeout and the agent's keys scrubbed from its
+environment; a probe that fails answers a plain sentence instead of raising.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccp.hostops.compose import detect_compose
+from ccp.hostops.dryrun import is_dry_run
+from ccp.hostops.errors import ComposeUnavailable
+from ccp.hostops.process import scrubbed_env
+from ccp.protocol import HEALTH_FILES_CAP
+
+PROBE_TIMEOUT_S = 3.0
+CACHE_S = 60.0  # versions change with a package upgrade, not between two health calls
+PROJECT_LABEL = "com.docker.compose.project"
+WORKDIR_LABEL = "com.docker.compose.project.working_dir"
+# The agent's own reserved folder in an install dir (ccp.hostops.paths refuses it) is not the tenant's file.
+_HIDDEN_ENTRIES = frozenset({".ccp"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A probe's outcome: ``ok`` with the command's output, or not ok with a plain-words ``text``."""
+
+    ok: bool
+    text: str
+
+
+def run_probe(argv: list[str], timeout: float = PROBE_TIMEOUT_S) -> Answer:
+    """Run ``argv`` (no stdin, keys scrubbed) within ``timeout``; never raises."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=scrubbed_env(), check=False)
+    except FileNotFoundError:
+        return Answer(False, f"{argv[0]} is not installed (not found on PATH)")
+    except OSError as exc:
+        return Answer(False, f"{argv[0]} cannot be run: {exc.strerror or exc}")
+    except subprocess.TimeoutExpired:
+        return Answer(False, f"'{' '.join(argv[:2])}' gave no answer within {timeout:g} s")
+    if proc.returncode != 0:
+        return Answer(False, _explain(proc.stderr or proc.stdout, argv, proc.returncode))
+    return Answer(True, proc.stdout.strip())
+
+
+def _explain(output: str, argv: list[str], code: int) -> str:
+    text = " ".join(output.split())
+    low = text.lower()
+    if "permission denied" in low and "docker" in low:
+        return ("this user may not use the Docker socket (permission denied): add it to the 'docker' group "
+                "or run the agent as root")
+    if "cannot connect to the docker daemon" in low or "is the docker daemon running" in low:
+        return "the Docker daemon is not running (or DOCKER_HOST points to a daemon that does not answer)"
+    return f"'{' '.join(argv[:2])}' failed (exit {code}): {text[:200] or 'no output'}"
+
+
+def docker_version(timeout: float = PROBE_TIMEOUT_S) -> Answer:
+    """The Docker engine's version (the server's, so it proves the socket answers)."""
+    return run_probe(["docker", "version", "--format", "{{.Server.Version}}"], timeout)
+
+
+def compose_version(command: list[str] | None, timeout: float = PROBE_TIMEOUT_S) -> Answer:
+    """The compose version of ``command`` (None: autodetected like the agent does), or why there is none."""
+    if is_dry_run(command):
+        return Answer(True, "dry-run")
+    try:
+        base = list(command) if command else detect_compose()
+    except ComposeUnavailable as exc:
+        return Answer(False, str(exc))
+    return run_probe(base + ["version", "--short"], timeout)
+
+
+def compose_projects(timeout: float = PROBE_TIMEOUT_S) -> dict[str, set[str]] | Answer:
+    """Working dir -> compose projects of the containers Docker knows (running or stopped), or why not."""
+    fmt = "{{.Label \"%s\"}}\t{{.Label \"%s\"}}" % (PROJECT_LABEL, WORKDIR_LABEL)
+    answer = run_probe(["docker", "ps", "--all", "--filter", f"label={PROJECT_LABEL}", "--format", fmt], timeout)
+    if not answer.ok:
+        return answer
+    found: dict[str, set[str]] = {}
+    for line in answer.text.splitlines():
+        project, _, workdir = line.partition("\t")
+        if project.strip() and workdir.strip():
+            found.setdefault(os.path.normpath(workdir.strip()), set()).add(project.strip())
+    return found
+
+
+def dir_entries(install_dir: Path, cap: int = HEALTH_FILES_CAP) -> dict:
+    """Top-level names in ``install_dir`` (folders end in '/'), sorted, at most ``cap``; names only, never content.
+
+    Answers ``{"exists", "count", "files", "truncated"}``; an unreadable dir says so in ``"error"``.
+    """
+    try:
+        with os.scandir(install_dir) as it:
+            names = sorted(e.name + ("/" if e.is_dir(follow_symlinks=False) else "")
+                           for e in it if e.name not in _HIDDEN_ENTRIES)
+    except FileNotFoundError:
+        return {"exists": False, "count": 0, "files": [], "truncated": False}
+    except OSError as exc:
+        return {"exists": True, "count": 0, "files": [], "truncated": False,
+                "error": f"cannot list it: {exc.strerror or exc}"}
+    return {"exists": True, "count": len(names), "files": names[:cap], "truncated": len(names) > cap}
+
+
+class RuntimeFacts:
+    """Docker and compose versions for `/v1/health`, probed at most once per ``ttl`` seconds (each probe bounded by
+    ``timeout``), so a health call costs at most two short subprocesses and usually none. A failed probe is
+    cached too, so a host without Docker does not pay the timeout on every call."""
+
+    def __init__(self, compose_command: list[str] | None, *, ttl: float = CACHE_S,
+                 timeout: float = PROBE_TIMEOUT_S) -> None:
+        self.compose_command = compose_command
+        self.ttl = ttl
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._facts: dict | None = None
+        self._at = 0.0
+
+    def get(self) -> dict:
+        """``{"docker": version|None, "compose": version|None, "problems": [sentences]}`` (a fresh copy)."""
+        with self._lock:
+            if self._facts is None or time.monotonic() - self._at > self.ttl:
+                self._facts = self._probe()
+                self._at = time.monotonic()
+            return {**self._facts, "problems": list(self._facts["problems"])}
+
+    def _probe(self) -> dict:
+        problems = []
+        compose = compose_version(self.compose_command, self.timeout)
+        if not compose.ok:
+            problems.append(f"compose: {compose.text}")
+        if is_dry_run(self.compose_command):  # the labelled stand-in runtime never talks to Docker
+            docker = Answer(False, "")
+        else:
+            docker = docker_version(self.timeout)
+            if not docker.ok:
+                problems.append(f"docker: {docker.text}")
+        return {"docker": docker.text if docker.ok else None, "compose": compose.text if compose.ok else None,
+                "problems": problems}
