@@ -99,6 +99,7 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
     rollout = call("GET", hook.headers["Location"], op).get_json()
     assert rollout["status"] == "succeeded", rollout
     call("GET", "/api/rollouts", op)
+    assert call("POST", "/api/rollouts/preview", op, json={"tag": "v6"}).status_code == 200  # the fleet preview
 
     # Read everything back through the API.
     upgrade_ids = db.session.scalars(sa.select(Upgrade.id)).all()
@@ -124,6 +125,9 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
         ui_preview = call("POST", f"/instances/{inst.slug}/release/preview",
                           data={"csrf_token": _csrf(page.get_data(as_text=True)), "tag": "v4"})
         assert ui_preview.status_code == 200, ui_preview.status_code
+    rollouts_page = call("GET", "/rollouts").get_data(as_text=True)
+    assert call("POST", "/rollouts/preview", data={"csrf_token": _csrf(rollouts_page), "tag": "v6", "canary": "1",
+                                                   "waveSize": "5"}).status_code == 200
     # ... and the settings form: a password in the agent URL is refused and not shown back in the form.
     settings = call("GET", f"/instances/{dead.slug}/settings")
     form = {"csrf_token": _csrf(settings.get_data(as_text=True)), "name": dead.name, "domain": dead.domain,
