@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
 from ccp.agent.config import AgentConfig
+from ccp.agent.runtime import RuntimeFacts, dir_entries
 from ccp import protocol
 from ccp.protocol import PROTOCOL_VERSION
 from ccp.protocol.signing import RequestVerifier, SignatureError
@@ -45,6 +46,7 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     verifier = verifier or RequestVerifier(config.keys)
     hosts = build_hosts(config)
+    runtime = RuntimeFacts(config.compose_command)
 
     def error(status: int, code: str, message: str):
         return jsonify({"error": {"code": code, "message": message}}), status
@@ -104,8 +106,11 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     @app.get("/v1/health")
     def health():
         caps = protocol.host_capabilities(is_dry_run(config.compose_command))
+        details = {slug: {"project": inst.project, "install_dir": str(inst.install_dir),
+                          **dir_entries(inst.install_dir)} for slug, inst in sorted(config.instances.items())}
         return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
-                        "instances": sorted(hosts)})
+                        "instances": sorted(hosts), protocol.HEALTH_RUNTIME: runtime.get(),
+                        protocol.HEALTH_INSTANCE_DETAILS: details})
 
     @app.post("/v1/instances/<slug>/files/diff")
     def files_diff(slug):

@@ -3,7 +3,7 @@ a circle. Every import counts, including those inside functions (a lazy import i
 
 The allowed directions are written once, here (STYLE.md "One fact, one place"):
 
-    entry points   ccp.app (factory), ccp.cli, ccp.demo, ccp.worker
+    entry points   ccp.app (factory), ccp.cli, ccp.demo, ccp.worker, ccp.deploy (gunicorn settings, the agent's build)
     edges          ccp.web, ccp.api, ccp.jobs, ccp.converters
     services       ccp.services
     drivers        ccp.drivers                      the agent    ccp.agent (server side; knows no database)
@@ -23,7 +23,7 @@ import ccp
 
 ROOT = Path(ccp.__file__).resolve().parent
 LAYERS = {
-    "ccp.app": 5, "ccp.cli": 5, "ccp.demo": 5, "ccp.worker": 5,
+    "ccp.app": 5, "ccp.cli": 5, "ccp.demo": 5, "ccp.worker": 5, "ccp.deploy": 5,
     "ccp.web": 4, "ccp.api": 4, "ccp.jobs": 4, "ccp.converters": 4,
     "ccp.services": 3,
     "ccp.drivers": 2, "ccp.agent": 2,
