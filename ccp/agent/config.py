@@ -32,7 +32,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MIN_KEY_CHARS = 32
+from ccp.protocol import MIN_KEY_CHARS  # one rule for the agent and CCP's enrollment
+
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 

@@ -26,3 +26,4 @@ HEALTH_RUNTIME = "runtime"
 # ending in "/"], "truncated"}} -- names only, at most HEALTH_FILES_CAP of them, never a file's content.
 HEALTH_INSTANCE_DETAILS = "instance_details"
 HEALTH_FILES_CAP = 50
+MIN_KEY_CHARS = 32  # an agent key's least length: the agent refuses a shorter one, CCP's enrollment too
