@@ -7,10 +7,14 @@ environment; a probe that fails answers a plain sentence instead of raising.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +67,67 @@ def _explain(output: str, argv: list[str], code: int) -> str:
     return f"'{' '.join(argv[:2])}' failed (exit {code}): {text[:200] or 'no output'}"
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def _docker_socket() -> str | None:
+    """The engine's Unix socket (DOCKER_HOST unix://..., else the default), or None for a TCP DOCKER_HOST."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return host[len("unix://"):]
+    return None if host else "/var/run/docker.sock"
+
+
+def docker_api(path: str, timeout: float = PROBE_TIMEOUT_S) -> dict | list | Answer:
+    """GET ``path`` from the Docker engine API over its Unix socket (no docker CLI needed: the agent's container
+    has none); an Answer saying why when it cannot. A TCP DOCKER_HOST is left to the CLI."""
+    sock = _docker_socket()
+    if sock is None:
+        return Answer(False, "DOCKER_HOST is not a unix:// socket")
+    conn = _UnixConnection(sock, timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+    except FileNotFoundError:
+        return Answer(False, f"no Docker socket at {sock}: the Docker daemon is not installed or not running"
+                             " (or, in a container, the socket is not mounted)")
+    except PermissionError:
+        return Answer(False, f"this user may not use the Docker socket {sock} (permission denied): add it to the "
+                             "'docker' group or run the agent as root")
+    except ConnectionRefusedError:
+        return Answer(False, f"the Docker daemon is not running (nothing answers on {sock})")
+    except (OSError, http.client.HTTPException) as exc:
+        return Answer(False, f"the Docker socket {sock} gave no usable answer ({type(exc).__name__})")
+    finally:
+        conn.close()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if resp.status != 200 or data is None:
+        return Answer(False, f"the Docker engine answered HTTP {resp.status} to {path.split('?')[0]}")
+    return data
+
+
 def docker_version(timeout: float = PROBE_TIMEOUT_S) -> Answer:
-    """The Docker engine's version (the server's, so it proves the socket answers)."""
-    return run_probe(["docker", "version", "--format", "{{.Server.Version}}"], timeout)
+    """The Docker engine's version (the server's, so it proves the engine answers): its API over the socket,
+    or the docker CLI when DOCKER_HOST names a TCP address."""
+    if _docker_socket() is None:
+        return run_probe(["docker", "version", "--format", "{{.Server.Version}}"], timeout)
+    data = docker_api("/version", timeout)
+    if isinstance(data, Answer):
+        return data
+    version = data.get("Version") if isinstance(data, dict) else None
+    return Answer(True, version) if isinstance(version, str) else Answer(False, "the engine reported no version")
 
 
 def compose_version(command: list[str] | None, timeout: float = PROBE_TIMEOUT_S) -> Answer:
@@ -81,13 +143,21 @@ def compose_version(command: list[str] | None, timeout: float = PROBE_TIMEOUT_S)
 
 def compose_projects(timeout: float = PROBE_TIMEOUT_S) -> dict[str, set[str]] | Answer:
     """Working dir -> compose projects of the containers Docker knows (running or stopped), or why not."""
-    fmt = "{{.Label \"%s\"}}\t{{.Label \"%s\"}}" % (PROJECT_LABEL, WORKDIR_LABEL)
-    answer = run_probe(["docker", "ps", "--all", "--filter", f"label={PROJECT_LABEL}", "--format", fmt], timeout)
-    if not answer.ok:
-        return answer
+    if _docker_socket() is None:
+        fmt = "{{.Label \"%s\"}}\t{{.Label \"%s\"}}" % (PROJECT_LABEL, WORKDIR_LABEL)
+        answer = run_probe(["docker", "ps", "--all", "--filter", f"label={PROJECT_LABEL}", "--format", fmt], timeout)
+        if not answer.ok:
+            return answer
+        pairs = [line.partition("\t")[::2] for line in answer.text.splitlines()]
+    else:
+        query = urllib.parse.urlencode({"all": "1", "filters": json.dumps({"label": [PROJECT_LABEL]})})
+        data = docker_api(f"/containers/json?{query}", timeout)
+        if isinstance(data, Answer):
+            return data
+        labels = [c.get("Labels") or {} for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+        pairs = [(str(lab.get(PROJECT_LABEL, "")), str(lab.get(WORKDIR_LABEL, ""))) for lab in labels]
     found: dict[str, set[str]] = {}
-    for line in answer.text.splitlines():
-        project, _, workdir = line.partition("\t")
+    for project, workdir in pairs:
         if project.strip() and workdir.strip():
             found.setdefault(os.path.normpath(workdir.strip()), set()).add(project.strip())
     return found

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import email.utils
 import http.server
+import json
 import re
 import shlex
 import socket
+import socketserver
 import stat
 import threading
 import time
@@ -20,9 +22,9 @@ from click.testing import CliRunner
 from ccp.agent.cli import agent_command
 from ccp.agent.config import load_config
 
-FAKE_DOCKER = """#!/bin/sh
+FAKE_DOCKER_CLI = """#!/bin/sh
 if [ -n "$FAKE_DOCKER_DOWN" ]; then
-    echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2
+    echo "Cannot connect to the Docker daemon at tcp://10.0.0.1:2375. Is the docker daemon running?" >&2
     exit 1
 fi
 case "$1 $2" in
@@ -34,12 +36,44 @@ esac
 """
 
 
+class _EngineAPI(http.server.BaseHTTPRequestHandler):
+    """The two Docker engine API calls the agent makes, answered from ``self.server.containers``."""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path == "/version":
+            body = {"Version": "24.0.7", "ApiVersion": "1.43"}
+        elif self.path.startswith("/containers/json?"):
+            body = [{"Labels": {"com.docker.compose.project": project,
+                                "com.docker.compose.project.working_dir": workdir}}
+                    for workdir, project in self.server.containers]
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
 @pytest.fixture
 def docker(tmp_path, monkeypatch):
-    """A fake docker on PATH; ``docker.containers({workdir: project})`` sets what `docker ps` reports."""
+    """A fake Docker: an engine API on a Unix socket (DOCKER_HOST) and a `docker` CLI on PATH (for compose, and
+    for a TCP DOCKER_HOST). ``docker.containers({workdir: project})`` sets the containers both report."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").write_text(FAKE_DOCKER_CLI)
     (bindir / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     ps = tmp_path / "docker-ps.txt"
@@ -48,15 +82,28 @@ def docker(tmp_path, monkeypatch):
     monkeypatch.delenv("FAKE_DOCKER_DOWN", raising=False)
     for name in ("CCP_AGENT_KEYS", "CCP_AGENT_CONFIG", "CCP_AGENT_INSTANCES", "CCP_AGENT_COMPOSE_COMMAND"):
         monkeypatch.delenv(name, raising=False)
+    sock = tmp_path / "docker.sock"
+    server = _UnixHTTPServer(str(sock), _EngineAPI)
+    server.containers = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
 
     class Docker:
         def containers(self, by_dir: dict):
+            server.containers = list(by_dir.items())
             ps.write_text("".join(f"{project}\t{workdir}\n" for workdir, project in by_dir.items()))
 
-        def down(self):
+        def down(self):  # the socket file stays, nobody answers: what a stopped daemon looks like
+            server.shutdown()
+            server.server_close()
             monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
 
-    return Docker()
+        def over_tcp(self):
+            monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.1:2375")  # never contacted: the fake CLI answers
+
+    yield Docker()
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -157,7 +204,7 @@ def test_init_takes_the_project_of_the_containers_started_from_the_dir(tmp_path,
 def test_init_stops_when_two_projects_ran_from_one_dir_and_takes_an_explicit_project(tmp_path, srv, docker):
     (srv / "acme2").mkdir()
     docker.containers({str(srv / "acme"): "one"})
-    (tmp_path / "docker-ps.txt").write_text(f"one\t{srv / 'acme'}\ntwo\t{srv / 'acme'}/\n")
+    docker.containers({str(srv / "acme"): "one", f"{srv / 'acme'}/": "two"})
     result = init(tmp_path, "--instance", str(srv / "acme"))
     assert result.exit_code != 0 and "2 compose projects" in result.output and "one, two" in result.output
     assert init(tmp_path, "--instance", str(srv / "acme"), "--project", "acme=two").exit_code == 0
@@ -203,7 +250,7 @@ def test_check_passes_a_good_config(tmp_path, srv, docker):
     ("key_mode", "may be read by others (mode 0644): chmod 600"),
     ("compose_file", "holds files but not docker-compose.yml"),
     ("project", "belong to compose project other, but project = 'acme'"),
-    ("docker", "Docker does not answer: the Docker daemon is not running"),
+    ("docker", "Docker does not answer: the Docker daemon is not running (nothing answers on"),
     ("key_missing", "the config cannot be used: key_files.k1:"),
 ])
 def test_check_says_what_is_wrong(tmp_path, srv, docker, breakage, message):
@@ -252,3 +299,13 @@ def test_check_compares_the_clock_with_ccp(tmp_path, srv, docker, offset, level,
         server.server_close()
     line = next(x for x in result.output.splitlines() if "of CCP" in x or "off CCP" in x)
     assert line.startswith(level) and re.search(message, line), result.output
+
+
+def test_a_tcp_docker_host_is_asked_through_the_docker_cli(tmp_path, srv, docker):
+    docker.over_tcp()
+    docker.containers({str(srv / "acme"): "legacy-acme"})
+    result = init(tmp_path, "--instance", str(srv / "acme"))
+    assert result.exit_code == 0 and "compose project 'legacy-acme' from its containers" in result.output
+    docker.down()
+    checked = check(tmp_path / "etc" / "agent.toml")
+    assert "FAIL  Docker does not answer: the Docker daemon is not running" in checked.output
