@@ -4,6 +4,11 @@ Locking: the Upgrade row is the database lock (a partial unique index allows one
 the upgrade id is the fence every mutating agent call carries, so a stale job can never write over a newer one.
 A heartbeat thread keeps `heartbeat_at` fresh; the reaper marks a job that stopped beating `interrupted`.
 Every commit of the job goes through `_commit`, which announces the change to the polled status widgets.
+
+Step output: a step records its output tail when it ends, and, while it runs, every line the runner learns on the
+way (`Run.say`): the command a compose/script step waits for, and each new observation of the verify step (services
+starting, a health URL not answering yet, the monitor window begun). The output of `docker compose` and of
+`scripts/upgrade.sh` itself arrives only when the command returns: the drivers and the agent protocol answer once.
 """
 
 from __future__ import annotations
@@ -79,9 +84,9 @@ class Run:
         if cancellable:
             self.check_cancel()
         row = self.step_row(name)
-        row.status, row.started_at = "running", utcnow()
+        row.status, row.started_at, row.output_tail = "running", utcnow(), None
         _commit(self.upgrade.id)
-        box = {"output": ""}
+        box = {"output": "", "row": row}
         try:
             yield box
         except Exception as exc:
@@ -91,6 +96,22 @@ class Run:
             raise
         row.status, row.finished_at, row.output_tail = "succeeded", utcnow(), self.mask(box["output"])
         _commit(self.upgrade.id)
+
+    def say(self, box: dict, line: str) -> None:
+        """Add `line` to the running step's output and record it now (masked), so the status widget shows it while
+        the step runs. A line equal to the last one is not repeated (and not written again)."""
+        lines = box["output"].split("\n") if box["output"] else []
+        if lines and lines[-1] == line:
+            return
+        box["output"] = "\n".join([*lines, line])
+        box["row"].output_tail = self.mask(box["output"])
+        _commit(self.upgrade.id)
+
+    def verify(self, box: dict) -> None:
+        """The verify step's work: its observations recorded as they come, then the report's lines not said yet."""
+        report = verify_tenant(self.driver, self.instance, self.settings, progress=lambda line: self.say(box, line))
+        said = box["output"].split("\n") if box["output"] else []
+        box["output"] = "\n".join([*said, *(line for line in report.split("\n") if line not in said)])
 
     def skip(self, name: str, why: str) -> None:
         row = self.step_row(name)
@@ -103,8 +124,10 @@ class Run:
             raise Cancelled("cancelled by an operator")
 
     def compose(self, box: dict, action: str) -> dict:
+        self.say(box, f"$ docker compose {action}  (deadline {self.settings.step_deadline_s:g} s; "
+                      "its output arrives when it ends)")
         result = self.driver.compose(action, self.settings.step_deadline_s)
-        box["output"] = result.get("output_tail") or ""
+        box["output"] = f"$ docker compose {action}\n{result.get('output_tail') or ''}".rstrip("\n")
         if not result.get("ok"):
             raise StepFailed(f"docker compose {action} failed ({_why(result)})")
         return result
@@ -196,12 +219,14 @@ def _quick(run: Run) -> None:
 def _full(run: Run) -> None:
     with run.step("script") as box:
         run.runtime_touched = True
+        run.say(box, f"$ scripts/upgrade.sh  (deadline {run.settings.step_deadline_s:g} s; "
+                     "its output arrives when it ends)")
         result = run.driver.run_script("upgrade", run.settings.step_deadline_s)
-        box["output"] = result.get("output_tail") or ""
+        box["output"] = f"$ scripts/upgrade.sh\n{result.get('output_tail') or ''}".rstrip("\n")
         if not result.get("ok"):
             raise StepFailed(f"scripts/upgrade.sh failed (exit code {result.get('exit_code')})")
     with run.step("verify") as box:
-        box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+        run.verify(box)
 
 
 def _pull_up_verify(run: Run) -> None:
@@ -211,7 +236,7 @@ def _pull_up_verify(run: Run) -> None:
         run.runtime_touched = True
         run.compose(box, "up")
     with run.step("verify") as box:
-        box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+        run.verify(box)
 
 
 def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_clean: str = "failed") -> None:
@@ -236,7 +261,7 @@ def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_c
             with run.step("rollback_up", cancellable=False) as box:
                 run.compose(box, "up")
             with run.step("rollback_verify", cancellable=False) as box:
-                box["output"] = verify_tenant(run.driver, run.instance, run.settings)
+                run.verify(box)
         else:
             for name in ROLLBACK_STEPS[1:]:
                 run.skip(name, "containers were not changed")

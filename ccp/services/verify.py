@@ -21,20 +21,25 @@ class VerifyFailed(Exception):
     """The tenant did not come up healthy; the message says which service or URL and why."""
 
 
-def verify_tenant(driver, instance, settings) -> str:
+def verify_tenant(driver, instance, settings, progress=None) -> str:
     """Wait (up to the step deadline) for services and health URLs, then watch the URLs for the monitor window
     (the instance's own `monitor_window_s` when set, else CCP_MONITOR_WINDOW_S).
 
-    Returns a short report. Raises VerifyFailed naming the failing service or URL.
+    Returns a short report. Raises VerifyFailed naming the failing service or URL. `progress(line)`, when given, is
+    called with each observation as it is made (what it waits for, each line of the report), so a caller can show
+    the step as it goes; it may be called with the same line again.
     """
+    say = progress or (lambda line: None)
     deadline = time.monotonic() + settings.step_deadline_s
     ps_deadline = min(60.0, settings.step_deadline_s)
-    report = [_wait_for_services(driver, deadline, ps_deadline)]
+    report = [_wait_for_services(driver, deadline, ps_deadline, say)]
+    say(report[0])
     urls = list(instance.health_urls or [])
     if urls:
         window = instance.monitor_window_s if instance.monitor_window_s is not None else settings.monitor_window_s
         report.append(_watch_urls(urls, deadline, window, settings.agent_connect_timeout_s,
-                                  recheck=lambda: _services_problem(driver, ps_deadline)))
+                                  recheck=lambda: _services_problem(driver, ps_deadline), say=say))
+        say(report[-1])
     return "\n".join(report)
 
 
@@ -66,28 +71,33 @@ def _services_problem(driver, ps_deadline: float) -> tuple[str | None, list[dict
     return None, services
 
 
-def _wait_for_services(driver, deadline: float, ps_deadline: float) -> str:
+def _wait_for_services(driver, deadline: float, ps_deadline: float, say) -> str:
     for delay in _backoff():
         problem, services = _services_problem(driver, ps_deadline)
         if problem is None:
             return "services: " + ", ".join(f"{s.get('name')} {s.get('health') or s.get('state')}" for s in services)
+        say(f"waiting: {problem}")
         if time.monotonic() >= deadline:
             raise VerifyFailed(f"{problem} at the deadline")
         time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
 
 
-def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: float, recheck) -> str:
+def _watch_urls(urls: list[str], deadline: float, window_s: float, timeout_s: float, recheck, say) -> str:
     pending = list(urls)
     for delay in _backoff():  # first, every URL must come up (services may still be warming up)
-        pending = [u for u in pending if _probe(u, timeout_s) is not None]
+        problems = {url: problem for url in pending if (problem := _probe(url, timeout_s)) is not None}
+        pending = list(problems)
         if not pending:
             break
+        say(f"waiting: health URL {pending[0]} {problems[pending[0]]}"
+            + (f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""))
         recheck()  # raises VerifyFailed when a container died meanwhile
-        if time.monotonic() >= deadline:
-            raise VerifyFailed(f"health URL {pending[0]} {_probe(pending[0], timeout_s)} at the deadline")
+        if time.monotonic() >= deadline:  # the problem seen, not a new probe's (it may have come up meanwhile)
+            raise VerifyFailed(f"health URL {pending[0]} {problems[pending[0]]} at the deadline")
         time.sleep(delay)
     end = time.monotonic() + window_s
+    say(f"health URLs answer; watching them for the monitor window of {window_s:g} s")
     checks = 0
     while True:  # then every URL must keep answering for the whole monitor window
         for url in urls:
