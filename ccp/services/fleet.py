@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, union_all
 
 from ccp.extensions import db
-from ccp.models import Instance, Upgrade
+from ccp.models import Instance, Rollout, Upgrade
 from ccp.protocol import DRY_RUN_CAPABILITY
 from ccp.services.plan import APPLY_CAPS
 
@@ -104,6 +105,57 @@ def latest_upgrade(instance: Instance) -> Upgrade | None:
     """The instance's newest upgrade (active or finished), or None."""
     stmt = select(Upgrade).filter_by(instance_id=instance.id).order_by(Upgrade.id.desc()).limit(1)
     return db.session.execute(stmt).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """The instance page's header line: its tag, its agent (version, when last seen, what it lacks) and badges."""
+
+    slug: str
+    image_tag: str | None
+    driver: str
+    agent_version: str | None
+    last_seen_at: datetime | None
+    missing_capabilities: tuple[str, ...]
+    dry_run: bool
+    attention: str | None
+
+    @classmethod
+    def of(cls, instance) -> "InstanceFacts":
+        """The facts of a loaded instance (anything with the Instance columns)."""
+        return cls(slug=instance.slug, image_tag=instance.image_tag, driver=instance.driver,
+                   agent_version=instance.agent_version, last_seen_at=instance.last_seen_at,
+                   missing_capabilities=missing_capabilities(instance.driver, instance.agent_capabilities),
+                   dry_run=is_dry_run_runtime(instance.agent_capabilities), attention=instance.attention)
+
+
+_FACT_COLUMNS = (Instance.slug, Instance.image_tag, Instance.driver, Instance.agent_version, Instance.last_seen_at,
+                 Instance.agent_capabilities, Instance.attention)
+
+
+def instance_facts(instance_id: int) -> InstanceFacts | None:
+    """The header facts of the instance with this id, read as plain columns in one query; None when it is gone."""
+    row = db.session.execute(select(*_FACT_COLUMNS).where(Instance.id == instance_id)).mappings().first()
+    return InstanceFacts.of(SimpleNamespace(**row)) if row is not None else None
+
+
+SEEN_TAGS_KEPT = 20
+
+
+def seen_tags(limit: int = SEEN_TAGS_KEPT) -> list[str]:
+    """Image tags CCP has seen in the fleet, newest first, at most `limit`: tags of succeeded upgrades (when they
+    ended), the instances' current tags (when the instance last changed) and rollout tags (when started).
+
+    One query however large the fleet; suggestions for a tag field, never a rule."""
+    seen = union_all(
+        select(Upgrade.to_tag.label("tag"), func.coalesce(Upgrade.finished_at, Upgrade.created_at).label("at"))
+        .where(Upgrade.status == "succeeded", Upgrade.to_tag.is_not(None)),
+        select(Instance.image_tag.label("tag"), Instance.updated_at.label("at")).where(Instance.image_tag.is_not(None)),
+        select(Rollout.tag.label("tag"), Rollout.created_at.label("at")),
+    ).subquery()
+    stmt = (select(seen.c.tag).where(seen.c.tag != "").group_by(seen.c.tag)
+            .order_by(func.max(seen.c.at).desc(), seen.c.tag).limit(limit))
+    return list(db.session.execute(stmt).scalars())
 
 
 def _escape_like(term: str) -> str:

@@ -10,9 +10,7 @@ from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
 from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import ACTIONS, status_view
-from ccp.services.fleet import (
-    instance_by_slug, is_dry_run_runtime, latest_upgrade, missing_capabilities, recent_upgrades,
-)
+from ccp.services.fleet import InstanceFacts, instance_by_slug, latest_upgrade, recent_upgrades
 
 bp = Blueprint("instances", __name__, url_prefix="/instances")
 
@@ -54,12 +52,15 @@ def update(slug: str):
 
 
 def render_tab(inst, tab: str, status: int = 200, **extra):
-    """Render the instance page (or its tab bar + panel for htmx) with what `tab` needs."""
-    context = {"inst": inst, "tab": tab, "tabs": TABS,
-               "missing_caps": missing_capabilities(inst.driver, inst.agent_capabilities),
-               "dry_run": is_dry_run_runtime(inst.agent_capabilities)}
+    """Render the instance page (or its tab bar + panel for htmx) with what `tab` needs.
+
+    While the instance's latest upgrade is queued or running (`upgrade_active`), the upgrade actions and the
+    settings form are rendered disabled with the reason; static/ccp.js keeps them in step with the status widget."""
+    facts = InstanceFacts.of(inst)
+    context = {"inst": inst, "tab": tab, "tabs": TABS, "facts": facts, "missing_caps": facts.missing_capabilities}
     latest = latest_upgrade(inst)
     context["current"] = status_view(latest) if latest is not None else None
+    context["upgrade_active"] = latest is not None and latest.is_active
     if tab == "updates":
         context["actions"] = ACTIONS
     elif tab == "history":

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ccp.drivers import FileDiff
-from ccp.models import Upgrade
+from ccp.models import Upgrade, as_utc, iso_utc, utcnow
+from ccp.services.fleet import InstanceFacts, seen_tags
 from ccp.services.upgrades import STEPS_BY_KIND, UpgradeStatus, upgrade_status
 
 STATUS_LABELS = {
@@ -29,21 +30,28 @@ KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full"
 
 @dataclass(frozen=True)
 class Action:
-    """One of the three upgrade approaches, as a button with its one-line "when to use"."""
+    """One of the three upgrade approaches, as a button with its one-line "when to use" and, for the two that
+    cannot undo themselves, what happens when they fail (shown next to the button and in its confirmation)."""
 
     kind: str
     label: str
     when: str
     endpoint: str
+    no_rollback: str = ""
 
 
 ACTIONS = (
     Action("quick", "Quick Upgrade",
            "Images were rebuilt under the same tag: pull and restart with the files as they are.",
-           "releases.quick_upgrade"),
+           "releases.quick_upgrade",
+           # ccp.services.runner: quick takes no snapshot; a failure after `up` only sets instance.attention.
+           "No automatic rollback: CCP does not go back to the images that ran before, so if the restart or the "
+           "health check fails the tenant keeps what was pulled and is marked as needing attention."),
     Action("full", "Upgrade Now",
            "The tenant manages itself with its own scripts/upgrade.sh: run it, then verify.",
-           "releases.upgrade_now"),
+           "releases.upgrade_now",
+           "No automatic rollback: CCP takes no snapshot for the script, so if the script or the health check "
+           "fails the tenant stays as the script left it and is marked as needing attention."),
     Action("release", "Upgrade to Release",
            "A version bump or any change to compose, env or nginx: re-render, preview the diff, then apply.",
            "releases.modal"),
@@ -81,13 +89,26 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def format_when(moment: datetime | None) -> str:
-    """'2026-05-22 09:34 UTC'; '' when unknown."""
+def format_when(moment: datetime | None, seconds: bool = False) -> str:
+    """'2026-05-22 09:34 UTC' ('2026-05-22 09:34:07 UTC' with `seconds`); '' when unknown."""
     if moment is None:
         return ""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def format_elapsed(seconds: float | None) -> str:
+    """A running time in whole seconds, as it ticks: '7 s', '3 min 05 s', '1 h 02 min' (static/ccp.js formats it
+    the same way between polls)."""
+    total = max(0, int(seconds or 0))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 @dataclass
@@ -97,11 +118,32 @@ class StepView:
     status: str
     duration: str
     output_tail: str | None = None
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """A running time: the start (for data attributes) and the seconds elapsed when it was rendered."""
+
+    since: str  # ISO 8601, UTC
+    seconds: float = field(compare=False)  # depends on the moment of rendering
+
+    @property
+    def text(self) -> str:
+        return format_elapsed(self.seconds)
+
+    @property
+    def whole_seconds(self) -> int:
+        return max(0, int(self.seconds))
 
 
 @dataclass
 class StatusView:
-    """Everything the self-replacing status widget shows for one upgrade."""
+    """Everything the self-replacing status widget shows for one upgrade.
+
+    `step_no` is the 1-based place of `current` among the `total` steps shown (0 when no step is current);
+    `step_time` ticks while the current step runs, `upgrade_time` while the upgrade does. `facts` (the instance's
+    header line) is set once the upgrade has ended: the final widget refreshes the header with it."""
 
     upgrade: UpgradeStatus
     final: bool
@@ -110,32 +152,57 @@ class StatusView:
     current: StepView | None = None
     tail: str | None = None
     notice: str | None = None  # why the last action on it was refused (e.g. cancel after it ended)
+    step_no: int = 0
+    total: int = 0
+    step_time: Ticker | None = None
+    upgrade_time: Ticker | None = None
+    facts: InstanceFacts | None = None
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the instance's other upgrade actions wait for it."""
+        return not self.final
 
 
 def status_view(upgrade: Upgrade) -> StatusView:
     """The widget for an ORM upgrade with its steps (see build_status_view)."""
-    return build_status_view(upgrade_status(upgrade))
+    return build_status_view(upgrade_status(upgrade),
+                             facts=None if upgrade.is_active else InstanceFacts.of(upgrade.instance))
 
 
-def build_status_view(upgrade: UpgradeStatus) -> StatusView:
+def build_status_view(upgrade: UpgradeStatus, facts: InstanceFacts | None = None,
+                      now: datetime | None = None) -> StatusView:
     """Merge the recorded steps (in order) with the ones still expected; pick the step whose output tail is worth
-    showing: the running one, else the first failed one, else (while active) the next pending one."""
+    showing: the running one, else the first failed one, else (while active) the next pending one. Running times
+    are measured at `now` (default: the current time)."""
     final = upgrade.final
     steps = [StepView(r.name, STEP_LABELS.get(r.name, r.name), r.status, format_duration(r.duration_s),
-                      r.output_tail) for r in upgrade.steps]
+                      r.output_tail, r.started_at) for r in upgrade.steps]
     seen = {s.name for s in steps}
     if not final:  # the steps still to come, so the bar shows them
         steps += [StepView(n, STEP_LABELS.get(n, n), "pending", "") for n in STEPS_BY_KIND.get(upgrade.kind, ())
                   if n not in seen]
-    view = StatusView(upgrade=upgrade, final=final, steps=steps,
+    view = StatusView(upgrade=upgrade, final=final, steps=steps, total=len(steps), facts=facts,
                       done=sum(1 for s in steps if s.status in ("succeeded", "skipped")))
     running = [s for s in steps if s.status == "running"]
     failed = [s for s in steps if s.status == "failed"]
     view.current = running[-1] if running else (failed[0] if failed else None)
     if view.current is None and steps and not final:
         view.current = next((s for s in steps if s.status == "pending"), None)
+    if view.current is not None:
+        view.step_no = steps.index(view.current) + 1
     view.tail = view.current.output_tail if view.current else None
+    if not final:
+        now = now or utcnow()
+        if view.current is not None and view.current.status == "running" and view.current.started_at:
+            view.step_time = _ticker(view.current.started_at, now)
+        if upgrade.started_at:
+            view.upgrade_time = _ticker(upgrade.started_at, now)
     return view
+
+
+def _ticker(start: datetime, now: datetime) -> Ticker:
+    return Ticker(since=iso_utc(start), seconds=(as_utc(now) - as_utc(start)).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -183,3 +250,5 @@ def register_filters(app) -> None:
     app.add_template_filter(format_when, "when")
     app.add_template_filter(diff_excerpt, "excerpt")
     app.add_template_filter(diff_lines, "diff_lines")
+    app.add_template_filter(iso_utc, "iso")
+    app.add_template_global(seen_tags, "seen_tags")  # the tag fields' suggestions (templates/releases/_seen_tags.html)

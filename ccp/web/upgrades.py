@@ -11,11 +11,12 @@ from ccp.web.polling import poll_cache, reuse_seconds
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep
 from ccp.services import upgrades
+from ccp.services.fleet import instance_facts
 from ccp.services.upgrades import StepStatus, UpgradeStatus
 from ccp.web import htmx
 from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
-from ccp.web.presenters import build_status_view, status_label
+from ccp.web.presenters import StatusView, build_status_view, status_label
 
 bp = Blueprint("upgrades", __name__, url_prefix="/upgrades")
 
@@ -52,12 +53,27 @@ def read_status(upgrade_id: int) -> UpgradeStatus:
                          steps=steps)
 
 
+def widget_view(upgrade_id: int) -> StatusView:
+    """The widget of this upgrade (404 when unknown); once the upgrade has ended it carries its instance's header
+    facts, which the final widget swaps into the page out of band (one more small query, once per upgrade)."""
+    status = read_status(upgrade_id)
+    return build_status_view(status, facts=instance_facts(status.instance_id) if status.final else None)
+
+
+def _render(view: StatusView, status: int = 200):
+    """The upgrade page, or the widget alone for htmx. The page shows the instance's header line too (the final
+    widget's out-of-band target)."""
+    facts = view.facts
+    if facts is None and not htmx.wants_fragment():
+        facts = instance_facts(view.upgrade.instance_id)
+    return htmx.render("upgrades/show.html", "upgrades/_status.html", status=status, view=view, facts=facts)
+
+
 @bp.get("/<id:upgrade_id>")
 @login_required
 def show(upgrade_id: int):
     """The upgrade's page: what, who, when, and the same status widget as the instance page."""
-    view = build_status_view(read_status(upgrade_id))
-    return htmx.render("upgrades/show.html", "upgrades/_status.html", view=view)
+    return _render(widget_view(upgrade_id))
 
 
 @bp.get("/<id:upgrade_id>/status")
@@ -67,10 +83,13 @@ def status(upgrade_id: int):
     """The self-replacing widget: polled while queued/running; 286 with the final markup once it has ended.
 
     An htmx poll reuses this process's last rendering of the widget while no change notice arrived for the upgrade
-    (the "widget" entries of ccp.web.polling.PollCache); a boosted or history-restore request gets the full page."""
+    (the "widget" entries of ccp.web.polling.PollCache); a boosted or history-restore request gets the full page.
+    The final widget also carries the instance's header line out of band (tag, agent, badges): it is the same for
+    every user, so it may be kept with the widget. Running times in a reused widget are as old as the widget;
+    static/ccp.js ticks them on from their start."""
     if not htmx.wants_fragment():
-        view = build_status_view(read_status(upgrade_id))
-        return htmx.polled(htmx.render("upgrades/show.html", "upgrades/_status.html", view=view), final=view.final)
+        view = widget_view(upgrade_id)
+        return htmx.polled(_render(view), final=view.final)
     key = ("widget", upgrade_id, current_user.can("operate"), request.script_root)
     stamp = changes.stamp(upgrade_id)  # before the read: a change during it makes the next poll read
     cache = poll_cache()
@@ -78,8 +97,8 @@ def status(upgrade_id: int):
     if stamp is not None and kept is not None and kept[0] == stamp:
         body, final = kept[1], kept[2]
     else:
-        view = build_status_view(read_status(upgrade_id))
-        body, final = htmx.render("upgrades/show.html", "upgrades/_status.html", view=view).get_data(), view.final
+        view = widget_view(upgrade_id)
+        body, final = _render(view).get_data(), view.final
         if stamp is not None:
             cache.put(key, (stamp, body, final))
     return htmx.polled(htmx.vary(current_app.response_class(body)), final=final)
@@ -102,7 +121,7 @@ def cancel(upgrade_id: int):
         notice = f"Not cancelled: this upgrade had already ended ({status_label(upgrade.status)})."
     except upgrades.UpgradeError as exc:
         status_code, notice = exc.status, f"Not cancelled: {exc.message}"
-    view = build_status_view(read_status(upgrade_id))
+    view = widget_view(upgrade_id)
     view.notice = notice
-    response = htmx.render("upgrades/show.html", "upgrades/_status.html", status=status_code, view=view)
+    response = _render(view, status_code)
     return htmx.polled(response, final=view.final)

@@ -15,8 +15,8 @@ from sqlalchemy import event, update
 
 from ccp.models import Upgrade, UpgradeStep, User, utcnow
 from ccp.services import changes
-from ccp.web.presenters import build_status_view, status_view
-from ccp.web.upgrades import read_status
+from ccp.web.presenters import status_view
+from ccp.web.upgrades import widget_view
 from tests.factories import make_instance
 from tests.web.conftest import HX
 
@@ -75,7 +75,7 @@ def test_lean_widget_matches_the_orm_rendering(app, db, client, login, state, ro
         login_user(load_user(str(user.id)))
         expected = render_template("upgrades/_status.html", view=status_view(db.session.get(Upgrade, upgrade.id)),
                                    fragment=True)
-        assert build_status_view(read_status(upgrade.id)) == status_view(db.session.get(Upgrade, upgrade.id))
+        assert widget_view(upgrade.id) == status_view(db.session.get(Upgrade, upgrade.id))
     assert response.get_data(as_text=True) == expected
     final = upgrade.status not in ("queued", "running")
     assert response.status_code == (286 if final else 200)
@@ -263,3 +263,72 @@ def test_security_headers_keep_what_a_view_set(app):
         tightened = add_security_headers(tightened)
         assert tightened.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
         assert tightened.headers["X-Frame-Options"] == "DENY"
+
+
+def test_widget_says_step_n_of_m_how_long_it_runs_and_where_it_stopped(db, client, login):
+    login("viewer")
+    queued = client.get(f"/upgrades/{_upgrade(db, **STATES['queued']).id}/status", headers=HX).get_data(True)
+    assert "<strong>Step 1 of 7</strong> next: Render · waiting for a worker" in queued
+    upgrade = _upgrade(db, **STATES["running"])
+    began = utcnow() - timedelta(seconds=75)
+    db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id, UpgradeStep.status == "running")
+                       .values(started_at=began))
+    db.session.commit()
+    changes.announce(upgrade.id)
+    running = client.get(f"/upgrades/{upgrade.id}/status", headers=HX).get_data(True)
+    assert re.search(r'<strong>Step 5 of 7</strong>: Pull images · running for <span class="elapsed" '
+                     rf'data-since="{re.escape(began.isoformat())}" data-elapsed="7[5-9]">1 min 1[5-9] s</span>', running)
+    assert '<li class="step step-running" aria-current="step">' in running
+    assert "Output of “Pull images” so far" in running and 'data-active="true"' in running
+    broken = client.get(f"/upgrades/{_upgrade(db, **STATES['rolled back']).id}/status", headers=HX).get_data(True)
+    assert "Stopped at <strong>step 6 of 6</strong>: Start" in broken and 'data-active="false"' in broken
+    done = client.get(f"/upgrades/{_upgrade(db, **STATES['succeeded']).id}/status", headers=HX).get_data(True)
+    assert "7 of 7 steps done" in done and "running for" not in done and 'class="elapsed"' not in done
+
+
+def test_running_times_are_measured_from_the_starts():
+    from ccp.web.presenters import format_elapsed
+
+    assert [format_elapsed(s) for s in (None, -3, 0.9, 59.99, 60, 185, 3600 + 125)] == [
+        "0 s", "0 s", "0 s", "59 s", "1 min 00 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_final_widget_refreshes_the_instance_header_out_of_band(app, db, client, login):
+    """The final (286) answer carries the instance's header line with hx-swap-oob: the new tag, when the agent was
+    last seen, the attention badge. It is the same for every user, so the reused widget may keep it."""
+    from ccp.models import Instance
+
+    login("operator")
+    upgrade = _upgrade(db, **STATES["running"])
+    url = f"/upgrades/{upgrade.id}/status"
+    assert "hx-swap-oob" not in client.get(url, headers=HX).get_data(True)  # nothing to refresh while it runs
+    seen = utcnow().replace(microsecond=0)
+    db.session.execute(update(Instance).where(Instance.id == upgrade.instance_id)
+                       .values(image_tag="v2", last_seen_at=seen, attention="disk almost full"))
+    db.session.execute(update(Upgrade).where(Upgrade.id == upgrade.id).values(status="succeeded",
+                                                                               finished_at=utcnow()))
+    db.session.commit()
+    changes.announce(upgrade.id)
+    final = client.get(url, headers=HX)
+    body = final.get_data(True)
+    assert final.status_code == 286 and body.index("</section>") < body.index('id="instance-facts"')
+    header = body[body.index('<p id="instance-facts"'):]
+    assert header.startswith('<p id="instance-facts" class="facts" hx-swap-oob="true">Tag <code>v2</code>')
+    assert f"agent seen <time datetime=\"{seen.isoformat()}\">{seen:%Y-%m-%d %H:%M:%S} UTC</time>" in header
+    assert "Needs attention: disk almost full" in header and "csrf" not in header.lower()
+    again = client.get(url, headers=HX)  # reused: the same final answer, header included
+    assert again.status_code == 286 and again.get_data(True) == body
+    page = client.get(f"/upgrades/{upgrade.id}").get_data(True)  # the upgrade page holds the swap's target
+    assert page.count('id="instance-facts"') == 1 and "hx-swap-oob" not in page
+    instance_page = client.get(f"/instances/{upgrade.instance.slug}").get_data(True)
+    assert instance_page.count('id="instance-facts"') == 1 and "hx-swap-oob" not in instance_page
+    assert "Tag <code>v2</code>" in instance_page
+
+
+def test_cancelling_a_queued_upgrade_also_refreshes_the_header(db, client, login, post):
+    login("operator")
+    upgrade = _upgrade(db, **STATES["queued"])
+    response = post(f"/upgrades/{upgrade.id}/cancel")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 286 and 'data-status="cancelled"' in body
+    assert '<p id="instance-facts" class="facts" hx-swap-oob="true">' in body
