@@ -1,5 +1,5 @@
 """What the templates show, computed here so templates hold no logic: labels, the three upgrade actions, the status
-widget's step progress, and how the release preview lists its files (changed first, long diffs cut)."""
+widget's step progress, and the order the release preview lists its files in (changed first)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,6 @@ STEP_LABELS = {
     "pull": "Pull images", "up": "Start", "verify": "Verify", "script": "upgrade.sh", "restore": "Restore files",
     "rollback_up": "Restart old version", "rollback_verify": "Verify old version", "rollback": "Roll back",
 }
-DIFF_PREVIEW_LINES = 40
 
 
 def status_label(status: str | None) -> str:
@@ -205,41 +204,10 @@ def _ticker(start: datetime, now: datetime) -> Ticker:
     return Ticker(since=iso_utc(start), seconds=(as_utc(now) - as_utc(start)).total_seconds())
 
 
-@dataclass(frozen=True)
-class DiffExcerpt:
-    """A file's diff as the dialog shows it: the first DIFF_PREVIEW_LINES lines, the rest behind "show all"."""
-
-    head: str
-    rest: str
-    rest_lines: int
-
-
-def diff_excerpt(diff: FileDiff) -> DiffExcerpt:
-    """Cut `diff`'s text after DIFF_PREVIEW_LINES lines."""
-    lines = diff.diff.splitlines()
-    return DiffExcerpt(head="\n".join(lines[:DIFF_PREVIEW_LINES]), rest="\n".join(lines[DIFF_PREVIEW_LINES:]),
-                       rest_lines=max(0, len(lines) - DIFF_PREVIEW_LINES))
-
-
 def changed_first(files: tuple[FileDiff, ...]) -> list[FileDiff]:
     """The preview's files in the order the dialog lists them: created, then modified, then unchanged; by path."""
     order = {"created": 0, "modified": 1, "unchanged": 2}
     return sorted(files, key=lambda f: (order.get(f.status, 3), f.path))
-
-
-_DIFF_LINE_CLASSES = (("+++", "d-file"), ("---", "d-file"), ("@@", "d-hunk"), ("+", "d-add"), ("-", "d-del"),
-                      ("\\", "d-note"))
-
-
-def diff_lines(text: str) -> list[tuple[str, str]]:
-    """A unified diff as (css class, line) pairs, so removed and added lines can be coloured like a code review."""
-    out = []
-    for line in text.split("\n"):
-        if not line and out:
-            continue
-        cls = next((c for prefix, c in _DIFF_LINE_CLASSES if line.startswith(prefix)), "d-ctx")
-        out.append((cls, line))
-    return out
 
 
 def register_filters(app) -> None:
@@ -248,7 +216,5 @@ def register_filters(app) -> None:
     app.add_template_filter(kind_label, "kind_label")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_when, "when")
-    app.add_template_filter(diff_excerpt, "excerpt")
-    app.add_template_filter(diff_lines, "diff_lines")
     app.add_template_filter(iso_utc, "iso")
     app.add_template_global(seen_tags, "seen_tags")  # the tag fields' suggestions (templates/releases/_seen_tags.html)
