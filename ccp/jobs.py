@@ -28,3 +28,17 @@ def advance_rollout(rollout_id: int) -> str:
     from ccp.services.rollouts import advance
 
     return advance(rollout_id)
+
+
+def scan_instance(run_id: int, instance_id: int) -> str:
+    """Scan one instance for its scan run's kinds and count it done (see ccp.services.scan_runs)."""
+    from ccp.services.scan_runs import scan_instance as _scan
+
+    return _scan(run_id, instance_id)
+
+
+def deliver_notification(channel_id: int, title: str, body: str, events: list) -> bool:
+    """Send one batched notification through Apprise; raises to be retried (see ccp.services.notify)."""
+    from ccp.services.notify import deliver
+
+    return deliver(channel_id, title, body, events)

@@ -286,6 +286,104 @@ class WebhookDelivery(db.Model):
     detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
 
 
+# --- Fleet awareness (issue #15): scan results per instance, scan runs, schedules, notification channels ---------
+SCAN_KINDS = ("drift", "updates", "agents")
+SYNC_STATES = ("in_sync", "drifted", "unreachable", "agent_too_old", "error")
+UPDATE_STATES = ("current", "update_available", "unknown")
+NOTIFY_EVENTS = ("upgrade.failed", "upgrade.rolled_back", "upgrade.rollback_failed", "rollout.halted",
+                 "rollout.finished", "scan.drift", "scan.update_available", "agent.unreachable")
+
+
+class ScanRun(db.Model):
+    """One scan of the fleet (a schedule firing, or someone pressing "scan now"), fanned out as one job per
+    instance; `done` counts finished instance jobs, and the job that brings it to `total` ends the run (and sends
+    its one batched notification)."""
+
+    __tablename__ = "scan_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kinds: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    source: Mapped[str] = mapped_column(String(20), nullable=False, default="manual")
+    actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
+    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class InstanceScan(db.Model):
+    """What the latest scans found on one instance (one row per instance, overwritten by each scan): its sync state
+    with the drifted files, its update state (registry digest vs deployed, how many allowed releases newer), and its
+    agent's inventory. The fleet page reads these rows; nothing is computed on page load."""
+
+    __tablename__ = "instance_scans"
+
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    sync_state: Mapped[str | None] = mapped_column(String(20), index=True)
+    drifted_files: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    sync_detail: Mapped[str | None] = mapped_column(String(500))
+    drift_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_state: Mapped[str | None] = mapped_column(String(20))
+    behind_by: Mapped[int | None] = mapped_column(Integer)
+    newest_tag: Mapped[str | None] = mapped_column(String(128))
+    update_detail: Mapped[str | None] = mapped_column(String(500))
+    # {image: {"registry": digest now, "deployed": digest compared with, "source": agent|upgrade|baseline, "since"}}
+    image_digests: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    update_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_facts: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    agent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unreachable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scan_run_id: Mapped[int | None] = mapped_column(ForeignKey("scan_runs.id", ondelete="SET NULL"))
+
+
+class ScanSchedule(db.Model):
+    """When a kind of scan runs by itself: a cron expression (UTC) an admin edits; the worker's due-check claims
+    `next_run_at` atomically, so one worker among many starts each run."""
+
+    __tablename__ = "scan_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
+    cron: Mapped[str] = mapped_column(String(100), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("scan_runs.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+
+class NotificationChannel(db.Model):
+    """Where CCP tells people (an Apprise URL, kept encrypted: it usually holds a token) and which events it gets.
+    Only `url_hint` (scheme and host) is ever shown back."""
+
+    __tablename__ = "notification_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    url_enc: Mapped[str] = mapped_column(Text, nullable=False)
+    url_hint: Mapped[str] = mapped_column(String(100), nullable=False)
+    events: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # "agent unreachable" is told only once an agent has been unreachable this long.
+    unreachable_after_s: Mapped[int] = mapped_column(Integer, nullable=False, default=3600)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # Upgrades and rollouts that ended after this are still to be told (advanced by one claim per batch).
+    events_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    def url(self) -> str:
+        """The Apprise URL, decrypted (never log or show it)."""
+        return get_vault().decrypt(self.url_enc)
+
+    def set_url(self, url: str) -> None:
+        """Store the Apprise URL encrypted."""
+        self.url_enc = get_vault().encrypt(url)
+
+
 _RANK = {"viewer": 0, "operator": 1, "admin": 2}
 _NEEDS = {"read": 0, "operate": 1, "admin": 2}
 

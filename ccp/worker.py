@@ -15,7 +15,9 @@ from rq import Queue, SimpleWorker
 
 from ccp.extensions import get_queue, get_redis
 from ccp.services.reaper import reap_interrupted
+from ccp.services.notify import collect_ended
 from ccp.services.rollouts import nudge_stalled
+from ccp.services.schedules import run_due
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 20.0
@@ -57,13 +59,13 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None, queu
 
 
 def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = HOUSEKEEPING_INTERVAL_S) -> None:
-    """Mark upgrades whose job died as interrupted, and move on rollouts whose last event was lost (every
-    `interval_s`)."""
+    """Mark upgrades whose job died as interrupted, move on rollouts whose last event was lost, start the scans
+    whose schedule is due and queue notifications of upgrades and rollouts that ended (every `interval_s`)."""
     while not stop.is_set():
-        try:
-            with app.app_context():
-                reap_interrupted()
-                nudge_stalled()
-        except Exception:  # noqa: BLE001 - housekeeping must never kill the worker
-            log.exception("housekeeping failed")
+        for chore in (reap_interrupted, nudge_stalled, run_due, collect_ended):
+            try:
+                with app.app_context():
+                    chore()
+            except Exception:  # noqa: BLE001 - housekeeping must never kill the worker; one chore, not all
+                log.exception("housekeeping: %s failed", chore.__name__)
         stop.wait(interval_s)

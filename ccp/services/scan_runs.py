@@ -1,0 +1,137 @@
+"""Scan runs: a scan of the fleet fanned out as one RQ job per instance, so several workers share a big fleet.
+
+`start_scan` records a ScanRun and enqueues `ccp.jobs.scan_instance(run_id, instance_id)` per instance. Each job
+scans its instance (ccp.services.scans) and adds one to the run's `done` in a single UPDATE ... RETURNING; the job
+that brings `done` to `total` ends the run: it writes the run's summary and queues its one batched notification
+(ccp.services.notify). Schedules (ccp.services.schedules) start runs the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+
+from ccp.extensions import db, get_queue
+from ccp.models import SCAN_KINDS, Instance, InstanceScan, ScanRun, iso_utc, utcnow
+from ccp.services import scans
+from ccp.services.audit import record
+from ccp.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+JOB_TIMEOUT_S = 300
+LISTED = 50  # slugs a summary names per finding (counts are always whole)
+_cache: dict = {"run": None, "data": {}}  # registry answers of the run this worker scans now (see scan_updates)
+
+
+class ScanInvalid(ServiceError):
+    status, code = 422, "invalid_scan"
+
+
+def start_scan(kinds, *, source: str = "manual", actor: str, instance_ids=None) -> ScanRun:
+    """Record a run of `kinds` (drift, updates, agents) and queue one job per instance (every instance, or those
+    of `instance_ids`). Raises ScanInvalid for an unknown kind, ServiceError when Redis is unavailable."""
+    kinds = sorted(set(kinds or ()))
+    bad = [k for k in kinds if k not in SCAN_KINDS]
+    if not kinds or bad:
+        raise ScanInvalid(f"scan kinds must be among {', '.join(SCAN_KINDS)}", {"kinds": bad or "none given"})
+    stmt = select(Instance.id).order_by(Instance.id)
+    if instance_ids is not None:
+        stmt = stmt.where(Instance.id.in_(list(instance_ids)))
+    ids = list(db.session.execute(stmt).scalars())
+    run = ScanRun(kinds=kinds, source=source, actor=actor, total=len(ids), done=0, summary={})
+    db.session.add(run)
+    db.session.commit()
+    queue = get_queue()
+    try:
+        for instance_id in ids:
+            queue.enqueue("ccp.jobs.scan_instance", run.id, instance_id, job_timeout=JOB_TIMEOUT_S,
+                          description=f"scan ({', '.join(kinds)}) of instance #{instance_id}, run #{run.id}")
+    except Exception as exc:  # noqa: BLE001 - Redis down: end the run so it does not look busy forever
+        run.finished_at, run.summary = utcnow(), {"error": "could not enqueue: Redis unavailable"}
+        db.session.commit()
+        raise ServiceError("cannot queue the scan: Redis is unavailable", {"reason": type(exc).__name__}) from None
+    record(actor, "scan.start", target=f"scan#{run.id}", detail={"kinds": kinds, "instances": len(ids),
+                                                                  "source": source})
+    if not ids:
+        finish_run(run.id)
+    return run
+
+
+def scan_instance(run_id: int, instance_id: int) -> str:
+    """Scan one instance for its run's kinds, then count it done (ending the run when it is the last one).
+
+    Returns a short result for the job (the states found); an instance deleted meanwhile counts as done."""
+    run = db.session.get(ScanRun, run_id)
+    if run is None:
+        return "run gone"
+    found = "instance gone"
+    try:
+        instance = db.session.get(Instance, instance_id)
+        if instance is not None:
+            found = _scan(instance, run)
+    except Exception:  # noqa: BLE001 - one broken tenant must not stop the run from ending
+        log.exception("scan of instance #%s failed", instance_id)
+        db.session.rollback()
+        found = "failed"
+    finally:
+        _count_done(run_id)
+    return found
+
+
+def _scan(instance: Instance, run: ScanRun) -> str:
+    if _cache["run"] != run.id:
+        _cache.update(run=run.id, data={})
+    row = scans.scan_row(instance.id)
+    row.scan_run_id = run.id
+    found = []
+    reachable = scans.scan_agent(instance, row)
+    if "drift" in run.kinds:
+        if reachable:
+            found.append(scans.scan_drift(instance, row))
+        else:
+            row.sync_state, row.drifted_files, row.drift_at = "unreachable", [], utcnow()
+            found.append("unreachable")
+    if "updates" in run.kinds:
+        found.append(scans.scan_updates(instance, row, _cache["data"]))
+    if not reachable and "drift" not in run.kinds:
+        found.append("unreachable")
+    db.session.commit()
+    return ", ".join(found) or "agent"
+
+
+def _count_done(run_id: int) -> None:
+    result = db.session.execute(update(ScanRun).where(ScanRun.id == run_id).values(done=ScanRun.done + 1)
+                                .returning(ScanRun.done, ScanRun.total)).first()
+    db.session.commit()
+    if result is not None and result.done == result.total:
+        finish_run(run_id)
+
+
+def finish_run(run_id: int) -> ScanRun:
+    """End a run: summarise what its instances' rows say and queue the batched notification of its findings."""
+    run = db.session.get(ScanRun, run_id)
+    rows = db.session.execute(
+        select(Instance.slug, InstanceScan.sync_state, InstanceScan.drifted_files, InstanceScan.update_state,
+               InstanceScan.behind_by, InstanceScan.unreachable_since)
+        .join(InstanceScan, InstanceScan.instance_id == Instance.id)
+        .where(InstanceScan.scan_run_id == run_id).order_by(Instance.slug)).all()
+    drifted = [{"slug": r.slug, "files": list(r.drifted_files or [])[:10]} for r in rows if r.sync_state == "drifted"]
+    updates = [r.slug for r in rows if r.update_state == "update_available" or (r.behind_by or 0) > 0]
+    unreachable = [{"slug": r.slug, "since": iso_utc(r.unreachable_since)} for r in rows if r.unreachable_since]
+    run.summary = {"scanned": len(rows), "drifted": len(drifted), "updates": len(updates),
+                   "unreachable": len(unreachable), "drifted_list": drifted[:LISTED],
+                   "updates_list": updates[:LISTED], "unreachable_list": unreachable[:LISTED]}
+    run.finished_at = utcnow()
+    db.session.commit()
+    record(run.actor, "scan.finish", target=f"scan#{run.id}",
+           detail={k: run.summary[k] for k in ("scanned", "drifted", "updates", "unreachable")})
+    from ccp.services.notify import queue_scan_notification  # notify reads runs: imported late, no cycle
+
+    queue_scan_notification(run.id)
+    return run
+
+
+def recent_runs(limit: int = 10) -> list[ScanRun]:
+    """The latest scan runs, newest first."""
+    return list(db.session.execute(select(ScanRun).order_by(ScanRun.id.desc()).limit(limit)).scalars())
