@@ -46,6 +46,7 @@ class Settings:
     heartbeat_stale_s: float = 90.0
     status_reuse_s: float = 5.0
     webhook_secret: str = ""
+    receiver_window_s: float = 10.0
     local_compose_command: list[str] | None = None
     proxy_hops: int = 0
     max_body_bytes: int = 1024 * 1024
@@ -74,6 +75,7 @@ class Settings:
         s.job_timeout_s = int(_number(env, "CCP_JOB_TIMEOUT_S", s.job_timeout_s, minimum=10))
         s.heartbeat_stale_s = _number(env, "CCP_HEARTBEAT_STALE_S", s.heartbeat_stale_s, minimum=5)
         s.webhook_secret = env.get("CCP_WEBHOOK_SECRET", "")
+        s.receiver_window_s = _number(env, "CCP_RECEIVER_WINDOW_S", s.receiver_window_s, minimum=0)
         s.status_reuse_s = _number(env, "CCP_STATUS_REUSE_S", s.status_reuse_s, minimum=0)
         s.proxy_hops = int(_number(env, "CCP_PROXY_HOPS", 0, minimum=0))
         s.max_body_bytes = int(_number(env, "CCP_MAX_BODY", s.max_body_bytes, minimum=1024))

@@ -30,6 +30,13 @@ def advance_rollout(rollout_id: int) -> str:
     return advance(rollout_id)
 
 
+def decide_deliveries(receiver_id: int) -> int:
+    """Decide a receiver's pending deliveries as one, after the coalescing window (see ccp.services.intake)."""
+    from ccp.services.intake import decide_pending
+
+    return decide_pending(receiver_id)
+
+
 def scan_instance(run_id: int, instance_id: int) -> str:
     """Scan one instance for its scan run's kinds and count it done (see ccp.services.scan_runs)."""
     from ccp.services.scan_runs import scan_instance as _scan

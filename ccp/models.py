@@ -21,6 +21,10 @@ UPGRADE_KINDS = ("release", "quick", "full", "rollback")
 ROLES = ("admin", "operator", "viewer")
 TOKEN_SCOPES = ("read", "operate", "admin")
 DRIVERS = ("remote", "local")
+RECEIVER_KINDS = ("github", "gitlab", "gitea", "dockerhub", "distribution", "harbor", "quay")
+# What became of a delivery: pending (waiting for its coalescing window), started (a rollout), ignored (policy,
+# duplicate, downgrade, not resolvable, tenants held, unknown repository...), rejected (a body CCP could not read).
+DECISIONS = ("pending", "started", "ignored", "rejected")
 
 
 def utcnow() -> datetime:
@@ -115,6 +119,8 @@ class Upgrade(db.Model):
     from_tag: Mapped[str | None] = mapped_column(String(128))
     to_tag: Mapped[str | None] = mapped_column(String(128))
     plan_hash: Mapped[str | None] = mapped_column(String(64))
+    # The registry digest the release resolved to (sha256:...), when a receiver resolved one.
+    image_digest: Mapped[str | None] = mapped_column(String(100))
     job_id: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
     error: Mapped[str | None] = mapped_column(Text)
@@ -258,6 +264,7 @@ class Rollout(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tag: Mapped[str] = mapped_column(String(128), nullable=False)
+    image_digest: Mapped[str | None] = mapped_column(String(100))  # what `tag` resolved to at the registry
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
     waves: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     skipped: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
@@ -269,10 +276,59 @@ class Rollout(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Receiver(db.Model):
+    """A release receiver: where a forge or registry sends its events (`POST /api/hooks/<name>`), and what CCP does
+    with them (the repository it listens for, the image it resolves, the tenants it drives, the tag policy).
+
+    Its secret is kept only in the form verification needs: an HMAC key encrypted (`secret_enc`: GitHub, Gitea,
+    a GitLab signing token) or the SHA-256 of a token compared as sent (`secret_sha256`: a GitLab secret token, an
+    Authorization header, the secret in a Docker Hub/Quay URL)."""
+
+    __tablename__ = "receivers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    secret_sha256: Mapped[str | None] = mapped_column(String(64))
+    repository: Mapped[str] = mapped_column(String(255), nullable=False)
+    image: Mapped[str] = mapped_column(String(255), nullable=False)
+    registry_username: Mapped[str | None] = mapped_column(String(200))
+    registry_password_enc: Mapped[str | None] = mapped_column(Text)
+    instances: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # slugs; [] = every instance
+    semver_range: Mapped[str | None] = mapped_column(String(200))
+    tag_include: Mapped[str | None] = mapped_column(String(200))
+    tag_exclude: Mapped[str | None] = mapped_column(String(200))
+    min_age_s: Mapped[int | None] = mapped_column(Integer)
+    canary: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    wave_size: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    def hmac_key(self) -> str | None:
+        """The HMAC signing secret, decrypted (None for kinds verified by a token hash)."""
+        return get_vault().decrypt(self.secret_enc) if self.secret_enc else None
+
+    def registry_password(self) -> str | None:
+        """The registry password or token CCP pulls manifests with, decrypted."""
+        return get_vault().decrypt(self.registry_password_enc) if self.registry_password_enc else None
+
+    def set_registry_password(self, password: str | None) -> None:
+        """Store the registry password encrypted (None clears it)."""
+        self.registry_password_enc = get_vault().encrypt(password) if password else None
+
+
 class WebhookDelivery(db.Model):
-    """One inbound webhook call (CI or registry), kept for audit and replay protection."""
+    """One inbound webhook call (CI or a receiver), kept for audit, replay protection and replay.
+
+    Only what the decision needs is kept from the body (repository, tag, digest and its hash), never the body itself:
+    some providers put tokens in it (Docker Hub's callback_url)."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_receiver_decision", "receiver_id", "decision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(50), nullable=False)
@@ -284,6 +340,17 @@ class WebhookDelivery(db.Model):
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
     rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"))
     detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    receiver_id: Mapped[int | None] = mapped_column(ForeignKey("receivers.id", ondelete="SET NULL"))
+    decision: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(100))
+    replay_of: Mapped[int | None] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    receiver: Mapped[Receiver | None] = relationship()
+
 
 
 # --- Fleet awareness (issue #15): scan results per instance, scan runs, schedules, notification channels ---------

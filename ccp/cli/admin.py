@@ -216,8 +216,10 @@ def rotate_key_command() -> None:
     Rotation: prepend a new key to CCP_ENCRYPTION_KEYS (comma-separated), run this, then remove the old key.
     """
     from ccp.services.instances import rotate_encryption
+    from ccp.services.receivers import rotate_vault
+    from ccp.vault import get_vault
 
-    count = rotate_encryption()
+    count = rotate_encryption() + rotate_vault(get_vault())  # tenants' secrets, then receivers' keys and passwords
     click.echo(f"re-encrypted {count} stored secret(s) under the newest key")
 
 

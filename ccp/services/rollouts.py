@@ -64,8 +64,9 @@ class RolloutStale(ServiceError):
 
 
 def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, source: str = "api",
-                  expect: str | None = None) -> Rollout:
+                  expect: str | None = None, image_digest: str | None = None) -> Rollout:
     """Plan the waves for `tag` over `instances` (slugs; default: every instance) and start the first one.
+    `image_digest` (sha256:..., from a receiver) is what the tag resolved to: kept on the rollout and its upgrades.
 
     Tenants already on `tag` are skipped. `expect` (a preview's `digest`) binds the start to what was previewed:
     when the tenants or waves differ now, RolloutStale is raised and nothing is recorded. Raises RolloutInvalid (bad
@@ -82,7 +83,7 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
     rollout = Rollout(tag=tag, status="running" if waves else "succeeded", source=source, actor=actor,
                       waves=[{"instances": ids, "status": "pending", "errors": {}} for ids in waves],
                       skipped=[inst.slug for inst in plan.skipped],
-                      created_at=now, finished_at=None if waves else now)
+                      created_at=now, finished_at=None if waves else now, image_digest=image_digest)
     db.session.add(rollout)
     try:
         db.session.commit()  # the partial unique index refuses a second running rollout here
@@ -254,7 +255,7 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
         try:
             plan = upgrade_svc.plan_release(inst, rollout.tag)
             upgrade_svc.start_release(inst, rollout.tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
-                                      plan_checked=True)
+                                      plan_checked=True, image_digest=rollout.image_digest)
         except UpgradeError as exc:
             db.session.rollback()
             errors[inst.slug] = exc.message

@@ -7,7 +7,8 @@ The allowed directions are written once, here (STYLE.md "One fact, one place"):
     edges          ccp.web, ccp.api, ccp.jobs, ccp.converters
     services       ccp.services
     drivers        ccp.drivers                      the agent    ccp.agent (server side; knows no database)
-    foundations    ccp.models, ccp.extensions, ccp.rendering, ccp.hostops, ccp.envfile, ccp.vault, ccp.protocol
+    foundations    ccp.models, ccp.extensions, ccp.rendering, ccp.hostops, ccp.envfile, ccp.vault, ccp.protocol,
+                   ccp.intake (release intake: providers, tag policy, registry client)
     leaves         ccp (the package face: version only), ccp.rules, ccp.config, ccp.bodies
 
 A module may import its own layer or any layer below. The agent may import only foundations it needs on a tenant
@@ -28,7 +29,7 @@ LAYERS = {
     "ccp.services": 3,
     "ccp.drivers": 2, "ccp.agent": 2,
     "ccp.models": 1, "ccp.extensions": 1, "ccp.rendering": 1, "ccp.hostops": 1, "ccp.envfile": 1, "ccp.vault": 1,
-    "ccp.protocol": 1,
+    "ccp.protocol": 1, "ccp.intake": 1,
     "ccp": 0, "ccp.rules": 0, "ccp.config": 0, "ccp.bodies": 0,
 }
 AGENT_MAY_IMPORT = ("ccp", "ccp.agent", "ccp.hostops", "ccp.envfile", "ccp.protocol", "ccp.rules", "ccp.bodies")

@@ -1,0 +1,72 @@
+"""Gitea and Forgejo: `release` (published), tag `push` and `create` (ref_type tag) events, and `package` events
+of their container registry (created container versions).
+
+Signed with the hex HMAC-SHA256 of the raw body in X-Forgejo-Signature (Forgejo) or X-Gitea-Signature (both send
+it; no prefix). The delivery id is X-Forgejo-Delivery / X-Gitea-Delivery; the event X-Forgejo-Event /
+X-Gitea-Event. The repository is `repository.full_name` (a package: `owner/name`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ccp.intake.events import (
+    Hint, Inbound, Parsed, Secret, Unauthorized, check_hex_hmac, delivery_id_of, header, not_an_image_tag, obj,
+    repository_of, tag_of, tag_ref,
+)
+
+
+def _either(headers: Mapping[str, str], suffix: str) -> str:
+    return header(headers, f"X-Forgejo-{suffix}") or header(headers, f"X-Gitea-{suffix}")
+
+
+def verify(secret: Secret, inbound: Inbound) -> None:
+    """X-Forgejo-Signature or X-Gitea-Signature must be the hex HMAC of the body (constant-time)."""
+    signature = _either(inbound.headers, "Signature")
+    if not signature:
+        raise Unauthorized("missing X-Forgejo-Signature / X-Gitea-Signature: set the webhook's secret")
+    check_hex_hmac(secret, inbound.body, signature, "", "X-Gitea-Signature")
+
+
+def parse(headers: Mapping[str, str], payload: dict) -> Parsed:
+    """The release hints of a Gitea/Forgejo delivery."""
+    event = _either(headers, "Event") or "unknown"
+    action = payload.get("action")
+    name = f"{event}.{action}" if isinstance(action, str) and action else event
+    delivery = delivery_id_of(_either(headers, "Delivery"))
+
+    def done(hints=(), ignored=None) -> Parsed:
+        return Parsed(name[:100], tuple(hints), ignored, delivery)
+
+    repo = repository_of(obj(payload.get("repository")).get("full_name"))
+    if event == "release":
+        release = obj(payload.get("release"))
+        if action != "published":
+            return done(ignored=f"release {action}: only published releases are releases")
+        if release.get("draft"):
+            return done(ignored="a draft release")
+        return _tagged(done, repo, release.get("tag_name"))
+    if event == "push":
+        ref = tag_ref(payload.get("ref"))
+        if not ref:
+            return done(ignored=f"a push to {ascii(payload.get('ref'))[:80]}, not a tag")
+        return _tagged(done, repo, ref)
+    if event == "create":
+        if payload.get("ref_type") != "tag":
+            return done(ignored=f"a new {ascii(payload.get('ref_type'))[:20]}, not a tag")
+        return _tagged(done, repo, payload.get("ref"))
+    if event == "package":
+        package = obj(payload.get("package"))
+        if action != "created" or package.get("type") != "container":
+            return done(ignored="only created container packages are releases")
+        owner = obj(package.get("owner")).get("login") or obj(package.get("owner")).get("username")
+        repo = repo or (repository_of(f"{owner}/{package.get('name')}") if owner else None)
+        return _tagged(done, repo, package.get("version"))
+    return done(ignored=f"event {event!r} is not a release event")
+
+
+def _tagged(done, repo: str | None, name) -> Parsed:
+    if repo is None:
+        return done(ignored="the delivery names no repository")
+    tag = tag_of(name)
+    return done([Hint(repo, tag)]) if tag else done(ignored=not_an_image_tag(name))
