@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ccp import __version__
+from ccp.api import openapi_intake
 from ccp.api.base import MAX_PER_PAGE, bp
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -150,6 +151,8 @@ SCHEMAS = {
                 "blocked": {"type": "boolean"}, "plan_hash": _NULLSTR}}}}}}}},
 }
 
+SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.openapi_intake)
+
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
 _UPGRADE_ERRORS = {**_E, "502": _ERR}
 
@@ -237,6 +240,7 @@ PATHS = {
                  "requestBody": {"required": True, "content": _json("RolloutRequest")},
                  "responses": {**_ok("Rollout", "202", "Started"), **_E, "401": _ERR, "503": _ERR}},
     },
+    **openapi_intake.PATHS,
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -261,6 +265,7 @@ def openapi_document() -> dict:
                                 "description": "v1,<base64 HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<raw "
                                                "body>'>, keyed with CCP_WEBHOOK_SECRET (a whsec_<base64> secret: the "
                                                "decoded bytes); several space-separated signatures are allowed"},
+                **openapi_intake.SECURITY_SCHEMES,
             },
             "schemas": SCHEMAS,
             "responses": {"Error": {"description": "Error", "content": _json("Error")}},

@@ -1,4 +1,7 @@
-"""The CI webhook: a CI pipeline that published an image POSTs the tag to `/api/webhooks/ci` to start a rollout.
+"""Inbound webhooks: the receivers' intake (`POST /api/hooks/<receiver>`, see ccp.services.intake and
+docs/webhooks.md) and the CI webhook, described below.
+
+The CI webhook: a CI pipeline that published an image POSTs the tag to `/api/webhooks/ci` to start a rollout.
 
 Signed as Standard Webhooks prescribe (https://www.standardwebhooks.com), with the shared secret CCP_WEBHOOK_SECRET
 (no API token: CI systems hold one secret per hook); docs/api.md has shell and Python examples that sign:
@@ -17,7 +20,9 @@ headers to send.
 
 Unsigned, forged or stale calls get 401 and leave no row behind (only a log line, so nobody can fill the database
 without the secret). Every delivery whose signature checks out is kept (webhook_deliveries) with its outcome:
-`accepted` with the rollout, or `rejected` with the error code and message, malformed bodies included.
+`accepted` with the rollout (decision `started`), or `rejected` with the error code and message, malformed bodies
+included. The receivers' rule that a webhook never downgrades holds here too: a tag older than what a targeted
+tenant runs is refused (409 `downgrade`, decision `ignored`); a downgrade is started by hand.
 """
 
 from __future__ import annotations
@@ -35,11 +40,16 @@ from sqlalchemy.exc import IntegrityError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from ccp import rules
 from ccp.api.base import bp, json_body
 from ccp.api.errors import ApiError
+from ccp.api.receivers import delivery_json
 from ccp.api.rollouts import _accepted, _start
 from ccp.extensions import db
-from ccp.models import WebhookDelivery
+from ccp.intake.events import Inbound, storable
+from ccp.models import Instance, WebhookDelivery, utcnow
+from ccp.services import intake
+from ccp.services.decisions import downgraded
 from ccp.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -67,15 +77,51 @@ def ci_webhook():
     raw = _verified_body(headers, signing_key(secret))
     delivery = _record(headers["webhook-id"], raw)
     try:
-        rollout = _start(json_body(), actor="webhook:ci", source="webhook")
+        data = json_body()
+        _refuse_downgrade(data)
+        rollout = _start(data, actor="webhook:ci", source="webhook")
     except ServiceError as exc:
         db.session.rollback()
         delivery.status, delivery.detail = "rejected", {"code": exc.code, "message": exc.message[:500]}
+        delivery.decision = "ignored" if exc.code == "downgrade" else "rejected"
+        delivery.reason, delivery.decided_at = storable(exc.message), utcnow()
         db.session.commit()
         raise
     delivery.status, delivery.rollout_id = "accepted", rollout.id
+    delivery.decision, delivery.tag, delivery.decided_at = "started", rollout.tag, utcnow()
+    delivery.reason = f"rollout #{rollout.id}: {rollout.tag}"
     db.session.commit()
     return _accepted(rollout)
+
+
+@bp.post("/hooks/<receiver>")
+@bp.post("/hooks/<receiver>/<secret>")
+def receive_hook(receiver: str, secret: str | None = None):
+    """A release event for a receiver (no API token: the provider's own signature, token or URL secret). 202 with
+    the delivery while its decision is pending, 200 once decided (ignored: why); a repeated provider delivery id is
+    answered with the first delivery (`duplicate: true`). 404 unknown or disabled receiver and 401 unsigned or
+    forged store nothing; 400 `invalid_payload` is kept as rejected."""
+    got = intake.receive(receiver, Inbound(request.headers, request.get_data(cache=True), secret))
+    body = {**delivery_json(got.delivery), "duplicate": got.duplicate}
+    return body, 202 if got.delivery.decision == "pending" else 200
+
+
+def _refuse_downgrade(data: dict) -> None:
+    """409 `downgrade` when the body's tag is an older version than a targeted tenant runs (checked only for a
+    well-formed body; the rollout service judges the rest)."""
+    tag, slugs = data.get("tag"), data.get("instances")
+    if not isinstance(tag, str) or (slugs is not None and (not isinstance(slugs, list) or not all(
+            isinstance(s, str) and rules.SLUG.fullmatch(s) for s in slugs))):
+        return
+    stmt = select(Instance)
+    if slugs:
+        stmt = stmt.where(Instance.slug.in_(slugs))
+    ahead = downgraded(tag, list(db.session.execute(stmt).scalars()))
+    if ahead:
+        raise ServiceError(f"downgrade: {tag} is older than {ahead[0].image_tag}, which {ahead[0].slug} runs; a "
+                           "webhook never downgrades (start it by hand on the Rollouts page or with POST "
+                           "/api/rollouts)", {"instances": sorted(i.slug for i in ahead)[:50]}, status=409,
+                           code="downgrade")
 
 
 def signing_key(secret: str) -> bytes:
@@ -152,7 +198,8 @@ def _record(delivery_id: str, raw: bytes) -> WebhookDelivery:
     """The verified delivery, committed as `received`; 409 `duplicate_delivery` (with the first one's rollout) for
     an id already seen, which is what stops a captured delivery from being replayed inside the time window."""
     delivery = WebhookDelivery(source="ci", delivery_id=delivery_id, event="release", signature_ok=True,
-                               payload_sha256=hashlib.sha256(raw).hexdigest(), status="received")
+                               payload_sha256=hashlib.sha256(raw).hexdigest(), status="received",
+                               decision="pending")
     db.session.add(delivery)
     try:
         db.session.commit()

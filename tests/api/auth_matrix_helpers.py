@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from ccp.extensions import get_queue
 
 DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users", "rollouts",
-             "webhook_deliveries")
+             "webhook_deliveries", "receivers")
 
 
 def snapshot(db) -> dict:

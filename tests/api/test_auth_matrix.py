@@ -39,23 +39,39 @@ ROUTES = [
     # reads only (agents are asked; the fixture's remote tenant is a row saying its agent is unreachable)
     ("POST", "/api/rollouts/preview", {"tag": "v2"}, "operate", 200),
     ("GET", "/api/audit", None, "admin", 200),
+    ("GET", "/api/receivers", None, "admin", 200),
+    ("POST", "/api/receivers", {"name": "matrix-new-hook", "kind": "github", "image": "127.0.0.1:9/acme/app"},
+     "admin", 201),
+    ("GET", "/api/receivers/{receiver}", None, "admin", 200),
+    ("PATCH", "/api/receivers/{receiver}", {"semver_range": "^1"}, "admin", 200),
+    ("POST", "/api/receivers/{receiver}/rotate-secret", None, "admin", 200),
+    ("GET", "/api/deliveries", None, "read", 200),
+    ("POST", "/api/deliveries/{delivery}/replay", None, "admin", 200),  # (the registry is unreachable: ignored)
     ("GET", "/metrics", None, "read", 200),
 ]
 NARROWER = {"operate": "read", "admin": "operate"}
 WIDER = {"read": "operate", "operate": "admin"}
 @pytest.fixture
 def matrix_target(app, db, tenant):
-    """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work), and
-    a running rollout."""
+    """A tenant with one finished and one queued upgrade (the queued one on another instance, so starts work),
+    a running rollout, and a receiver with one delivery."""
+    from ccp.models import WebhookDelivery
+    from ccp.services.receivers import create_receiver
     from tests.factories import make_instance
 
     other = make_instance()
     done = Upgrade(instance_id=tenant.id, kind="quick", status="succeeded", actor="test")
     queued = Upgrade(instance_id=other.id, kind="quick", status="queued", actor="test")
     rollout = Rollout(tag="v2", status="running", waves=[{"instances": [other.id], "status": "pending", "errors": {}}])
-    db.session.add_all([done, queued, rollout])
+    receiver, _ = create_receiver({"name": "matrix-hook", "kind": "github", "image": "127.0.0.1:9/acme/app"},
+                                  actor="test")
+    delivery = WebhookDelivery(source="github", event="release.published", receiver_id=receiver.id, status="accepted",
+                               decision="ignored", repository="acme/app", tag="v2",
+                               detail={"hints": [{"repository": "acme/app", "tag": "v2", "digest": None}]})
+    db.session.add_all([done, queued, rollout, delivery])
     db.session.commit()
-    return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id}
+    return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id,
+            "receiver": receiver.name, "delivery": delivery.id}
 
 
 @pytest.mark.parametrize("method, path, body, permission, ok", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])

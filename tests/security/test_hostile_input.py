@@ -61,11 +61,15 @@ HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True, database
 # fields (name, agent_key, var/secret values) may accept odd text - then only "no 5xx" and "refusal changes nothing".
 STRICT_FIELDS = {"slug", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
                  "image_tag", "template_set", "imageTag", "plan", "tag", "instances", "health_urls", "canary",
-                 "waveSize", "is_registered", "vars", "secrets", "scope", "expires_days"}
-NUMBER_FIELDS = {"canary", "waveSize", "expires_days"}
+                 "waveSize", "is_registered", "vars", "secrets", "scope", "expires_days",
+                 "kind", "image", "repository", "wave_size", "min_age_s", "enabled"}  # (receivers)
+NUMBER_FIELDS = {"canary", "waveSize", "expires_days", "wave_size", "min_age_s"}
 REMOTE = {"driver": "remote", "agent_url": "http://127.0.0.1:9", "agent_key_id": "ccp", "agent_key": "k" * 32}
 CONTEXT = {"agent_url": REMOTE, "agent_key_id": REMOTE, "agent_key": REMOTE, "install_dir": {"driver": "local"}}
 PLAN_STRINGS = ["\u0661" * 64, "g" * 64, "A" * 64, "0" * 63 + "\x00", "0" * 63 + "\u0660"]
+# Receivers' intake proves itself with the provider's signature, token or URL secret, which these probes do not
+# carry (signed hostile payloads: tests/api/test_hooks.py): every probe is refused before a row is written.
+HOOK_REFUSED = frozenset({400, 401, 404, 413})
 
 
 # --- the world the probes run against -------------------------------------------------------------------------------
@@ -117,7 +121,8 @@ class World:
     deliveries: itertools.count = field(default_factory=itertools.count)
 
     def values(self) -> dict:
-        return {"ref": self.slug, "slug": self.slug, **{k: str(v) for k, v in self.ids.items()}}
+        return {"ref": self.slug, "slug": self.slug, "name": "probe-hook", "receiver": "probe-hook",
+                "secret": "not-the-secret", **{k: str(v) for k, v in self.ids.items()}}
 
 
 @pytest.fixture
@@ -142,6 +147,7 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
     assert (upgrade.status_code, rollout.status_code) == (202, 202), (upgrade.get_data(), rollout.get_data())
     ids = (target.id, upgrade.get_json()["id"], rollout.get_json()["id"], _token_id(db))
     assert ids == (1, 1, 1, 1), f"the probes rely on these ids: {ids}"
+    _receiver_with_a_delivery(target.slug)
     slug, install_dir = target.slug, target.install_dir
     login("admin")
 
@@ -162,8 +168,22 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
         yield World(app=app, db=db, client=client, anon=anon, token=token, csrf=csrf, anon_csrf=anon_csrf,
                     ledger=Ledger(db, get_queue), errors=errors, ops=_operations(doc),
                     schemas=doc["components"]["schemas"], slug=slug, install_dir=install_dir,
-                    ids={"upgrade_id": 1, "rollout_id": 1, "token_id": 1})
+                    ids={"upgrade_id": 1, "rollout_id": 1, "token_id": 1, "delivery_id": 1})
     request_started.disconnect(fresh_request, app)
+
+
+def _receiver_with_a_delivery(slug: str) -> None:
+    """Receiver `probe-hook` (GitHub; its registry unreachable) and delivery #1 of it, for the receiver routes."""
+    from ccp.extensions import db
+    from ccp.models import WebhookDelivery
+    from ccp.services.receivers import create_receiver
+
+    receiver, _ = create_receiver({"name": "probe-hook", "kind": "github", "image": "127.0.0.1:9/acme/app",
+                                   "instances": [slug]}, actor="test")
+    db.session.add(WebhookDelivery(source="github", event="release.published", receiver_id=receiver.id,
+                                   status="accepted", decision="ignored", repository="acme/app", tag="v2",
+                                   detail={"hints": [{"repository": "acme/app", "tag": "v2", "digest": None}]}))
+    db.session.commit()
 
 
 def _token_id(db) -> int:
@@ -212,6 +232,14 @@ def baseline(op: Op, world: World) -> dict:
         "ReleaseRequest": {"imageTag": "v2", "plan": "0" * 64},
         "Empty": {},
         "RolloutRequest": {"tag": "v2", "instances": [world.slug], "canary": 1, "waveSize": 5},
+        "ReceiverCreate": {"name": "probe-hook-new", "kind": "gitea", "image": "127.0.0.1:9/acme/app",
+                           "repository": "acme/app", "instances": [world.slug], "semver_range": "^1",
+                           "tag_include": "v.*", "tag_exclude": "v0.*", "min_age_s": 60, "canary": 1, "wave_size": 5,
+                           "enabled": True},
+        "ReceiverUpdate": {"semver_range": "^2", "min_age_s": 120},
+        "SecretRotation": {"secret": "probe-secret-0123456789"},
+        "HookPayload": {"action": "published", "release": {"tag_name": "v2"},
+                        "repository": {"full_name": "acme/app"}},
     }
     assert op.body in bodies, f"{op.route}: no baseline body for schema {op.body!r} - add one to this test"
     return dict(bodies[op.body])
@@ -235,6 +263,8 @@ def api_probe(world: World, op: Op, klass: str, *, values: dict | None = None, q
     else:
         hdrs["Authorization"] = f"Bearer {world.token}"
     hdrs.update(headers or {})
+    if op.template.startswith("/api/hooks/") and expect is not None:
+        expect = HOOK_REFUSED
     return Probe("api", klass, op.route, op.method, path, data, content_type if data is not None else None, hdrs,
                  environ or {}, strict, frozenset(expect) if expect is not None else None, may_add)
 
@@ -564,6 +594,9 @@ def ui_forms(world: World) -> list[UiForm]:
     instance = {"name": "Tenant probe", "domain": "probe-ui.example.test", "driver": "local", "agent_url": "",
                 "agent_key_id": "", "agent_key": "", "install_dir": "/tmp/ccp-hostile/probe-ui",
                 "compose_project": "", "image_tag": "v1", "template_set": "default", "health_urls": "", "vars": ""}
+    receiver = {"image": "127.0.0.1:9/acme/app", "repository": "acme/app", "instances": world.slug,
+                "semver_range": "^1", "tag_include": "", "tag_exclude": "", "min_age_s": "60", "canary": "1",
+                "wave_size": "5", "registry_username": "", "registry_password": ""}
     forms = [
         UiForm("auth.login", "/login", {"username": "nobody", "password": "not the password"}, anonymous=True),
         UiForm("auth.logout", "/logout", {}),
@@ -583,6 +616,11 @@ def ui_forms(world: World) -> list[UiForm]:
         UiForm("rollouts.cancel", "/rollouts/{rollout_id}/cancel", {}),
         UiForm("admin.create", "/admin/tokens", {"name": "probe token", "scope": "read", "expires_days": "30"}),
         UiForm("admin.revoke", "/admin/tokens/{token_id}/revoke", {}),
+        UiForm("receivers.create", "/receivers", {**receiver, "name": "probe-ui-hook", "kind": "gitea", "secret": ""}),
+        UiForm("receivers.update", "/receivers/{name}", {**receiver, "enabled": "on"}),
+        UiForm("receivers.toggle", "/receivers/{name}/toggle", {}),
+        UiForm("receivers.rotate", "/receivers/{name}/rotate", {}),
+        UiForm("receivers.replay", "/deliveries/{delivery_id}/replay", {}),
     ]
     posts = {rule.endpoint for rule in world.app.url_map.iter_rules()
              if "POST" in (rule.methods or ()) and not rule.rule.startswith(("/api", "/metrics", "/static"))}
