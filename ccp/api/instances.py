@@ -10,7 +10,7 @@ from ccp.api.base import bp, json_body, page_args, page_of, reject_unknown
 from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp import rules
-from ccp.models import ACTIVE_STATUSES, Instance, Upgrade, iso_utc
+from ccp.models import Instance, iso_utc
 from ccp.services.instances import EDITABLE, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
@@ -89,14 +89,7 @@ def update(ref: str):
 @require("admin")
 def delete(ref: str):
     """Delete an instance and its history; 409 while an upgrade is queued or running on it."""
-    inst = find_instance(ref)
-    active = db.session.execute(
-        select(Upgrade.id).filter(Upgrade.instance_id == inst.id, Upgrade.status.in_(ACTIVE_STATUSES))
-    ).first()
-    if active:
-        raise ApiError(409, "upgrade_active", f"upgrade {active[0]} is active on {inst.slug}; cancel it first",
-                       {"upgrade_id": active[0]})
-    delete_instance(inst, actor=g.actor)
+    delete_instance(find_instance(ref), actor=g.actor)
     return "", 204
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from ccp import rules
 from ccp.extensions import db
-from ccp.models import DRIVERS, Instance
+from ccp.models import ACTIVE_STATUSES, DRIVERS, Instance, Upgrade
 from ccp.services.errors import ServiceError
 from ccp.vault import get_vault
 
@@ -49,8 +49,30 @@ def create_instance(data: dict, actor: str = "system") -> Instance:
     return inst
 
 
+class InstanceBusy(ServiceError):
+    """An upgrade is queued or running on the instance: what it works from may not change under it."""
+
+    status, code = 409, "upgrade_active"
+
+
+# A name is only shown; every other field is something a running upgrade reads (driver, dirs, tag, vars, secrets...).
+CHANGEABLE_WHILE_UPGRADING = frozenset({"name"})
+
+
+def _refuse_while_upgrading(inst: Instance, what: str) -> None:
+    active = db.session.execute(
+        select(Upgrade.id).filter(Upgrade.instance_id == inst.id, Upgrade.status.in_(ACTIVE_STATUSES))
+    ).scalar()
+    if active is not None:
+        raise InstanceBusy(f"upgrade {active} is active on {inst.slug}; {what} when it has ended, or cancel it",
+                           {"upgrade_id": active})
+
+
 def update_instance(inst: Instance, data: dict, actor: str = "system") -> Instance:
-    """Validate a partial update and apply it; raise InstanceError (nothing changed) on any invalid field."""
+    """Validate a partial update and apply it; raise InstanceError (nothing changed) on any invalid field, and
+    InstanceBusy when it changes more than the name while an upgrade is queued or running."""
+    if set(data) - CHANGEABLE_WHILE_UPGRADING:
+        _refuse_while_upgrading(inst, "change its settings")
     merged = {f: getattr(inst, f) for f in EDITABLE} | {"slug": inst.slug} | dict(data)
     errors = _validate(merged, creating=False, has_key=bool(inst.agent_key_enc))
     if errors:
@@ -63,7 +85,8 @@ def update_instance(inst: Instance, data: dict, actor: str = "system") -> Instan
 
 
 def delete_instance(inst: Instance, actor: str = "system") -> None:
-    """Delete an instance and its upgrade history."""
+    """Delete an instance and its upgrade history; InstanceBusy while an upgrade is queued or running on it."""
+    _refuse_while_upgrading(inst, "delete it")
     _audit(actor, "instance.delete", inst)
     db.session.delete(inst)
     db.session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import login_required
 
-from ccp.services.instances import InstanceError, update_instance
+from ccp.services.instances import InstanceBusy, InstanceError, update_instance
 from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
 from ccp.web.permissions import requires, ui_actor
@@ -44,6 +44,8 @@ def update(slug: str):
             update_instance(inst, data, actor=ui_actor())
         except InstanceError as exc:
             errors = exc.details
+        except InstanceBusy as exc:  # the Save button is disabled meanwhile; a form sent anyway lands here
+            errors = {"_form": exc.message}
         else:
             if htmx.wants_fragment():
                 return render_tab(inst, "settings", saved=True)

@@ -105,3 +105,23 @@ def test_delete_refused_while_an_upgrade_is_active(app, db, api, make_token):
     token = make_token("admin")
     assert_error(api("DELETE", f"/api/instances/{inst.id}", token), 409, "upgrade_active")
     assert db.session.get(Instance, inst.id) is not None
+
+
+def test_settings_refused_while_an_upgrade_is_active_but_a_new_name_is_not(app, db, api, make_token):
+    from ccp.models import Upgrade
+
+    inst = make_instance()
+    up = Upgrade(instance_id=inst.id, kind="release", status="queued")
+    db.session.add(up)
+    db.session.commit()
+    token = make_token("admin")
+    before = (inst.image_tag, inst.domain)
+    refused = api("PATCH", f"/api/instances/{inst.slug}", token, json={"image_tag": "v9", "name": "Renamed"})
+    assert_error(refused, 409, "upgrade_active")
+    assert refused.get_json()["error"]["details"]["upgrade_id"] == up.id
+    db.session.expire_all()
+    assert (inst.image_tag, inst.domain, inst.name) == (*before, inst.name) and inst.name != "Renamed"
+    assert api("PATCH", f"/api/instances/{inst.slug}", token, json={"name": "Renamed"}).status_code == 200
+    up.status = "succeeded"
+    db.session.commit()
+    assert api("PATCH", f"/api/instances/{inst.slug}", token, json={"image_tag": "v9"}).status_code == 200

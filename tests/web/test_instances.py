@@ -126,6 +126,20 @@ def test_actions_and_settings_wait_while_an_upgrade_is_active(client, login, db)
     assert not any("disabled" in t for t in tags) and " hidden" in reason
 
 
+def test_settings_sent_while_an_upgrade_runs_are_refused_by_the_service(client, login, post, db):
+    login("admin")
+    inst = make_instance()
+    _active_upgrade(db, inst, "running")
+    response = post(f"/instances/{inst.slug}/settings",
+                    {"name": inst.name, "driver": "local", "install_dir": "/srv/elsewhere",
+                     "compose_project": inst.compose_project, "domain": inst.domain},
+                    token_from=f"/instances/{inst.slug}/settings")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422 and "Nothing was saved: upgrade" in body and "is active on" in body
+    db.session.refresh(inst)
+    assert inst.install_dir != "/srv/elsewhere"
+
+
 def test_header_shows_tag_agent_last_seen_and_badges(client, login, db):
     login("viewer")
     inst = make_instance(image_tag="v7")
