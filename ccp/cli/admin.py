@@ -198,11 +198,11 @@ def _save_secrets(inst, secrets: dict[str, str], action: str, key: str) -> None:
     """Store through the instance service (validation, registered tenants refused, encryption, audit), then record
     which secret changed: the service's own audit event names no secret. Names only, never values."""
     from ccp.services.audit import record
-    from ccp.services.instances import InstanceError, update_instance
+    from ccp.services.instances import InstanceBusy, InstanceError, update_instance
 
     try:
         update_instance(inst, {"secrets": secrets}, actor="cli")
-    except InstanceError as exc:
+    except (InstanceError, InstanceBusy) as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from None
     record("cli", action, instance=inst, detail={"key": key})

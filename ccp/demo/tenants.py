@@ -35,7 +35,7 @@ def seed_demo_tenants(app) -> list[str]:
     from ccp.agent.config import AgentConfig, InstanceConfig
     from ccp.agent.server import start_agent_in_thread
     from ccp.hostops.dryrun import dry_run_command
-    from ccp.services.instances import create_instance, update_instance
+    from ccp.services.instances import InstanceBusy, create_instance, update_instance
 
     settings = app.config["CCP"]
     hosts_dir = settings.instance_dir / "demo-hosts"
@@ -52,6 +52,7 @@ def seed_demo_tenants(app) -> list[str]:
         _ensure_install_dir(hosts_dir / slug, slug, registered, None if registered else kept.get(slug))
     handle = start_agent_in_thread(config.validate())
     _agents.append(handle)
+    lines: list[str] = []
     for slug, name, registered in DEMO_TENANTS:
         inst = db.session.execute(select(Instance).filter_by(slug=slug)).scalar_one_or_none()
         data = {"agent_url": handle.url, "agent_key_id": KEY_ID, "agent_key": key}
@@ -60,9 +61,13 @@ def seed_demo_tenants(app) -> list[str]:
                              "compose_project": f"demo{slug}", "is_registered": registered, "image_tag": "v1",
                              "secrets": None if registered else kept.get(slug), **data}, actor="system:demo")
         else:
-            update_instance(inst, data, actor="system:demo")
+            try:
+                update_instance(inst, data, actor="system:demo")
+            except InstanceBusy as exc:  # an upgrade of an earlier demo run, still marked active
+                lines.append(f"{slug}: not reconnected to the new agent ({exc.message}); the worker marks it "
+                             "interrupted within CCP_HEARTBEAT_STALE_S: start the demo again then")
     runtime = "real Docker" if docker else "dry-run runtime (no containers are changed; try tag 'broken')"
-    return [f"demo tenants: {', '.join(s for s, _, _ in DEMO_TENANTS)} via agent {handle.url} — {runtime}"]
+    return [f"demo tenants: {', '.join(s for s, _, _ in DEMO_TENANTS)} via agent {handle.url} — {runtime}", *lines]
 
 
 def stop_demo_agents() -> None:
