@@ -1,6 +1,6 @@
 """Every operator screen at desktop and phone width, light and dark: nothing scrolls sideways at 390 px, dark mode
 follows prefers-color-scheme, keyboard focus is visible, the favicon answers, and the whole walk logs no console
-error and no CSP violation; axe-core (WCAG 2.1 A/AA and best practices) finds nothing serious or critical on any
+error and no CSP violation (login -> preview -> apply -> automatic rollback -> rollout -> logout); axe-core (WCAG 2.1 A/AA and best practices) finds nothing serious or critical on any
 page, light or dark.
 
 Screenshots of each page in each of the four looks land in screenshot_dir as ui-layout-<page>-<width>-<scheme>.png
@@ -128,6 +128,16 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     page.wait_for_selector("#preview")
     walk.look("release-preview")
 
+    # Apply a release that does not come up healthy: the widget runs, then ends rolled back by itself.
+    page.fill("#release-tag", "broken")
+    page.wait_for_selector("#tag-feedback:has-text('is a valid tag')")
+    page.click("#release-form button[type=submit]")
+    page.wait_for_selector("#preview h3:has-text('broken')")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#preview button:has-text('Apply broken')")
+    page.wait_for_selector("#upgrade-status[data-status=rolled_back]", timeout=FINISH_TIMEOUT_MS)
+    walk.look("status-rolled-back")
+
     page.goto(base + f"/rollouts/{rollout.id}")
     page.wait_for_selector("#rollout-progress[data-status=succeeded]", timeout=FINISH_TIMEOUT_MS)
     walk.look("rollout")
@@ -138,6 +148,9 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     walk.visit("tokens", base + "/admin/tokens")
     walk.visit("audit", base + "/admin/audit")
     walk.visit("instance-history-upgraded", base + "/instances/globex/history")
+    walk.visit("instance-history-rolled-back", base + "/instances/acme/history")
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(lambda url: "/login" in url)
 
     assert walk.too_wide == {}, f"pages scroll sideways at 390 px (scrollWidth, innerWidth): {walk.too_wide}"
     same = [name for name in {n for n, _ in walk.backgrounds}
