@@ -13,8 +13,8 @@ from types import SimpleNamespace
 from sqlalchemy import func, or_, select, union_all
 
 from ccp.extensions import db
-from ccp.models import Instance, Rollout, Upgrade
-from ccp.protocol import DRY_RUN_CAPABILITY
+from ccp.models import ACTIVE_STATUSES, Instance, InstanceScan, Rollout, Upgrade
+from ccp.protocol import DRY_RUN_CAPABILITY, PROTOCOL_VERSION
 from ccp.services.plan import APPLY_CAPS
 
 
@@ -40,6 +40,16 @@ class FleetRow:
     last_kind: str | None
     last_to_tag: str | None
     last_at: datetime | None
+    # What the latest scans found (ccp.services.scans) and why the row is flagged: ((flag, sentence), ...).
+    sync_state: str | None = None
+    drifted_files: tuple[str, ...] = ()
+    scanned_at: datetime | None = None
+    reasons: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def flags(self) -> frozenset[str]:
+        """The fleet filters this row falls under (behind, drifted, unreachable, agent_old, attention, held)."""
+        return frozenset(flag for flag, _ in self.reasons)
 
 
 def missing_capabilities(driver: str, capabilities: list | None) -> tuple[str, ...]:
@@ -69,9 +79,11 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
             Instance.id, Instance.slug, Instance.name, Instance.domain, Instance.driver, Instance.image_tag,
             Instance.agent_version, Instance.agent_capabilities, Instance.attention,
             Upgrade.status, Upgrade.kind, Upgrade.to_tag, func.coalesce(Upgrade.finished_at, Upgrade.created_at),
+            *SCAN_COLUMNS,
         )
         .outerjoin(latest, latest.c.instance_id == Instance.id)
         .outerjoin(Upgrade, Upgrade.id == latest.c.last_id)
+        .outerjoin(InstanceScan, InstanceScan.instance_id == Instance.id)
         .order_by(Instance.name, Instance.id)
     )
     term = search.strip().lower()
@@ -80,14 +92,20 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
         stmt = stmt.where(or_(*(func.lower(col).like(like, escape="\\") for col in
                                 (Instance.name, Instance.slug, Instance.domain, Instance.image_tag))))
     rows = db.session.execute(stmt).all()
-    return [
-        FleetRow(
+    waiting = rollout_waiting()
+    out = []
+    for r in rows:
+        missing = missing_capabilities(r[4], r[7])
+        scan = dict(zip(SCAN_NAMES, r[13:]))
+        out.append(FleetRow(
             id=r[0], slug=r[1], name=r[2], domain=r[3], driver=r[4], image_tag=r[5], agent_version=r[6],
-            missing_capabilities=missing_capabilities(r[4], r[7]), dry_run=is_dry_run_runtime(r[7]), attention=r[8],
+            missing_capabilities=missing, dry_run=is_dry_run_runtime(r[7]), attention=r[8],
             last_status=r[9], last_kind=r[10], last_to_tag=r[11], last_at=r[12],
-        )
-        for r in rows
-    ]
+            sync_state=scan["sync_state"], drifted_files=tuple(scan["drifted_files"] or ()),
+            scanned_at=scan["drift_at"] or scan["agent_at"] or scan["update_at"],
+            reasons=row_reasons(scan, missing if r[6] else (), r[8], r[9], waiting.get(r[0])),
+        ))
+    return out
 
 
 def instance_by_slug(slug: str) -> Instance | None:
@@ -156,6 +174,80 @@ def seen_tags(limit: int = SEEN_TAGS_KEPT) -> list[str]:
     stmt = (select(seen.c.tag).where(seen.c.tag != "").group_by(seen.c.tag)
             .order_by(func.max(seen.c.at).desc(), seen.c.tag).limit(limit))
     return list(db.session.execute(stmt).scalars())
+
+
+
+# --- Fleet awareness (issue #15): the scan columns the fleet query reads, the filters and why a row is flagged ---
+SCAN_NAMES = ("sync_state", "drifted_files", "sync_detail", "drift_at", "update_state", "behind_by", "newest_tag",
+              "update_detail", "update_at", "agent_facts", "agent_at", "unreachable_since")
+SCAN_COLUMNS = tuple(getattr(InstanceScan, name) for name in SCAN_NAMES)
+FLEET_FILTERS = (("behind", "Behind"), ("drifted", "Drifted"), ("unreachable", "Unreachable"),
+                 ("agent_old", "Agent too old"), ("attention", "Attention"), ("held", "Held"))
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """The fleet table under one filter: the rows shown, and how many rows of the search fall under each filter."""
+
+    rows: list[FleetRow]
+    counts: dict[str, int]
+    total: int
+    flag: str
+
+
+def fleet_view(rows: list[FleetRow], flag: str = "") -> FleetView:
+    """Count `rows` per filter and keep those under `flag` (an unknown or empty flag keeps them all)."""
+    counts = {key: 0 for key, _ in FLEET_FILTERS}
+    for row in rows:
+        for key in row.flags:
+            counts[key] += 1
+    flag = flag if flag in counts else ""
+    shown = [row for row in rows if flag in row.flags] if flag else rows
+    return FleetView(rows=shown, counts=counts, total=len(rows), flag=flag)
+
+
+def rollout_waiting() -> dict[int, str]:
+    """Instances waiting in a later wave of the running rollout, with a sentence saying so (one query)."""
+    rollout = db.session.execute(select(Rollout).filter_by(status="running").limit(1)).scalar_one_or_none()
+    if rollout is None:
+        return {}
+    out = {}
+    for number, wave in enumerate(rollout.waves or (), start=1):
+        if wave.get("status") == "pending":
+            for instance_id in wave.get("instances") or ():
+                out[instance_id] = f"waits in wave {number} of rollout #{rollout.id} to {rollout.tag}"
+    return out
+
+
+def row_reasons(scan: dict, missing: tuple[str, ...], attention: str | None, last_status: str | None,
+                waiting: str | None) -> tuple[tuple[str, str], ...]:
+    """Why a fleet row is flagged, as (filter, sentence) pairs, from its scan columns and its latest upgrade.
+
+    `missing`: the capabilities an agent that has answered lacks (empty for one never seen: not known to be old)."""
+    out = []
+    if scan.get("update_state") == "update_available" or (scan.get("behind_by") or 0) > 0:
+        out.append(("behind", scan.get("update_detail") or "an update is available"))
+    if scan.get("sync_state") == "drifted":
+        files = list(scan.get("drifted_files") or ())
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        out.append(("drifted", f"{len(files)} file{'s' if len(files) != 1 else ''} differ from a re-apply: {shown}"))
+    if scan.get("unreachable_since") is not None or scan.get("sync_state") == "unreachable":
+        out.append(("unreachable", scan.get("sync_detail") or "the agent did not answer the last scan"))
+    facts = scan.get("agent_facts") or {}
+    protocol = facts.get("protocol")
+    if missing:
+        out.append(("agent_old", f"agent lacks {', '.join(missing)}"))
+    elif isinstance(protocol, int) and protocol < PROTOCOL_VERSION:
+        out.append(("agent_old", f"agent speaks protocol {protocol}, CCP {PROTOCOL_VERSION}"))
+    elif scan.get("sync_state") == "agent_too_old":
+        out.append(("agent_old", scan.get("sync_detail") or "agent too old to preview"))
+    if attention:
+        out.append(("attention", attention))
+    if last_status in ACTIVE_STATUSES:
+        out.append(("held", f"an upgrade is {last_status}"))
+    elif waiting:
+        out.append(("held", waiting))
+    return tuple(out)
 
 
 def _escape_like(term: str) -> str:

@@ -135,3 +135,8 @@ def finish_run(run_id: int) -> ScanRun:
 def recent_runs(limit: int = 10) -> list[ScanRun]:
     """The latest scan runs, newest first."""
     return list(db.session.execute(select(ScanRun).order_by(ScanRun.id.desc()).limit(limit)).scalars())
+
+
+def latest_run() -> ScanRun | None:
+    """The newest scan run, or None."""
+    return db.session.execute(select(ScanRun).order_by(ScanRun.id.desc()).limit(1)).scalar_one_or_none()

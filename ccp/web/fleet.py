@@ -1,26 +1,60 @@
-"""The fleet page (every instance at a glance, filtered as you type) and adding an instance."""
+"""The fleet page (every instance at a glance, searched as you type, filtered by what the scans found), scanning\nnow, a drifted instance's diff, and adding an instance."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, flash, request, url_for
 from flask_login import login_required
 
+from ccp.services import upgrades
 from ccp.services.instances import InstanceError, create_instance
+from ccp.services.scan_runs import latest_run, start_scan
 from ccp.web import htmx
 from ccp.web.forms import form_values, instance_data_from_form
+from ccp.web.instances import load
 from ccp.web.permissions import requires, ui_actor
-from ccp.services.fleet import fleet_rows
+from ccp.web.presenters import changed_first
+from ccp.services.fleet import FLEET_FILTERS, fleet_rows, fleet_view
+from ccp.models import SCAN_KINDS
 
 bp = Blueprint("fleet", __name__)
+FLAG_LABELS = dict(FLEET_FILTERS)
+
+
+@bp.app_template_filter("fleet_flag")
+def fleet_flag(flag: str) -> str:
+    """A fleet filter's label (behind -> Behind, agent_old -> Agent too old)."""
+    return FLAG_LABELS.get(flag, flag)
 
 
 @bp.get("/")
 @login_required
 def index():
-    """The fleet table; an htmx search request gets only the table rows."""
+    """The fleet table with its filters (behind, drifted, unreachable, agent too old, attention, held) and their
+    counts; an htmx search or filter request gets the rows, with the filters swapped out of band."""
     search = request.args.get("q", "")
-    rows = fleet_rows(search)
-    return htmx.render("fleet/index.html", "fleet/_rows.html", rows=rows, q=search)
+    view = fleet_view(fleet_rows(search), request.args.get("f", ""))
+    return htmx.render("fleet/index.html", "fleet/_update.html", rows=view.rows, view=view, q=search,
+                       filters=FLEET_FILTERS, last_scan=latest_run())
+
+
+@bp.post("/fleet/scan")
+@requires("operate")
+def scan():
+    """Start a scan of the whole fleet now (drift, update check, agent inventory), one job per instance."""
+    run = start_scan(SCAN_KINDS, source="manual", actor=ui_actor())
+    flash(f"Scan #{run.id} started: {run.total} instance{'s' if run.total != 1 else ''} queued.", "ok")
+    return htmx.redirect(url_for("fleet.index"))
+
+
+@bp.get("/fleet/drift/<slug:slug>")
+@requires("operate")
+def drift(slug: str):
+    """What a re-apply of the instance's current tag would restore: the release preview at that tag (read-only),
+    with its Apply button (which is the re-apply)."""
+    inst = load(slug)
+    preview = upgrades.preview_release(inst, inst.image_tag)
+    return htmx.render("fleet/drift.html", "releases/_preview.html", inst=inst, preview=preview,
+                       files=changed_first(preview.files), tag=preview.tag, page_mode=True)
 
 
 @bp.route("/instances/new", methods=["GET", "POST"])

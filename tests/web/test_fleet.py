@@ -118,3 +118,114 @@ def test_admin_pages_are_linked_for_admins_only(client, login):
     page = client.get("/").get_data(as_text=True)
     assert "/admin/tokens" in page and "/admin/audit" in page
 
+
+
+# --- Fleet awareness (issue #15): filters, counts, why each row is flagged, the drift diff, scanning now ----------
+
+def _scan(db, inst, **fields):
+    from ccp.models import InstanceScan
+
+    db.session.add(InstanceScan(instance_id=inst.id, drifted_files=fields.pop("drifted_files", []),
+                                agent_facts=fields.pop("agent_facts", {}), image_digests={}, **fields))
+    db.session.commit()
+
+
+def _flagged_fleet(db):
+    from ccp.models import utcnow
+
+    behind = make_instance(name="Behind one")
+    _scan(db, behind, sync_state="in_sync", update_state="current", behind_by=2, newest_tag="v3",
+          update_detail="behind by 2 releases (newest allowed: v3)", drift_at=utcnow())
+    drifted = make_instance(name="Drifted one")
+    _scan(db, drifted, sync_state="drifted", drifted_files=["docker-compose.yml", ".env"], drift_at=utcnow())
+    gone = make_instance(name="Gone one")
+    _scan(db, gone, sync_state="unreachable", sync_detail="agent at http://127.0.0.1:9 is unreachable",
+          unreachable_since=utcnow())
+    old = make_instance(name="Old one")
+    old.agent_version, old.agent_capabilities = "0.9", ["files.diff"]
+    busy = make_instance(name="Busy one")
+    db.session.add(Upgrade(instance_id=busy.id, kind="quick", status="running", actor="x"))
+    calm = make_instance(name="Calm one")
+    _scan(db, calm, sync_state="in_sync", drift_at=utcnow())
+    db.session.commit()
+    return behind, drifted, gone, old, busy, calm
+
+
+def test_filters_count_and_each_row_says_why(client, login, db):
+    login("operator")
+    behind, drifted, gone, old, busy, calm = _flagged_fleet(db)
+    page = client.get("/").get_data(as_text=True)
+    for label, count in (("All", 6), ("Behind", 1), ("Drifted", 1), ("Unreachable", 1), ("Agent too old", 1),
+                         ("Attention", 0), ("Held", 1)):
+        assert f"{label} <b>{count}</b>" in page, label
+    assert "behind by 2 releases (newest allowed: v3)" in page
+    assert "2 files differ from a re-apply: docker-compose.yml, .env" in page
+    assert f'href="/fleet/drift/{drifted.slug}"' in page
+    assert "agent at http://127.0.0.1:9 is unreachable" in page and "an upgrade is running" in page
+    assert "In sync" in page
+    only = client.get("/?f=drifted").get_data(as_text=True)
+    assert "Drifted one" in only and "Behind one" not in only and 'aria-current="true">Drifted' in only
+    assert "Old one" in client.get("/?f=agent_old").get_data(as_text=True)
+    assert "Busy one" in client.get("/?f=held").get_data(as_text=True)
+    assert "Calm one" in client.get("/?f=nonsense").get_data(as_text=True)  # an unknown filter shows all
+
+
+def test_htmx_filter_answer_is_rows_plus_the_filter_bar_out_of_band(client, login, db):
+    login("viewer")
+    _flagged_fleet(db)
+    body = client.get("/?f=unreachable&q=one", headers=HX).get_data(as_text=True)
+    assert "<html" not in body and body.count("<tr>") == 1 and "Gone one" in body
+    assert 'id="fleet-filters" class="fleet-filters" aria-label="Filters" hx-swap-oob="true"' in body
+    assert 'id="fleet-flag" name="f" value="unreachable" hx-swap-oob="true"' in body
+    assert "falls under this filter" in client.get("/?f=attention", headers=HX).get_data(as_text=True)
+    assert "/fleet/drift/" not in client.get("/").get_data(as_text=True)  # a viewer gets no diff link
+
+
+def test_drift_link_shows_what_a_reapply_would_restore(client, login, tenant_factory):
+    from pathlib import Path
+
+    login("operator")
+    inst = tenant_factory()
+    compose = Path(inst.install_dir) / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("restart: unless-stopped", "restart: always", 1)
+                       + "# hand edit\n")
+    page = client.get(f"/fleet/drift/{inst.slug}").get_data(as_text=True)
+    assert "What a re-apply of <code>v1</code> would restore" in page
+    assert "1 modified" in page and "docker-compose.yml" in page and "hand edit" in page
+    assert f"Apply v1 to {inst.name}" in page
+
+
+def test_scan_now_needs_operate_and_queues_one_job_per_instance(client, login, post, db):
+    from ccp.extensions import get_queue
+    from ccp.models import ScanRun
+
+    make_instance(), make_instance()
+    login("viewer")
+    assert post("/fleet/scan", htmx=False).status_code == 403
+    client.post("/logout", headers={"X-CSRFToken": csrf_token(client)})
+    login("operator")
+    response = post("/fleet/scan")
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == "/"
+    run = db.session.execute(select(ScanRun)).scalar_one()
+    assert run.total == 2 and run.kinds == ["agents", "drift", "updates"] and len(get_queue()) == 2
+    assert f"Last scan #{run.id}" in client.get("/").get_data(as_text=True)
+
+
+def test_fleet_with_scan_rows_keeps_its_query_count_and_speed(app, client, login, db):
+    from ccp.models import InstanceScan
+
+    login("viewer")
+    _bulk_instances(db, 10)
+    small, _ = _count_statements(app, db, client)
+    _bulk_instances(db, 990)
+    ids = db.session.execute(select(Instance.id)).scalars().all()
+    db.session.add_all([InstanceScan(instance_id=i, sync_state="drifted" if i % 3 else "in_sync",
+                                     drifted_files=["docker-compose.yml"], agent_facts={"protocol": 1},
+                                     image_digests={}, behind_by=i % 2) for i in ids])
+    db.session.commit()
+    large, _ = _count_statements(app, db, client)
+    assert small == large
+    timings = [_count_statements(app, db, client)[1] for _ in range(5)]
+    print(f"fleet page with scan results, 1000 instances: {large} statements, "
+          f"median {statistics.median(timings) * 1000:.0f} ms")
+    assert statistics.median(timings) <= 0.300
