@@ -105,7 +105,8 @@ def _hook(params) -> dict:
         "security": [{"receiverSecret": []}], "parameters": params,
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/HookPayload"}}}},
-        "responses": {**_ok("Delivery", "200", "Decided"), **_ok("Delivery", "202", "Pending"), "400": _ERR,
+        "responses": {**_ok("Delivery", "200", "Decided"), **_ok("Delivery", "202", "Pending"),
+                      "204": {"description": "Noise acknowledged, nothing stored (a registry's pulls)"}, "400": _ERR,
                       "401": _ERR, "404": _ERR, "413": _ERR}}}
 
 

@@ -100,8 +100,11 @@ def receive_hook(receiver: str, secret: str | None = None):
     """A release event for a receiver (no API token: the provider's own signature, token or URL secret). 202 with
     the delivery while its decision is pending, 200 once decided (ignored: why); a repeated provider delivery id is
     answered with the first delivery (`duplicate: true`). 404 unknown or disabled receiver and 401 unsigned or
-    forged store nothing; 400 `invalid_payload` is kept as rejected."""
+    forged store nothing; 400 `invalid_payload` is kept as rejected; a registry's pull or layer notifications are
+    204, nothing stored."""
     got = intake.receive(receiver, Inbound(request.headers, request.get_data(cache=True), secret))
+    if got.delivery is None:
+        return "", 204
     body = {**delivery_json(got.delivery), "duplicate": got.duplicate}
     return body, 202 if got.delivery.decision == "pending" else 200
 

@@ -64,12 +64,15 @@ class Hint:
 @dataclass(frozen=True)
 class Parsed:
     """A delivery's body as CCP reads it: the event name, its hints, and, without hints, why it is no release;
-    `delivery_id` is the provider's own id of the delivery when it sends one (a repeat of it is a replay)."""
+    `delivery_id` is the provider's own id of the delivery when it sends one (a repeat of it is a replay).
+    `keep` False: noise not worth a row (a registry's pull and layer notifications, which a 2.x registry cannot
+    leave out): acknowledged, not stored."""
 
     event: str
     hints: tuple[Hint, ...] = ()
     ignored: str | None = None
     delivery_id: str | None = None
+    keep: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
    and a decision. A body CCP cannot read is `rejected` (400). An event that is no release (a ping, a branch push),
    a repository the receiver does not listen for, or tags the policy refuses are `ignored` at once with the reason.
    A delivery whose provider id was seen before is a replay: answered with the first one's decision, not kept twice.
+   A registry's pull/layer notifications are acknowledged without a row (noise, see Parsed.keep).
 3. Anything else is `pending`: one decision job per receiver is queued (ccp.jobs.decide_deliveries); it waits out
    the coalescing window (CCP_RECEIVER_WINDOW_S after the oldest pending delivery) and decides for every pending
    delivery of the receiver at once (ccp.services.decisions) - a multi-arch burst is one decision, one rollout.
@@ -44,9 +45,10 @@ def _key(what: str, receiver_id: int) -> str:
 
 @dataclass(frozen=True)
 class Received:
-    """What became of one delivery: its row, and whether it repeats an earlier delivery (not stored again)."""
+    """What became of one delivery: its row (None for noise acknowledged without one: Parsed.keep), and whether it
+    repeats an earlier delivery (not stored again)."""
 
-    delivery: WebhookDelivery
+    delivery: WebhookDelivery | None
     duplicate: bool = False
 
 
@@ -71,6 +73,8 @@ def receive(name: str, inbound: Inbound) -> Received:
     except BadPayload as exc:
         delivery = _record(receiver, Parsed("unreadable"), digest, "rejected", exc.message[:500])
         raise ServiceError(exc.message, {"delivery": delivery.id}, status=400, code="invalid_payload") from None
+    if not parsed.keep:
+        return Received(None)
     earlier = _seen(receiver, parsed.delivery_id)
     if earlier is not None:
         return Received(earlier, duplicate=True)

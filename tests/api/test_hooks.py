@@ -243,3 +243,15 @@ def test_nul_and_lone_surrogates_in_a_signed_payload_are_stored_escaped(db, api,
     assert resp.status_code == 200, resp.get_data(as_text=True)
     (delivery,) = _deliveries(db)
     assert delivery.decision == "ignored" and "\x00" not in delivery.event + delivery.reason
+
+
+def test_a_registry_s_pulls_are_acknowledged_without_a_row(db, api, client, world):
+    sender = _sender(api, world, "distribution")
+    pull = P.distribution_event(REPO, P.DIGEST_A, "v2.0.0", action="pull")
+    layer = P.distribution_event(REPO, P.DIGEST_B, media_type="application/octet-stream")
+    raw = P.body(P.distribution_envelope(pull, layer))
+    headers = {"Content-Type": P.DISTRIBUTION_TYPE, "Authorization": f"Bearer {sender.secret}"}
+    resp = client.post(sender.path, data=raw, headers=headers)
+    assert resp.status_code == 204 and resp.get_data() == b""
+    assert _count(db, WebhookDelivery) == 0 and get_queue().count == 0
+    assert_error(client.post(sender.path, data=raw, headers={**headers, "Authorization": "Bearer x"}), 401)

@@ -180,8 +180,8 @@ def test_distribution_envelope_keeps_manifest_pushes_only():
     parsed = _check("distribution", TOKEN_SECRET, headers, raw)
     assert parsed.hints == (Hint("acme/app", None, P.DIGEST_A), Hint("acme/app", "v1.2.3", P.DIGEST_B))
     assert parsed.delivery_id == layer["id"]
-    only_pulls = P.body(P.distribution_envelope(pull))
-    assert "no manifest push" in _check("distribution", TOKEN_SECRET, headers, only_pulls).ignored
+    only_pulls = _check("distribution", TOKEN_SECRET, headers, P.body(P.distribution_envelope(pull, layer)))
+    assert "no manifest push" in only_pulls.ignored and only_pulls.keep is False  # noise: not stored
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer", f"Bearer {TOKEN}x", f"Basic {TOKEN}", "bearer wrong"])

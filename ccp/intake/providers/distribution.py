@@ -5,7 +5,8 @@ The registry POSTs an envelope (`application/vnd.docker.distribution.events.v1+j
 signs nothing; the endpoint's configured `headers: {Authorization: [Bearer <token>]}` is what proves it, compared
 as a hash in constant time. Only pushes of manifests are hints (layer pushes and pulls are not); a multi-arch push
 is several manifest events, some without a tag. The delivery id is the first event's id (a retry resends the
-same envelope).
+same envelope). An envelope without a manifest push (pulls - CCP's own digest lookups among them - and layer
+pushes) is acknowledged and not stored: registry 2.x sends pulls whatever `ignore.actions` says.
 """
 
 from __future__ import annotations
@@ -44,5 +45,5 @@ def parse(headers: Mapping[str, str], payload: dict) -> Parsed:
     if not hints:
         kinds = sorted({kind.split(" ", 1)[0] for kind in seen}) or ["none"]
         return Parsed("events", ignored=f"no manifest push among {len(events)} event(s) ({', '.join(kinds)[:80]})",
-                      delivery_id=delivery)
+                      delivery_id=delivery, keep=False)
     return Parsed("push", tuple(dict.fromkeys(hints)), delivery_id=delivery)
