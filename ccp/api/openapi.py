@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ccp import __version__
 from ccp.api import openapi_intake
+from ccp.api import openapi_awareness
 from ccp.api.base import MAX_PER_PAGE, bp
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -152,6 +153,7 @@ SCHEMAS = {
 }
 
 SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.openapi_intake)
+SCHEMAS.update(openapi_awareness.SCHEMAS)  # fleet findings, scans, schedules, channels (ccp.api.openapi_awareness)
 
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
 _UPGRADE_ERRORS = {**_E, "502": _ERR}
@@ -241,6 +243,7 @@ PATHS = {
                  "responses": {**_ok("Rollout", "202", "Started"), **_E, "401": _ERR, "503": _ERR}},
     },
     **openapi_intake.PATHS,
+    **openapi_awareness.PATHS,
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}

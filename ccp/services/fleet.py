@@ -230,7 +230,8 @@ def row_reasons(scan: dict, missing: tuple[str, ...], attention: str | None, las
     if scan.get("sync_state") == "drifted":
         files = list(scan.get("drifted_files") or ())
         shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        out.append(("drifted", f"{len(files)} file{'s' if len(files) != 1 else ''} differ from a re-apply: {shown}"))
+        verb = "files differ" if len(files) != 1 else "file differs"
+        out.append(("drifted", f"{len(files)} {verb} from a re-apply: {shown}"))
     if scan.get("unreachable_since") is not None or scan.get("sync_state") == "unreachable":
         out.append(("unreachable", scan.get("sync_detail") or "the agent did not answer the last scan"))
     facts = scan.get("agent_facts") or {}

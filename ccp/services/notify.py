@@ -66,7 +66,7 @@ def _checked(name, url, events, unreachable_after_s, *, creating: bool) -> dict:
         if events is None or any(e not in NOTIFY_EVENTS for e in events):
             errors["events"] = f"events among {', '.join(NOTIFY_EVENTS)}"
         else:
-            out["events"] = sorted(set(events))
+            out["events"] = sorted(set(events), key=NOTIFY_EVENTS.index)
     if unreachable_after_s is not None:
         if not isinstance(unreachable_after_s, int) or isinstance(unreachable_after_s, bool) \
                 or not 60 <= unreachable_after_s <= 30 * 86400:

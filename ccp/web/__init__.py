@@ -9,6 +9,7 @@ from flask_login import current_user
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
     from ccp.web import admin, auth, errors, fleet, instances, receivers, releases, rollouts, static_routes, upgrades
+    from ccp.web import notify_admin
     from ccp.web.diffview import diff_view
     from ccp.web.presenters import register_filters
 
@@ -20,6 +21,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(upgrades.bp)
     app.register_blueprint(rollouts.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(notify_admin.bp)
     app.register_blueprint(receivers.bp)
     app.register_blueprint(static_routes.bp)
 

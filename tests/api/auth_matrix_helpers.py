@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from ccp.extensions import get_queue
 
 DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users", "rollouts",
-             "webhook_deliveries", "receivers")
+             "webhook_deliveries", "receivers", "scan_runs", "scan_schedules", "notification_channels")
 
 
 def snapshot(db) -> dict:

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from ccp.extensions import get_queue
 from ccp.models import Rollout, Upgrade
 from tests.api.auth_matrix_helpers import snapshot
 from tests.api.conftest import assert_error
@@ -47,6 +48,17 @@ ROUTES = [
     ("POST", "/api/receivers/{receiver}/rotate-secret", None, "admin", 200),
     ("GET", "/api/deliveries", None, "read", 200),
     ("POST", "/api/deliveries/{delivery}/replay", None, "admin", 200),  # (the registry is unreachable: ignored)
+    ("GET", "/api/fleet", None, "read", 200),
+    ("POST", "/api/scans", {"kinds": ["agents"]}, "operate", 202),
+    ("GET", "/api/scans/{scan}", None, "read", 200),
+    ("GET", "/api/schedules", None, "admin", 200),
+    ("PATCH", "/api/schedules/drift", {"cron": "*/5 * * * *"}, "admin", 200),
+    ("GET", "/api/channels", None, "admin", 200),
+    ("POST", "/api/channels", {"name": "matrix-new-channel", "url": "json://127.0.0.1:9/x", "events": ["scan.drift"]},
+     "admin", 201),
+    ("PATCH", "/api/channels/{channel}", {"enabled": False}, "admin", 200),
+    ("POST", "/api/channels/{channel}/test", None, "admin", 202),
+    ("DELETE", "/api/channels/{channel}", None, "admin", 204),
     ("GET", "/metrics", None, "read", 200),
 ]
 NARROWER = {"operate": "read", "admin": "operate"}
@@ -70,8 +82,14 @@ def matrix_target(app, db, tenant):
                                detail={"hints": [{"repository": "acme/app", "tag": "v2", "digest": None}]})
     db.session.add_all([done, queued, rollout, delivery])
     db.session.commit()
+    from ccp.services.notify import create_channel
+    from ccp.services.scan_runs import start_scan
+
+    channel = create_channel("matrix-channel", "json://127.0.0.1:9/hook", ["scan.drift"], actor="test")
+    scan = start_scan(["agents"], actor="test")
+    get_queue().empty()
     return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id,
-            "receiver": receiver.name, "delivery": delivery.id}
+            "receiver": receiver.name, "delivery": delivery.id, "channel": channel.id, "scan": scan.id}
 
 
 @pytest.mark.parametrize("method, path, body, permission, ok", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])

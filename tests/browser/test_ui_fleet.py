@@ -71,3 +71,23 @@ def test_fleet_filters_narrow_count_and_say_why(app, page, live_server, operator
     assert "/fleet/drift/" in page.url  # the tenant's agent is not reachable here: the page says why
     assert not walk.too_wide, walk.too_wide
     assert not walk.accessibility, "\n".join(walk.accessibility)
+
+
+def test_schedules_and_channels_page(app, page, live_server, screenshot_dir):
+    from ccp.services.notify import create_channel
+    from tests.factories import make_user
+
+    create_channel("ops-telegram", "tgram://123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr/-100123456",
+                   ["upgrade.failed", "rollout.halted", "scan.drift", "agent.unreachable"], actor="seed")
+    admin, password = make_user("ada", role="admin")
+    base = live_server(app)
+    walk = Walk(page, screenshot_dir)
+    log_in(page, base, admin.username, password)
+    page.goto(base + "/admin/awareness")
+    assert "AAbbCCdd" not in page.content()  # the bot token is never shown back
+    page.fill("#cron-drift", "every hour")
+    page.click("#schedule-drift button[type=submit]")
+    expect(page.locator("#cron-drift-error")).to_contain_text("five fields")
+    walk.look("awareness-admin")
+    assert not walk.too_wide, walk.too_wide
+    assert not walk.accessibility, "\n".join(walk.accessibility)
