@@ -50,11 +50,12 @@ def scan():
 @requires("operate")
 def drift(slug: str):
     """What a re-apply of the instance's current tag would restore: the release preview at that tag (read-only),
-    with its Apply button (which is the re-apply)."""
+    with its Apply button (which is the re-apply). `?baseline=1` words it as the first look after enrolling."""
     inst = load(slug)
     preview = upgrades.preview_release(inst, inst.image_tag)
     return htmx.render("fleet/drift.html", "releases/_preview.html", inst=inst, preview=preview,
-                       files=changed_first(preview.files), tag=preview.tag, page_mode=True)
+                       files=changed_first(preview.files), tag=preview.tag, page_mode=True,
+                       baseline=request.args.get("baseline") == "1")
 
 
 @bp.route("/instances/new", methods=["GET", "POST"])
@@ -70,7 +71,9 @@ def new_instance():
             inst = create_instance(data, actor=ui_actor())
         except InstanceError as exc:
             errors = exc.details
-        else:
-            return htmx.redirect(url_for("instances.show", slug=inst.slug))
+        else:  # a remote tenant's first look: the baseline, what CCP would change if it re-rendered today
+            target = (url_for("fleet.drift", slug=inst.slug, baseline=1) if inst.driver == "remote"
+                      else url_for("instances.show", slug=inst.slug))
+            return htmx.redirect(target)
     return htmx.render("instances/new.html", "instances/_form.html", status=422, creating=True,
                        values=form_values(None, request.form), errors=errors)
