@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from rq import Queue
 from sqlalchemy import select, update
 
 from ccp.extensions import db, get_queue
@@ -20,6 +21,7 @@ from ccp.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 300
+ENQUEUE_BATCH = 500
 LISTED = 50  # slugs a summary names per finding (counts are always whole)
 _cache: dict = {"run": None, "data": {}}  # registry answers of the run this worker scans now (see scan_updates)
 
@@ -43,10 +45,12 @@ def start_scan(kinds, *, source: str = "manual", actor: str, instance_ids=None) 
     db.session.add(run)
     db.session.commit()
     queue = get_queue()
-    try:
-        for instance_id in ids:
-            queue.enqueue("ccp.jobs.scan_instance", run.id, instance_id, job_timeout=JOB_TIMEOUT_S,
-                          description=f"scan ({', '.join(kinds)}) of instance #{instance_id}, run #{run.id}")
+    try:  # one Redis pipeline for the whole fleet (a round trip per job was ~1 s of a 400-tenant scan)
+        for chunk in range(0, len(ids), ENQUEUE_BATCH):
+            queue.enqueue_many([
+                Queue.prepare_data("ccp.jobs.scan_instance", (run.id, instance_id), timeout=JOB_TIMEOUT_S,
+                                   description=f"scan ({', '.join(kinds)}) of instance #{instance_id}, run #{run.id}")
+                for instance_id in ids[chunk:chunk + ENQUEUE_BATCH]])
     except Exception as exc:  # noqa: BLE001 - Redis down: end the run so it does not look busy forever
         run.finished_at, run.summary = utcnow(), {"error": "could not enqueue: Redis unavailable"}
         db.session.commit()
