@@ -601,6 +601,8 @@ def ui_forms(world: World) -> list[UiForm]:
         UiForm("auth.login", "/login", {"username": "nobody", "password": "not the password"}, anonymous=True),
         UiForm("auth.logout", "/logout", {}),
         UiForm("fleet.new_instance", "/instances/new", {**instance, "slug": "probe-ui"}),
+        UiForm("enroll.probe", "/instances/new/probe", {"slug": "probe-ui", "agent_url": "http://127.0.0.1:9",
+                                                        "agent_key_id": "ccp-test", "agent_key": "k" * 32}),
         UiForm("instances.update", "/instances/{slug}/settings",
                {**instance, "name": "Tenant prov-1", "domain": "prov-1.example.test", "compose_project": "prov1",
                 "install_dir": world.install_dir}),
