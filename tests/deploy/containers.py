@@ -185,12 +185,25 @@ def build_ccp_images(log=print) -> tuple[str, str]:
                 shutil.copytree(source, Path(tmp) / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 shutil.copy2(source, Path(tmp) / name)
+        sources = _tree_hash(Path(tmp))
         for ref, dockerfile in ((CCP, "Dockerfile"), (AGENT, "agent.Dockerfile")):
+            recipe = _recipe(ref, sources, _stamp_of(base) or "")
+            if _stamp_of(ref) == recipe:  # same sources, same base: Docker would only replay its cache
+                log(f"{ref} up to date ({recipe})")
+                continue
             started = time.monotonic()
             _run(["docker", "build", "-q", "-f", str(Path(tmp) / "ccp/deploy/docker" / dockerfile),
-                  "--build-arg", f"BASE={base}", "-t", ref, tmp], timeout=1200)
+                  "--build-arg", f"BASE={base}", "--label", f"{STAMP_LABEL}={recipe}", "-t", ref, tmp],
+                 timeout=1200)
             log(f"built {ref} in {time.monotonic() - started:.0f}s")
     return CCP, AGENT
+
+
+def _tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":
