@@ -82,7 +82,7 @@ def main() -> None:
             total, render, health, diff, coverage = [], [], [], [], []
             for _ in range(args.rounds):
                 t0 = time.perf_counter()
-                preview = upgrades.preview_release(inst, "v2")
+                upgrades.preview_release(inst, "v2")
                 total.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 result = render_instance(inst, "v2", secrets=inst.decrypted_secrets())

@@ -267,7 +267,8 @@ def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
         health = driver.health()
     except DriverError as exc:
         raise _agent_error(exc, driver) from None
-    version, capabilities, now = str(health.get("version") or "unknown"), sorted(health.get("capabilities") or []), utcnow()
+    version, capabilities = str(health.get("version") or "unknown"), sorted(health.get("capabilities") or [])
+    now = utcnow()
     seen = instance.last_seen_at
     if (version, capabilities) != (instance.agent_version, instance.agent_capabilities) or seen is None \
             or (now - as_utc(seen)).total_seconds() >= SEEN_WRITE_EVERY_S:

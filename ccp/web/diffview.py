@@ -87,7 +87,7 @@ def parse_rows(text: str) -> list[Row]:
             old_no += 1
             new_no += 1
     for dels, adds in _change_blocks(rows):
-        for old, new in zip(dels, adds):
+        for old, new in zip(dels, adds, strict=False):  # a longer run's extra lines have no partner
             _mark_intraline(old, new)
     return rows
 

@@ -31,7 +31,7 @@ def test_enroll_a_registered_tenant(browser, live_server, app, tmp_path, screens
             context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
             page = context.new_page()
             errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
             log_in(page, base, admin.username, password)
             page.goto(base + "/instances/new")
             page.fill("#f-slug", "acme")

@@ -54,7 +54,8 @@ def test_preview_reads_like_a_review(browser, live_server, app, tenant_factory, 
             context = browser.new_context(viewport=viewport, color_scheme=scheme, locale="en-US")
             page = context.new_page()
             errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type in ("error", "warning") else None)
+            page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type in ("error", "warning")
+                    else None)
             log_in(page, base, *operator)
             _preview(page, base, "acme", "v2")
             alert = page.locator("#secret-alert")
