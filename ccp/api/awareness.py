@@ -16,6 +16,20 @@ from ccp.services.scan_runs import start_scan
 
 QUERY_PARAMS.update({"api.fleet": {"q", "filter"}})
 CHANNEL_FIELDS = ("name", "url", "events", "enabled", "unreachableAfterS")
+# JSON types of the fields these routes take; null is not "left out" (leave the field out for that).
+TYPES = {"name": (str,), "url": (str,), "events": (list,), "enabled": (bool,), "unreachableAfterS": (int,),
+         "kinds": (list,), "cron": (str,)}
+
+
+def _typed(data: dict) -> dict:
+    """422 naming every field whose JSON type is wrong (a boolean is not an integer here)."""
+    names = {str: "a string", list: "an array", bool: "true or false", int: "an integer"}
+    bad = {k: f"must be {names[TYPES[k][0]]}"
+           for k, v in data.items() if k in TYPES and (not isinstance(v, TYPES[k])
+                                                        or (TYPES[k] == (int,) and isinstance(v, bool)))}
+    if bad:
+        raise ApiError(422, "validation_failed", "wrong type: " + ", ".join(sorted(bad)), bad)
+    return data
 
 
 @bp.get("/fleet")
@@ -44,7 +58,9 @@ def start_scan_route():
     """Start a scan of every instance: `kinds` among drift, updates, agents (default all); one job per instance."""
     data = json_body(allow_empty=True)
     reject_unknown(data, ("kinds",))
-    run = start_scan(data.get("kinds") or ("agents", "drift", "updates"), source="api", actor=g.actor)
+    _typed(data)
+    run = start_scan(data["kinds"] if "kinds" in data else ("agents", "drift", "updates"), source="api",
+                     actor=g.actor)
     return scan_json(run), 202, {"Location": url_for("api.get_scan", run_id=run.id)}
 
 
@@ -80,6 +96,7 @@ def update_schedule(kind: str):
     """Change a schedule's `cron` (five fields, UTC) and/or `enabled`; 422 on a bad value (nothing changes)."""
     data = json_body()
     reject_unknown(data, ("cron", "enabled"))
+    _typed(data)
     schedules.update_schedule(kind, cron=data.get("cron"), enabled=data.get("enabled"), actor=g.actor)
     return next(s for s in list_schedules()["items"] if s["kind"] == kind)
 
@@ -95,29 +112,28 @@ def list_channels():
 @require("admin")
 def create_channel():
     """Add a channel: `name`, `url` (an Apprise URL, stored encrypted), `events`, `unreachableAfterS` (201)."""
-    data = json_body()
+    data = _typed(json_body())
     reject_unknown(data, CHANNEL_FIELDS)
     channel = notify.create_channel(data.get("name"), data.get("url"), data.get("events"),
                                     unreachable_after_s=data.get("unreachableAfterS"), actor=g.actor)
+    if data.get("enabled") is False:
+        channel = notify.update_channel(channel.id, enabled=False, actor=g.actor)
     return channel_json(channel), 201
 
 
-@bp.patch("/channels/<id:channel_id>")
+@bp.route("/channels/<id:channel_id>", methods=["PATCH", "DELETE"])
 @require("admin")
-def update_channel(channel_id: int):
-    """Change what is given; a URL left out stays as stored."""
-    data = json_body()
+def channel(channel_id: int):
+    """PATCH: change what is given (a URL left out stays as stored). DELETE: remove the channel (204).
+
+    (One rule for both methods: with two, an id the converter refuses would answer 405 instead of 404.)"""
+    if request.method == "DELETE":
+        notify.delete_channel(channel_id, actor=g.actor)
+        return "", 204
+    data = _typed(json_body())
     reject_unknown(data, CHANNEL_FIELDS)
     fields = {("unreachable_after_s" if k == "unreachableAfterS" else k): v for k, v in data.items()}
     return channel_json(notify.update_channel(channel_id, actor=g.actor, **fields))
-
-
-@bp.delete("/channels/<id:channel_id>")
-@require("admin")
-def delete_channel(channel_id: int):
-    """Remove a channel (204)."""
-    notify.delete_channel(channel_id, actor=g.actor)
-    return "", 204
 
 
 @bp.post("/channels/<id:channel_id>/test")

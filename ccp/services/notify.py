@@ -52,18 +52,18 @@ def _checked(name, url, events, unreachable_after_s, *, creating: bool) -> dict:
     errors, out = {}, {}
     if name is not None or creating:
         name = name.strip() if isinstance(name, str) else ""
-        if not name or len(name) > 63:
-            errors["name"] = "a name of 1 to 63 characters"
+        if not name or len(name) > 63 or not _plain(name):
+            errors["name"] = "a name of 1 to 63 printable characters"
         out["name"] = name
     if url is not None or creating:
-        if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX or \
+        if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX or not _plain(url) or \
                 apprise.Apprise.instantiate(url.strip()) is None:
             errors["url"] = "an Apprise URL Apprise understands (e.g. json://host/path, mailto://..., tgram://...)"
         else:
             out["url"] = url.strip()
     if events is not None or creating:
         events = list(events or ()) if isinstance(events, (list, tuple)) else None
-        if events is None or any(e not in NOTIFY_EVENTS for e in events):
+        if events is None or any(not isinstance(e, str) or e not in NOTIFY_EVENTS for e in events):
             errors["events"] = f"events among {', '.join(NOTIFY_EVENTS)}"
         else:
             out["events"] = sorted(set(events), key=NOTIFY_EVENTS.index)
@@ -76,6 +76,15 @@ def _checked(name, url, events, unreachable_after_s, *, creating: bool) -> dict:
     if errors:
         raise ChannelInvalid("the channel is not valid: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
     return out
+
+
+def _plain(text: str) -> bool:
+    """Printable and encodable (no control characters, no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return text.isprintable()
 
 
 def list_channels() -> list[NotificationChannel]:

@@ -33,8 +33,10 @@ class ScanInvalid(ServiceError):
 def start_scan(kinds, *, source: str = "manual", actor: str, instance_ids=None) -> ScanRun:
     """Record a run of `kinds` (drift, updates, agents) and queue one job per instance (every instance, or those
     of `instance_ids`). Raises ScanInvalid for an unknown kind, ServiceError when Redis is unavailable."""
-    kinds = sorted(set(kinds or ()))
-    bad = [k for k in kinds if k not in SCAN_KINDS]
+    if not isinstance(kinds, (list, tuple)) or not all(isinstance(k, str) for k in kinds):
+        raise ScanInvalid(f"scan kinds: a list among {', '.join(SCAN_KINDS)}", {"kinds": "a list of names"})
+    kinds = sorted(set(kinds))
+    bad = [k[:40] for k in kinds if k not in SCAN_KINDS]
     if not kinds or bad:
         raise ScanInvalid(f"scan kinds must be among {', '.join(SCAN_KINDS)}", {"kinds": bad or "none given"})
     stmt = select(Instance.id).order_by(Instance.id)

@@ -27,6 +27,16 @@ class ScheduleInvalid(ServiceError):
     status, code = 422, "invalid_schedule"
 
 
+class ScheduleNotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+def _known(kind) -> str:
+    if kind not in SCAN_KINDS:
+        raise ScheduleNotFound(f"no schedule {str(kind)[:40]!r}: kinds are {', '.join(SCAN_KINDS)}")
+    return kind
+
+
 @dataclass(frozen=True)
 class ScheduleView:
     """A schedule as the admin page and the API show it, with its last run's outcome."""
@@ -82,10 +92,10 @@ def list_schedules() -> list[ScheduleView]:
 def update_schedule(kind: str, *, cron: str | None = None, enabled: bool | None = None, actor: str) -> ScanSchedule:
     """Change a schedule's cron expression and/or switch it on or off; its next run is recomputed. Audited.
 
-    Raises ScheduleInvalid (unknown kind, bad expression); bad input changes nothing."""
-    schedule = db.session.execute(select(ScanSchedule).filter_by(kind=kind)).scalar_one_or_none()
+    Raises ScheduleNotFound (unknown kind), ScheduleInvalid (bad expression); bad input changes nothing."""
+    schedule = db.session.execute(select(ScanSchedule).filter_by(kind=_known(kind))).scalar_one_or_none()
     if schedule is None:
-        raise ScheduleInvalid(f"no schedule for {kind!r}: kinds are {', '.join(SCAN_KINDS)}", {"kind": kind})
+        raise ScheduleNotFound(f"no schedule {kind!r}")
     if enabled is not None and not isinstance(enabled, bool):
         raise ScheduleInvalid("enabled must be true or false", {"enabled": "true or false"})
     new_cron = check_cron(cron) if cron is not None else schedule.cron
@@ -128,10 +138,8 @@ def run_due(now: datetime | None = None) -> list[int]:
 
 
 def run_now(kind: str, *, actor: str) -> ScanRun:
-    """Start a schedule's scan at once (its regular times stay as they are)."""
-    if kind not in SCAN_KINDS:
-        raise ScheduleInvalid(f"no schedule for {kind!r}: kinds are {', '.join(SCAN_KINDS)}", {"kind": kind})
-    run = start_scan([kind], source="manual", actor=actor)
+    """Start a schedule's scan at once (its regular times stay as they are); raises ScheduleNotFound."""
+    run = start_scan([_known(kind)], source="manual", actor=actor)
     db.session.execute(update(ScanSchedule).where(ScanSchedule.kind == kind)
                        .values(last_run_id=run.id, last_run_at=run.created_at))
     db.session.commit()

@@ -10,6 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from ccp.models import NOTIFY_EVENTS
 from ccp.services import notify, schedules
 from ccp.services.errors import ServiceError
+from ccp.services.schedules import ScheduleNotFound
 from ccp.services.scan_runs import recent_runs
 from ccp.web.permissions import requires, ui_actor
 
@@ -29,8 +30,10 @@ def index():
 def update_schedule(kind: str):
     """Save a schedule's cron expression and whether it runs."""
     try:
-        schedules.update_schedule(kind, cron=request.form.get("cron", ""),
-                                  enabled=request.form.get("enabled") == "on", actor=ui_actor())
+        schedules.update_schedule(kind, cron=request.form.get("cron", ""), enabled=_checkbox("enabled"),
+                                  actor=ui_actor())
+    except ScheduleNotFound:
+        raise
     except ServiceError as exc:
         return _page(status=exc.status, schedule_errors={kind: exc.message}, cron_typed={kind: request.form.get("cron")})
     flash(f"{KIND_LABELS.get(kind, kind)} schedule saved.", "ok")
@@ -51,10 +54,8 @@ def run_schedule(kind: str):
 def create_channel():
     """Add a notification channel; its URL is stored encrypted and never shown back."""
     form = request.form
-    try:
-        minutes = int(form.get("unreachable_after_min") or 60)
-    except ValueError:
-        minutes = -1
+    minutes = form.get("unreachable_after_min", "60").strip() or "60"
+    minutes = int(minutes) if minutes.isascii() and minutes.isdigit() and len(minutes) <= 6 else -1
     try:
         channel = notify.create_channel(form.get("name", ""), form.get("url", ""), form.getlist("events"),
                                         unreachable_after_s=minutes * 60, actor=ui_actor())
@@ -66,7 +67,7 @@ def create_channel():
     return redirect(url_for("notify_admin.index"))
 
 
-@bp.post("/channels/<int:channel_id>/test")
+@bp.post("/channels/<id:channel_id>/test")
 @requires("admin")
 def test_channel(channel_id: int):
     """Queue a test message to the channel (delivered by a worker; the result shows as last sent or last error)."""
@@ -75,22 +76,30 @@ def test_channel(channel_id: int):
     return redirect(url_for("notify_admin.index"))
 
 
-@bp.post("/channels/<int:channel_id>/enabled")
+@bp.post("/channels/<id:channel_id>/enabled")
 @requires("admin")
 def toggle_channel(channel_id: int):
     """Switch a channel on or off."""
-    channel = notify.update_channel(channel_id, enabled=request.form.get("enabled") == "on", actor=ui_actor())
+    channel = notify.update_channel(channel_id, enabled=_checkbox("enabled"), actor=ui_actor())
     flash(f"Channel {channel.name} {'on' if channel.enabled else 'off'}.", "ok")
     return redirect(url_for("notify_admin.index"))
 
 
-@bp.post("/channels/<int:channel_id>/delete")
+@bp.post("/channels/<id:channel_id>/delete")
 @requires("admin")
 def delete_channel(channel_id: int):
     """Remove a channel."""
     notify.delete_channel(channel_id, actor=ui_actor())
     flash("Channel deleted.", "ok")
     return redirect(url_for("notify_admin.index"))
+
+
+def _checkbox(name: str) -> bool:
+    """A checkbox: "on" when ticked, absent when not; anything else is refused (400), not read as "off"."""
+    value = request.form.get(name)
+    if value not in (None, "on"):
+        raise ServiceError(f"{name} is a checkbox: 'on' or absent", status=400, code="invalid_form")
+    return value == "on"
 
 
 def _page(status: int = 200, **context):

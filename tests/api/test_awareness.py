@@ -49,8 +49,8 @@ def test_schedule_change_is_validated(app, db, api, make_token):
     assert resp.status_code == 200 and resp.get_json()["cron"] == "15 3 * * 1" and resp.get_json()["nextRunAt"]
     before = snapshot(db)
     assert_error(api("PATCH", "/api/schedules/updates", token, json={"cron": "* * * *"}), 422, "invalid_schedule")
-    assert_error(api("PATCH", "/api/schedules/updates", token, json={"enabled": "yes"}), 422, "invalid_schedule")
-    assert_error(api("PATCH", "/api/schedules/backups", token, json={"enabled": True}), 422, "invalid_schedule")
+    assert_error(api("PATCH", "/api/schedules/updates", token, json={"enabled": "yes"}), 422, "validation_failed")
+    assert_error(api("PATCH", "/api/schedules/backups", token, json={"enabled": True}), 404, "not_found")
     assert_error(api("PATCH", "/api/schedules/updates", token, json={"every": "hour"}), 422, "validation_failed")
     assert snapshot(db) == before
     kinds = [s["kind"] for s in api("GET", "/api/schedules", token).get_json()["items"]]
@@ -81,3 +81,17 @@ def test_channel_url_goes_in_and_never_comes_out(app, db, api, make_token):
     assert api("DELETE", f"/api/channels/{channel['id']}", token).status_code == 204
     assert db.session.execute(select(NotificationChannel)).first() is None
     assert_error(api("DELETE", f"/api/channels/{channel['id']}", token), 404, "not_found")
+
+
+def test_wrong_json_types_are_refused_not_read_as_left_out(app, db, api, make_token):
+    token = make_token("admin")
+    before = snapshot(db)
+    for path, body in (("/api/scans", {"kinds": None}), ("/api/scans", {"kinds": []}),
+                       ("/api/scans", {"kinds": [["drift"]]}), ("/api/channels", {"name": "x", "url": None}),
+                       ("/api/channels", {"name": "x", "url": "json://127.0.0.1:9/x", "events": [],
+                                          "unreachableAfterS": True})):
+        resp = api("POST", path, token, json=body)
+        assert resp.status_code == 422, (path, body, resp.get_data(as_text=True))
+    assert api("PATCH", "/api/schedules/drift", token, json={"cron": None}).status_code == 422
+    assert api("DELETE", "/api/channels/99999999999", token).status_code == 404  # not 405
+    assert snapshot(db) == before

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from ccp.models import AuditEvent, ScanRun, ScanSchedule, as_utc, utcnow
-from ccp.services.schedules import ScheduleInvalid, list_schedules, run_due, update_schedule
+from ccp.services.schedules import ScheduleInvalid, ScheduleNotFound, list_schedules, run_due, update_schedule
 from tests.factories import make_instance
 
 
@@ -28,9 +28,10 @@ def test_bad_cron_is_refused_and_changes_nothing(app, db, cron):
     assert db.session.execute(select(AuditEvent)).first() is None
 
 
-def test_unknown_kind_is_refused(app):
-    with pytest.raises(ScheduleInvalid):
+def test_unknown_kind_is_not_found(app):
+    with pytest.raises(ScheduleNotFound) as caught:
         update_schedule("backups", cron="0 * * * *", actor="test")
+    assert caught.value.status == 404
 
 
 def test_edit_recomputes_next_run_and_is_audited(app, db):

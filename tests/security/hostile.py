@@ -255,7 +255,7 @@ def wrong_typed(schema: dict) -> st.SearchStrategy[str]:
 # --- the harness ---------------------------------------------------------------------------------------------------
 
 TABLES = ("instances", "upgrades", "upgrade_steps", "rollouts", "audit_events", "webhook_deliveries", "api_tokens",
-          "users")
+          "users", "scan_runs", "scan_schedules", "notification_channels")
 VOLATILE = {"api_tokens": {"last_used_at"}}  # refreshed on use at most once a minute: not a change made by a probe
 API_REFUSAL = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422, 429})
 

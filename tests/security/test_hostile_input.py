@@ -62,8 +62,9 @@ HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True, database
 STRICT_FIELDS = {"slug", "domain", "driver", "agent_url", "agent_key_id", "install_dir", "compose_project",
                  "image_tag", "template_set", "imageTag", "plan", "tag", "instances", "health_urls", "canary",
                  "waveSize", "is_registered", "vars", "secrets", "scope", "expires_days",
-                 "kind", "image", "repository", "wave_size", "min_age_s", "enabled"}  # (receivers)
-NUMBER_FIELDS = {"canary", "waveSize", "expires_days", "wave_size", "min_age_s"}
+                 "kind", "image", "repository", "wave_size", "min_age_s", "enabled",  # (receivers)
+                 "cron", "events", "kinds", "unreachableAfterS", "unreachable_after_min"}  # (fleet awareness)
+NUMBER_FIELDS = {"canary", "waveSize", "expires_days", "wave_size", "min_age_s", "unreachable_after_min"}
 REMOTE = {"driver": "remote", "agent_url": "http://127.0.0.1:9", "agent_key_id": "ccp", "agent_key": "k" * 32}
 CONTEXT = {"agent_url": REMOTE, "agent_key_id": REMOTE, "agent_key": REMOTE, "install_dir": {"driver": "local"}}
 PLAN_STRINGS = ["\u0661" * 64, "g" * 64, "A" * 64, "0" * 63 + "\x00", "0" * 63 + "\u0660"]
@@ -122,7 +123,7 @@ class World:
 
     def values(self) -> dict:
         return {"ref": self.slug, "slug": self.slug, "name": "probe-hook", "receiver": "probe-hook",
-                "secret": "not-the-secret", **{k: str(v) for k, v in self.ids.items()}}
+                "secret": "not-the-secret", "kind": "drift", **{k: str(v) for k, v in self.ids.items()}}
 
 
 @pytest.fixture
@@ -148,6 +149,7 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
     ids = (target.id, upgrade.get_json()["id"], rollout.get_json()["id"], _token_id(db))
     assert ids == (1, 1, 1, 1), f"the probes rely on these ids: {ids}"
     _receiver_with_a_delivery(target.slug)
+    _channel_and_scan()
     slug, install_dir = target.slug, target.install_dir
     login("admin")
 
@@ -168,7 +170,8 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
         yield World(app=app, db=db, client=client, anon=anon, token=token, csrf=csrf, anon_csrf=anon_csrf,
                     ledger=Ledger(db, get_queue), errors=errors, ops=_operations(doc),
                     schemas=doc["components"]["schemas"], slug=slug, install_dir=install_dir,
-                    ids={"upgrade_id": 1, "rollout_id": 1, "token_id": 1, "delivery_id": 1})
+                    ids={"upgrade_id": 1, "rollout_id": 1, "token_id": 1, "delivery_id": 1, "channel_id": 1,
+                         "run_id": 1})
     request_started.disconnect(fresh_request, app)
 
 
@@ -184,6 +187,15 @@ def _receiver_with_a_delivery(slug: str) -> None:
                                    status="accepted", decision="ignored", repository="acme/app", tag="v2",
                                    detail={"hints": [{"repository": "acme/app", "tag": "v2", "digest": None}]}))
     db.session.commit()
+
+
+def _channel_and_scan() -> None:
+    """Notification channel #1 and scan run #1, for the fleet awareness routes."""
+    from ccp.services.notify import create_channel
+    from ccp.services.scan_runs import start_scan
+
+    create_channel("probe-channel", "json://127.0.0.1:9/hook", ["scan.drift"], actor="test")
+    start_scan(["agents"], actor="test")
 
 
 def _token_id(db) -> int:
@@ -238,6 +250,10 @@ def baseline(op: Op, world: World) -> dict:
                            "enabled": True},
         "ReceiverUpdate": {"semver_range": "^2", "min_age_s": 120},
         "SecretRotation": {"secret": "probe-secret-0123456789"},
+        "ScanRequest": {"kinds": ["agents"]},
+        "ScheduleChange": {"cron": "*/5 * * * *", "enabled": True},
+        "ChannelWrite": {"name": "probe-channel-new", "url": "json://127.0.0.1:9/hook", "events": ["scan.drift"],
+                         "enabled": True, "unreachableAfterS": 600},
         "HookPayload": {"action": "published", "release": {"tag_name": "v2"},
                         "repository": {"full_name": "acme/app"}},
     }
@@ -623,6 +639,15 @@ def ui_forms(world: World) -> list[UiForm]:
         UiForm("receivers.toggle", "/receivers/{name}/toggle", {}),
         UiForm("receivers.rotate", "/receivers/{name}/rotate", {}),
         UiForm("receivers.replay", "/deliveries/{delivery_id}/replay", {}),
+        UiForm("fleet.scan", "/fleet/scan", {}),
+        UiForm("notify_admin.update_schedule", "/admin/schedules/{kind}", {"cron": "*/5 * * * *", "enabled": "on"}),
+        UiForm("notify_admin.run_schedule", "/admin/schedules/{kind}/run", {}),
+        UiForm("notify_admin.create_channel", "/admin/channels",
+               {"name": "probe-ui-channel", "url": "json://127.0.0.1:9/hook", "events": "scan.drift",
+                "unreachable_after_min": "30"}),
+        UiForm("notify_admin.test_channel", "/admin/channels/{channel_id}/test", {}),
+        UiForm("notify_admin.toggle_channel", "/admin/channels/{channel_id}/enabled", {"enabled": "on"}),
+        UiForm("notify_admin.delete_channel", "/admin/channels/{channel_id}/delete", {}),
     ]
     posts = {rule.endpoint for rule in world.app.url_map.iter_rules()
              if "POST" in (rule.methods or ()) and not rule.rule.startswith(("/api", "/metrics", "/static"))}
