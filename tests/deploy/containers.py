@@ -88,6 +88,19 @@ def _stamp_of(ref: str) -> str | None:
     return None
 
 
+def _image_id(ref: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True,
+                          timeout=60, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _drop_replaced(ref: str, old_id: str | None) -> None:
+    """Remove the image ``ref`` pointed at before a rebuild: under the vfs storage driver every image keeps full
+    copies of its layers, so replaced ones would fill the disk run after run."""
+    if old_id and old_id != _image_id(ref):
+        subprocess.run(["docker", "rmi", old_id], capture_output=True, timeout=120, check=False)
+
+
 def debian_mirror() -> str:
     """The Debian mirror this machine's apt uses (debootstrap needs the same reachable one)."""
     for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:
@@ -122,7 +135,7 @@ def build_base(log=print) -> str:
         return BASE
     if not shutil.which("debootstrap"):
         raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
-    started = time.monotonic()
+    started, old_id = time.monotonic(), _image_id(BASE)
     with tempfile.TemporaryDirectory(prefix="ccp-base-") as tmp:
         root = Path(tmp) / "root"
         _run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
@@ -145,6 +158,7 @@ def build_base(log=print) -> str:
         if imported.returncode != 0:
             raise RuntimeError(f"docker import failed: {imported.stderr.decode(errors='replace')[-500:]}")
     _run(["docker", "push", BASE], timeout=600)
+    _drop_replaced(BASE, old_id)
     log(f"built {BASE} in {time.monotonic() - started:.0f}s")
     return BASE
 
@@ -157,13 +171,14 @@ def build_services(log=print) -> str:
     if _stamp_of(SERVICES) == recipe:
         log(f"{SERVICES} up to date ({recipe})")
         return SERVICES
-    started = time.monotonic()
+    started, old_id = time.monotonic(), _image_id(SERVICES)
     with tempfile.TemporaryDirectory(prefix="ccp-services-") as tmp:
         (Path(tmp) / "Dockerfile").write_text(SERVICES_DOCKERFILE)
         (Path(tmp) / "entrypoint.sh").write_text(SERVICES_ENTRYPOINT)
         _run(["docker", "build", "-q", "--build-arg", f"BASE={base}", "--label", f"{STAMP_LABEL}={recipe}",
               "-t", SERVICES, tmp], timeout=900)
     _run(["docker", "push", SERVICES], timeout=600)
+    _drop_replaced(SERVICES, old_id)
     log(f"built {SERVICES} in {time.monotonic() - started:.0f}s")
     return SERVICES
 
@@ -191,10 +206,11 @@ def build_ccp_images(log=print) -> tuple[str, str]:
             if _stamp_of(ref) == recipe:  # same sources, same base: Docker would only replay its cache
                 log(f"{ref} up to date ({recipe})")
                 continue
-            started = time.monotonic()
+            started, old_id = time.monotonic(), _image_id(ref)
             _run(["docker", "build", "-q", "-f", str(Path(tmp) / "ccp/deploy/docker" / dockerfile),
                   "--build-arg", f"BASE={base}", "--label", f"{STAMP_LABEL}={recipe}", "-t", ref, tmp],
                  timeout=1200)
+            _drop_replaced(ref, old_id)
             log(f"built {ref} in {time.monotonic() - started:.0f}s")
     return CCP, AGENT
 
