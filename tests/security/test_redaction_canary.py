@@ -141,6 +141,7 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
         call("GET", f"/upgrades/{uid}/status")
     for path in ("/", "/admin/audit", "/admin/tokens"):
         assert call("GET", path).status_code == 200
+    _fleet_awareness(call, op, provisioned, run_worker)
 
     leaks = [where for where, data in call.seen if NEEDLE in data or WEBHOOK_SECRET.encode() in data]
     assert leaks == [], f"canary in responses: {leaks}"
@@ -151,6 +152,34 @@ def test_canary_never_leaves_the_tenant(app, db, client, make_token, tenant_fact
 
     assert _redis_hits(app, db) == []
     assert _db_hits(db) == []
+
+
+def _fleet_awareness(call, op: str, provisioned, run_worker) -> None:
+    """Scans, the fleet's findings, the drift diff, channels (a URL holding the canary as its password) and a
+    notification delivered to a real HTTP receiver: the canary is in none of them."""
+    from tests.scans.conftest import Receiver
+
+    receiver = Receiver()
+    try:
+        url = receiver.url.replace("json://", f"json://ccp:{CANARY}@")
+        created = call("POST", "/api/channels", op, json={"name": "canary", "url": url,
+                                                          "events": ["scan.drift", "scan.update_available"]})
+        assert created.status_code == 201, created.get_data(as_text=True)
+        env = Path(provisioned.install_dir) / ".env"  # someone changed a secret by hand on the host
+        env.write_text(env.read_text().replace(CANARY, CANARY + "-by-hand", 1))
+        scan = call("POST", "/api/scans", op, json={"kinds": ["agents", "drift", "updates"]})
+        assert scan.status_code == 202
+        run_worker()
+        assert call("GET", scan.headers["Location"], op).get_json()["summary"]["drifted"] >= 1
+        assert len(receiver.posts) == 1 and provisioned.slug in receiver.posts[0]["raw"]
+        call.seen += [(f"notification {p['path']}", p["raw"].encode()) for p in receiver.posts]
+        for path in ("/api/fleet", "/api/fleet?filter=drifted", "/api/channels", "/api/schedules",
+                     "/api/audit?per_page=100"):
+            assert call("GET", path, op).status_code == 200, path
+        for path in ("/?f=drifted", f"/fleet/drift/{provisioned.slug}", "/admin/awareness"):
+            assert call("GET", path).status_code == 200, path
+    finally:
+        receiver.stop()
 
 
 def _redis_hits(app, db) -> list[str]:
