@@ -95,7 +95,7 @@ SCHEMAS = {
     "Upgrade": {"type": "object", "required": ["id", "instance", "kind", "status", "steps"], "properties": {
         "id": {"type": "integer"}, "instance": {"type": "string"}, "instance_id": {"type": "integer"},
         "kind": {"enum": ["release", "quick", "full", "rollback"]}, "status": {"type": "string"},
-        "from_tag": _NULLSTR, "to_tag": _NULLSTR, "plan_hash": _NULLSTR, "actor": {"type": "string"},
+        "from_tag": _NULLSTR, "to_tag": _NULLSTR, "image_digest": _NULLSTR, "plan_hash": _NULLSTR, "actor": {"type": "string"},
         "error": _NULLSTR, "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
         "duration_s": {"type": ["number", "null"]},
         "steps": {"type": "array", "items": {"type": "object", "properties": {
@@ -117,6 +117,7 @@ SCHEMAS = {
                      "description": "tenants in each later wave"}}},
     "Rollout": {"type": "object", "required": ["id", "tag", "status", "waves", "skipped"], "properties": {
         "id": {"type": "integer"}, "tag": {"type": "string"},
+        "image_digest": {**_NULLSTR, "description": "what the tag resolved to at the registry (receivers)"},
         "status": {"enum": ["running", "succeeded", "halted", "cancelled"]},
         "source": {"enum": ["api", "webhook", "ui"]}, "actor": {"type": "string"}, "error": _NULLSTR,
         "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,

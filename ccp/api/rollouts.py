@@ -67,7 +67,8 @@ def rollout_json(rollout: Rollout) -> dict:
                            "finished_at": iso_utc(t.finished_at), "duration_s": t.duration_s}
                           for t in wave.tenants]}
              for wave in rollout_waves(rollout)]
-    return {"id": rollout.id, "tag": rollout.tag, "status": rollout.status, "source": rollout.source,
+    return {"id": rollout.id, "tag": rollout.tag, "image_digest": rollout.image_digest, "status": rollout.status,
+            "source": rollout.source,
             "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
             "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
             "skipped": list(rollout.skipped), "waves": waves}

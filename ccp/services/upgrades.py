@@ -228,6 +228,7 @@ class UpgradeStatus:
     instance_slug: str
     instance_name: str
     steps: tuple[StepStatus, ...] = ()
+    image_digest: str | None = None  # what the tag resolved to at the registry, when a receiver resolved it
 
     @property
     def duration_s(self) -> float | None:
@@ -246,7 +247,7 @@ def upgrade_status(upgrade: Upgrade) -> UpgradeStatus:
         plan_hash=upgrade.plan_hash, actor=upgrade.actor, error=upgrade.error,
         cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
         started_at=upgrade.started_at, finished_at=upgrade.finished_at, instance_id=upgrade.instance_id,
-        instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name,
+        instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name, image_digest=upgrade.image_digest,
         steps=tuple(StepStatus(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps),
     )
 

@@ -64,6 +64,7 @@ class RolloutSummary:
     planned: int  # tenants in its waves (the skipped ones are not)
     upgraded: int  # of those, tenants whose upgrade succeeded
     from_tags: tuple[str, ...] = ()  # the tags its tenants were (or are, until upgraded) on, sorted
+    image_digest: str | None = None  # what `tag` resolved to at the registry (rollouts a receiver started)
 
     @property
     def final(self) -> bool:
@@ -121,7 +122,7 @@ def summarize(rollout: Rollout, upgraded: int, from_tags=()) -> RolloutSummary:
         error=rollout.error, cancel_requested=bool(rollout.cancel_requested), created_at=rollout.created_at,
         finished_at=rollout.finished_at, skipped=tuple(rollout.skipped or ()),
         planned=sum(len(wave["instances"]) for wave in rollout.waves or ()), upgraded=upgraded,
-        from_tags=tuple(sorted(from_tags, key=_tag_order)),
+        from_tags=tuple(sorted(from_tags, key=_tag_order)), image_digest=rollout.image_digest,
     )
 
 

@@ -88,6 +88,10 @@ def test_the_digest_reaches_every_upgrade_of_the_rollout(db, api, client, world,
     upgrades = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == rollout.id)).scalars().all()
     assert {u.image_digest for u in upgrades} == {world["digests"]["v2.0.0"]} and len(upgrades) == 2
     assert {i.image_tag for i in db.session.execute(select(Instance)).scalars()} == {"v2.0.0"}
+    # ...and is shown: the API's rollout and upgrade, the rollout page and the status widget.
+    digest = world["digests"]["v2.0.0"]
+    assert api("GET", f"/api/rollouts/{rollout.id}", world["token"]).get_json()["image_digest"] == digest
+    assert api("GET", f"/api/upgrades/{upgrades[0].id}", world["token"]).get_json()["image_digest"] == digest
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -386,3 +386,17 @@ def test_progress_partial_reads_the_same_number_of_times_however_many_tenants(db
     body = client.get(f"/rollouts/{large}/progress", headers=HX).get_data(as_text=True)
     assert body.count("so far</td>") >= 19 and "agent down" in body
     assert statements(large) == few, "the progress partial reads more per tenant"
+
+
+def test_a_receivers_digest_is_shown_on_the_rollout_and_its_upgrades(db, client, login, tenant_factory, run_worker):
+    tenant_factory(slug="dig-a")
+    digest = "sha256:" + "ab" * 32
+    rollout = rollouts.start_rollout("v2", instances=["dig-a"], canary=1, wave_size=1, actor="webhook:hub",
+                                     source="webhook", image_digest=digest)
+    run_worker()
+    login("viewer")
+    page = client.get(f"/rollouts/{rollout.id}").get_data(as_text=True)
+    assert f'<code title="{digest}">{digest[:19]}…</code>' in page
+    upgrade = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == rollout.id)).scalar_one()
+    widget = client.get(f"/upgrades/{upgrade.id}").get_data(as_text=True)
+    assert f'title="{digest}"' in widget
