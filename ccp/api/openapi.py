@@ -95,7 +95,8 @@ SCHEMAS = {
     "Upgrade": {"type": "object", "required": ["id", "instance", "kind", "status", "steps"], "properties": {
         "id": {"type": "integer"}, "instance": {"type": "string"}, "instance_id": {"type": "integer"},
         "kind": {"enum": ["release", "quick", "full", "rollback"]}, "status": {"type": "string"},
-        "from_tag": _NULLSTR, "to_tag": _NULLSTR, "image_digest": _NULLSTR, "plan_hash": _NULLSTR, "actor": {"type": "string"},
+        "from_tag": _NULLSTR, "to_tag": _NULLSTR, "image_digest": _NULLSTR, "plan_hash": _NULLSTR,
+        "actor": {"type": "string"},
         "error": _NULLSTR, "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
         "duration_s": {"type": ["number", "null"]},
         "steps": {"type": "array", "items": {"type": "object", "properties": {
