@@ -10,6 +10,7 @@ carry slugs, tags, file paths and counts only: never an error text from a tenant
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import apprise
 from rq import Retry
@@ -175,25 +176,36 @@ def queue_scan_notification(run_id: int) -> int:
 
 
 def _scan_lines(summary: dict, channel: NotificationChannel, now) -> tuple[list[str], list[str]]:
+    """What a scan tells one channel: what is new since the previous scan of its kind (a tenant that stays drifted
+    is told once, again when its drifted files change), and agents whose time unreachable crossed the channel's
+    threshold since the previous scan."""
     lines, events, wants = [], [], set(channel.events)
-    if "scan.drift" in wants and summary.get("drifted_list"):
+    drifted, updates = summary.get("new_drifted_list") or [], summary.get("new_updates_list") or []
+    if "scan.drift" in wants and drifted:
         events.append("scan.drift")
-        lines.append(f"Drifted ({summary['drifted']}):")
-        lines += [f"- {d['slug']}: {', '.join(d['files'])}" for d in summary["drifted_list"][:LISTED]]
-    if "scan.update_available" in wants and summary.get("updates_list"):
+        lines.append(f"Drifted ({len(drifted)}):")
+        lines += [f"- {d['slug']}: {', '.join(d['files'])}" for d in drifted[:LISTED]]
+        lines += [f"- and {len(drifted) - LISTED} more"] if len(drifted) > LISTED else []
+    if "scan.update_available" in wants and updates:
         events.append("scan.update_available")
-        lines.append(f"Update available ({summary['updates']}): " + ", ".join(summary["updates_list"][:LISTED]))
+        lines.append(f"Update available ({len(updates)}): " + ", ".join(
+            u["slug"] + (f" (newest {u['newest']})" if u.get("newest") else "") for u in updates[:LISTED]))
     if "agent.unreachable" in wants:
-        from datetime import datetime
-
-        long_gone = [u["slug"] for u in summary.get("unreachable_list") or ()
-                     if (now - as_utc(datetime.fromisoformat(u["since"]))).total_seconds()
-                     >= channel.unreachable_after_s]
-        if long_gone:
+        previous = _when(summary.get("previous_run_at"))
+        crossed = []
+        for u in summary.get("unreachable_list") or ():
+            due = _when(u["since"]) + timedelta(seconds=channel.unreachable_after_s)
+            if due <= now and (previous is None or due > previous):
+                crossed.append(u["slug"])
+        if crossed:
             events.append("agent.unreachable")
             lines.append(f"Agents unreachable for over {channel.unreachable_after_s // 60} min "
-                         f"({len(long_gone)}): " + ", ".join(long_gone[:LISTED]))
+                         f"({len(crossed)}): " + ", ".join(crossed[:LISTED]))
     return lines, events
+
+
+def _when(text: str | None):
+    return as_utc(datetime.fromisoformat(text)) if text else None
 
 
 UPGRADE_EVENTS = {"failed": "upgrade.failed", "rolled_back": "upgrade.rolled_back",

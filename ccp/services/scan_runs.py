@@ -22,7 +22,8 @@ from ccp.services.errors import ServiceError
 log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 300
 ENQUEUE_BATCH = 500
-LISTED = 50  # slugs a summary names per finding (counts are always whole)
+LISTED = 1000  # entries a summary keeps per finding (counts are always whole; messages name fewer)
+PREVIOUS_LOOKED_AT = 20  # earlier runs searched for the last one of a kind
 _cache: dict = {"run": None, "data": {}}  # registry answers of the run this worker scans now (see scan_updates)
 
 
@@ -119,15 +120,23 @@ def finish_run(run_id: int) -> ScanRun:
     run = db.session.get(ScanRun, run_id)
     rows = db.session.execute(
         select(Instance.slug, InstanceScan.sync_state, InstanceScan.drifted_files, InstanceScan.update_state,
-               InstanceScan.behind_by, InstanceScan.unreachable_since)
+               InstanceScan.behind_by, InstanceScan.newest_tag, InstanceScan.unreachable_since)
         .join(InstanceScan, InstanceScan.instance_id == Instance.id)
         .where(InstanceScan.scan_run_id == run_id).order_by(Instance.slug)).all()
     drifted = [{"slug": r.slug, "files": list(r.drifted_files or [])[:10]} for r in rows if r.sync_state == "drifted"]
-    updates = [r.slug for r in rows if r.update_state == "update_available" or (r.behind_by or 0) > 0]
+    updates = [{"slug": r.slug, "state": r.update_state, "behind_by": r.behind_by, "newest": r.newest_tag}
+               for r in rows if r.update_state == "update_available" or (r.behind_by or 0) > 0]
     unreachable = [{"slug": r.slug, "since": iso_utc(r.unreachable_since)} for r in rows if r.unreachable_since]
+    before = _previous_summaries(run)
     run.summary = {"scanned": len(rows), "drifted": len(drifted), "updates": len(updates),
                    "unreachable": len(unreachable), "drifted_list": drifted[:LISTED],
-                   "updates_list": updates[:LISTED], "unreachable_list": unreachable[:LISTED]}
+                   "updates_list": updates[:LISTED], "unreachable_list": unreachable[:LISTED],
+                   # what this run found that the previous run of its kind did not (what notifications tell)
+                   "new_drifted_list": _new(drifted, before.get("drift"), "drifted_list")
+                   if "drift" in run.kinds else [],
+                   "new_updates_list": _new(updates, before.get("updates"), "updates_list")
+                   if "updates" in run.kinds else [],
+                   "previous_run_at": before.get("at")}
     run.finished_at = utcnow()
     db.session.commit()
     record(run.actor, "scan.finish", target=f"scan#{run.id}",
@@ -136,6 +145,24 @@ def finish_run(run_id: int) -> ScanRun:
 
     queue_scan_notification(run.id)
     return run
+
+
+def _previous_summaries(run: ScanRun) -> dict:
+    """The summaries of the latest finished earlier runs that scanned drift and updates, and when the latest
+    earlier run of any kind started (for "unreachable for longer than X": told once, when it crosses X)."""
+    earlier = db.session.execute(select(ScanRun).where(ScanRun.id < run.id, ScanRun.finished_at.is_not(None))
+                                 .order_by(ScanRun.id.desc()).limit(PREVIOUS_LOOKED_AT)).scalars().all()
+    out = {"at": iso_utc(earlier[0].created_at) if earlier else None}
+    for kind in ("drift", "updates"):
+        found = next((r for r in earlier if kind in (r.kinds or ())), None)
+        out[kind] = found.summary if found is not None else None
+    return out
+
+
+def _new(found: list[dict], previous: dict | None, key: str) -> list[dict]:
+    """The entries of `found` the previous summary did not list the same way (all of them without one)."""
+    seen = (previous or {}).get(key) or []
+    return [entry for entry in found if entry not in seen][:LISTED]
 
 
 def recent_runs(limit: int = 10) -> list[ScanRun]:

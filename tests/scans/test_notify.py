@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import update as sa_update
 
 from ccp.models import AuditEvent, NotificationChannel, Rollout, Upgrade, utcnow
 from ccp.services import notify
@@ -65,6 +66,16 @@ def test_drift_scan_sends_one_batch_with_only_the_chosen_events(app, db, run_wor
         sent = db.session.execute(select(AuditEvent).filter_by(action="notify.sent")).scalars().all()
         assert len(sent) == 1 and sent[0].target == "channel:ops" and sent[0].detail["events"] == ["scan.drift"]
         assert URL_SECRET not in str(sent[0].detail)
+        start_scan(["drift"], actor="test")  # nothing new: nothing told (a drifted tenant is told once)
+        run_worker()
+        assert len(http_receiver.posts) == 1
+        compose = Path(a.install_dir) / "docker-compose.yml"
+        compose.write_text(compose.read_text() + "# and another hand edit\n")
+        start_scan(["drift"], actor="test")  # a's drifted files changed: told again, b not
+        run_worker()
+        assert len(http_receiver.posts) == 2
+        message = http_receiver.posts[1]["body"]["message"]
+        assert f"- {a.slug}: .env, docker-compose.yml" in message and b.slug not in message
     finally:
         others.stop()
 
@@ -86,12 +97,21 @@ def test_unreachable_is_told_only_after_the_channel_threshold(app, db, run_worke
     start_scan(["agents"], actor="test")
     run_worker()
     assert http_receiver.posts == []  # unreachable for seconds only
+    from datetime import timedelta
+
+    from ccp.models import ScanRun
+
+    now = utcnow()
     row = db.session.get(InstanceScan, inst.id)
-    row.unreachable_since = utcnow().replace(year=2020)
+    row.unreachable_since = now - timedelta(seconds=700)  # 10 min crossed 100 s ago...
+    db.session.execute(sa_update(ScanRun).values(created_at=now - timedelta(hours=1)))  # ...after the last scan
     db.session.commit()
     start_scan(["agents"], actor="test")
     run_worker()
     assert len(http_receiver.posts) == 1 and inst.slug in http_receiver.posts[0]["body"]["message"]
+    start_scan(["agents"], actor="test")  # still unreachable: told once, not on every scan
+    run_worker()
+    assert len(http_receiver.posts) == 1
 
 
 def test_ended_upgrades_and_rollouts_are_batched_per_rollout(app, db, run_worker, http_receiver):

@@ -101,7 +101,10 @@ def test_update_check_new_image_under_same_tag_and_behind_by(app, db, run_worker
     run_worker()
     row = _row(db, inst)
     assert row.update_state == "update_available" and "points to a new image" in row.update_detail
-    assert db.session.get(ScanRun, run.id).summary["updates_list"] == [inst.slug]
+    summary = db.session.get(ScanRun, run.id).summary
+    assert [u["slug"] for u in summary["updates_list"]] == [inst.slug]
+    assert summary["new_updates_list"] == [{"slug": inst.slug, "state": "update_available", "behind_by": 2,
+                                            "newest": "v2.0.0"}]  # behind before, a new image now: news
     # an upgrade that pulled the tag again (quick) resets the baseline: current once more
     db.session.add(Upgrade(instance_id=inst.id, kind="quick", status="succeeded", to_tag="v1.0.0", actor="x",
                            finished_at=__import__("ccp.models", fromlist=["utcnow"]).utcnow()))
