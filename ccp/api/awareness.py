@@ -37,11 +37,11 @@ def _typed(data: dict) -> dict:
 def fleet():
     """Every instance (matching `q`) with what the latest scans found and why it is flagged, the count per filter,
     and only those under `filter` (behind, drifted, unreachable, agent_old, attention, held) when given."""
-    flag = request.args.get("filter", "")
-    if flag and flag not in dict(FLEET_FILTERS):
+    flag = request.args.get("filter")
+    if flag is not None and flag not in dict(FLEET_FILTERS):  # (an empty one too: leave it out for all)
         raise ApiError(400, "invalid_parameter", f"filter must be one of {', '.join(dict(FLEET_FILTERS))}",
                        {"filter": "unknown filter"})
-    view = fleet_view(fleet_rows(request.args.get("q", "")), flag)
+    view = fleet_view(fleet_rows(request.args.get("q", "")), flag or "")
     return {"items": [_row_json(r) for r in view.rows], "counts": view.counts, "total": view.total,
             "filter": view.flag or None}
 

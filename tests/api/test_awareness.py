@@ -26,6 +26,7 @@ def test_fleet_lists_findings_counts_and_filters(app, db, api, make_token):
     only = api("GET", "/api/fleet?filter=drifted", token).get_json()
     assert [r["slug"] for r in only["items"]] == [a.slug] and only["filter"] == "drifted"
     assert_error(api("GET", "/api/fleet?filter=bogus", token), 400, "invalid_parameter")
+    assert_error(api("GET", "/api/fleet?filter=", token), 400, "invalid_parameter")
     assert_error(api("GET", "/api/fleet?page=2", token), 400, "invalid_parameter")
 
 
