@@ -9,9 +9,10 @@ that brings `done` to `total` ends the run: it writes the run's summary and queu
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from rq import Queue
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
 from ccp.extensions import db, get_queue
 from ccp.models import SCAN_KINDS, Instance, InstanceScan, ScanRun, iso_utc, utcnow
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 300
 ENQUEUE_BATCH = 500
 LISTED = 1000  # entries a summary keeps per finding (counts are always whole; messages name fewer)
+STALE_AFTER_S = 2 * JOB_TIMEOUT_S  # no progress for twice a job's deadline: its jobs have ended or died
 PREVIOUS_LOOKED_AT = 20  # earlier runs searched for the last one of a kind
 _cache: dict = {"run": None, "data": {}}  # registry answers of the run this worker scans now (see scan_updates)
 
@@ -115,6 +117,29 @@ def _count_done(run_id: int) -> None:
         finish_run(run_id)
 
 
+def end_stale_runs(now=None) -> list[int]:
+    """End the runs that can no longer end by themselves (a worker killed in the middle of a job never counts it
+    done): unfinished, and no instance of theirs scanned for STALE_AFTER_S (since they started, when none was). Each
+    is claimed by one conditional UPDATE (one worker ends it); its summary says how many instances were not scanned
+    (a late job still writes its instance's row). Returns their ids."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=STALE_AFTER_S)
+    last_scanned = (select(func.max(InstanceScan.agent_at)).where(InstanceScan.scan_run_id == ScanRun.id)
+                    .correlate(ScanRun).scalar_subquery())
+    stale = db.session.execute(select(ScanRun.id).where(
+        ScanRun.finished_at.is_(None), ScanRun.created_at < cutoff,
+        or_(last_scanned.is_(None), last_scanned < cutoff))).scalars().all()
+    ended = []
+    for run_id in stale:
+        claimed = db.session.execute(update(ScanRun).where(ScanRun.id == run_id, ScanRun.finished_at.is_(None))
+                                     .values(finished_at=now)).rowcount
+        db.session.commit()
+        if claimed == 1:
+            finish_run(run_id)
+            ended.append(run_id)
+    return ended
+
+
 def finish_run(run_id: int) -> ScanRun:
     """End a run: summarise what its instances' rows say and queue the batched notification of its findings."""
     run = db.session.get(ScanRun, run_id)
@@ -136,7 +161,7 @@ def finish_run(run_id: int) -> ScanRun:
                    if "drift" in run.kinds else [],
                    "new_updates_list": _new(updates, before.get("updates"), "updates_list")
                    if "updates" in run.kinds else [],
-                   "previous_run_at": before.get("at")}
+                   "previous_run_at": before.get("at"), "not_scanned": max(0, run.total - run.done)}
     run.finished_at = utcnow()
     db.session.commit()
     record(run.actor, "scan.finish", target=f"scan#{run.id}",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ccp.models import AuditEvent, InstanceScan, Receiver, ScanRun, Upgrade
+from ccp.models import AuditEvent, Instance, InstanceScan, Receiver, ScanRun, Upgrade
 from ccp.services.scan_runs import ScanInvalid, start_scan
 from tests.factories import make_instance
 
@@ -143,3 +143,26 @@ def test_registry_lookups_are_shared_by_a_run(app, db, run_worker, tenant_factor
     assert registry.calls.count("HEAD /v2/acme/app/manifests/v1") == 1
     rows = db.session.execute(select(InstanceScan)).scalars().all()
     assert [r.behind_by for r in rows] == [1, 1, 1]
+
+
+def test_a_run_left_open_by_a_killed_job_is_ended_by_housekeeping(app, db):
+    from datetime import timedelta
+
+    from ccp.models import utcnow
+    from ccp.services.scan_runs import end_stale_runs
+
+    make_instance(), make_instance()
+    run = start_scan(["agents"], actor="test")  # its jobs are never run: as if the worker died
+    assert end_stale_runs() == []  # young: its jobs may still be running
+    run.created_at = utcnow() - timedelta(hours=1)
+    inst_id = db.session.execute(select(Instance.id)).scalars().first()
+    db.session.add(InstanceScan(instance_id=inst_id, scan_run_id=run.id, agent_at=utcnow(), drifted_files=[],
+                                agent_facts={}, image_digests={}))
+    db.session.commit()
+    assert end_stale_runs() == []  # started long ago, but an instance was scanned a moment ago: still going
+    db.session.get(InstanceScan, inst_id).agent_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert end_stale_runs() == [run.id] and end_stale_runs() == []
+    db.session.expire_all()
+    run = db.session.get(ScanRun, run.id)
+    assert run.finished_at is not None and run.summary["not_scanned"] == 2 and run.summary["scanned"] == 1
