@@ -11,6 +11,7 @@ from flask import Blueprint, request
 from ccp.services.enrollment import probe_agent
 from ccp.services.errors import ServiceError
 from ccp.web import htmx
+from ccp.web.forms import form_values
 from ccp.web.permissions import requires
 
 bp = Blueprint("enroll", __name__, url_prefix="/instances/new")
@@ -25,10 +26,11 @@ def probe():
     200 that says so (the form is fine, the agent is not)."""
     form = request.form
     slug = form.get("slug", "").strip() or None
+    # Without htmx the whole Add instance page comes back, the form as typed (never the key) and the answer in it.
+    page = {"values": form_values(None, form), "errors": {}, "creating": True, "slug": slug}
     try:
         result = probe_agent(form.get("agent_url", "").strip(), form.get("agent_key_id", "").strip(),
                              form.get("agent_key", ""), slug=slug)
     except ServiceError as exc:
-        return htmx.render("instances/new.html", "instances/_probe.html", status=422, probe=None, error=exc,
-                           slug=slug)
-    return htmx.render("instances/new.html", "instances/_probe.html", probe=result, error=None, slug=slug)
+        return htmx.render("instances/new.html", "instances/_probe.html", status=422, probe=None, error=exc, **page)
+    return htmx.render("instances/new.html", "instances/_probe.html", probe=result, error=None, **page)

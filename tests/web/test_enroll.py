@@ -75,3 +75,18 @@ def test_a_remote_tenant_opens_on_its_baseline(app, client, login, post, agent, 
     page = client.get("/fleet/drift/acme?baseline=1").get_data(as_text=True)
     assert "is enrolled: its baseline at <code>v1</code>" in page and 'id="preview"' in page
     assert agent.key not in page
+
+
+def test_without_htmx_the_whole_page_comes_back_with_the_answer_and_never_the_key(app, client, login, agent):
+    from tests.web.conftest import csrf_token
+
+    login("admin")
+    response = client.post("/instances/new/probe", data={
+        "slug": "acme", "agent_url": agent.url, "agent_key_id": agent.key_id, "agent_key": agent.key,
+        "csrf_token": csrf_token(client, "/instances/new")})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" in body and 'id="instance-form"' in body
+    assert "Connected: agent" in body and agent.key not in body and f'value="{agent.url}"' in body
+    bad = client.post("/instances/new/probe", data={"slug": "\x1bv2", "agent_url": "\x7f", "agent_key_id": "",
+                                                    "agent_key": "", "csrf_token": csrf_token(client, "/instances/new")})
+    assert bad.status_code == 422 and "Not tested" in bad.get_data(as_text=True)
