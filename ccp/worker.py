@@ -61,7 +61,8 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None, queu
 
 def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = HOUSEKEEPING_INTERVAL_S) -> None:
     """Mark upgrades whose job died as interrupted, move on rollouts whose last event was lost, start the scans
-    whose schedule is due, end scan runs a killed job left open, and queue notifications of upgrades and rollouts that ended (every `interval_s`)."""
+    whose schedule is due, end scan runs a killed job left open, and queue notifications of upgrades and rollouts
+    that ended (every `interval_s`)."""
     while not stop.is_set():
         for chore in (reap_interrupted, nudge_stalled, run_due, end_stale_runs, collect_ended):
             try:

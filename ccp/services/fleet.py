@@ -96,7 +96,7 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
     out = []
     for r in rows:
         missing = missing_capabilities(r[4], r[7])
-        scan = dict(zip(SCAN_NAMES, r[13:]))
+        scan = dict(zip(SCAN_NAMES, r[13:], strict=True))
         out.append(FleetRow(
             id=r[0], slug=r[1], name=r[2], domain=r[3], driver=r[4], image_tag=r[5], agent_version=r[6],
             missing_capabilities=missing, dry_run=is_dry_run_runtime(r[7]), attention=r[8],

@@ -1,4 +1,5 @@
-"""The fleet page (every instance at a glance, searched as you type, filtered by what the scans found), scanning\nnow, a drifted instance's diff, and adding an instance."""
+"""The fleet page (every instance at a glance, searched as you type, filtered by what the scans found), scanning
+now, a drifted instance's diff, and adding an instance."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def update_schedule(kind: str):
     except ScheduleNotFound:
         raise
     except ServiceError as exc:
-        return _page(status=exc.status, schedule_errors={kind: exc.message}, cron_typed={kind: request.form.get("cron")})
+        return _page(status=exc.status, schedule_errors={kind: exc.message},
+                     cron_typed={kind: request.form.get("cron")})
     flash(f"{KIND_LABELS.get(kind, kind)} schedule saved.", "ok")
     return redirect(url_for("notify_admin.index"))
 

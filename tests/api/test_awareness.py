@@ -14,7 +14,7 @@ SECRET = "s3cret-webhook-token-abcdef"
 
 def test_fleet_lists_findings_counts_and_filters(app, db, api, make_token):
     token = make_token("read")
-    a, b = make_instance(name="A"), make_instance(name="B")
+    a, _ = make_instance(name="A"), make_instance(name="B")
     db.session.add(InstanceScan(instance_id=a.id, sync_state="drifted", drifted_files=["docker-compose.yml"],
                                 agent_facts={}, image_digests={}))
     db.session.commit()

@@ -7,7 +7,6 @@ from sqlalchemy import select
 from ccp.extensions import get_queue
 from ccp.models import NotificationChannel, ScanRun, ScanSchedule
 from tests.factories import make_instance
-from tests.web.conftest import csrf_token
 
 SECRET = "xoxb-very-secret-token-1234567890"
 URL = f"json://ccp:{SECRET}@127.0.0.1:9/hook"
