@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -155,7 +156,10 @@ def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
 
 def advance(rollout_id: int) -> str:
     """Move a running rollout on as far as it can go now; returns its status. (The RQ job `advance_rollout`.)"""
-    with get_redis().lock(f"ccp:rollout:{rollout_id}", timeout=LOCK_S, blocking_timeout=LOCK_S):
+    # Named under this install's queue (CCP_QUEUE), like its other Redis keys: two CCPs sharing a Redis database have
+    # rollouts with the same ids and must not wait on each other's locks.
+    lock = f"ccp:{current_app.config['CCP'].queue_name}:rollout:{rollout_id}"
+    with get_redis().lock(lock, timeout=LOCK_S, blocking_timeout=LOCK_S):
         db.session.expire_all()
         rollout = db.session.get(Rollout, rollout_id)
         if rollout is None:

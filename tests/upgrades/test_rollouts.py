@@ -173,3 +173,22 @@ def test_the_wave_plan_is_the_one_rule_and_its_digest_binds_a_start(app, db, ten
     fresh = rollouts.plan_waves("v2", canary=2, wave_size=5).digest
     rollout = rollouts.start_rollout("v2", canary=2, wave_size=5, actor="user:ann", expect=fresh)
     assert [len(w["instances"]) for w in rollout.waves] == [2, 2] and rollout.skipped == ["plan-on"]
+
+
+def test_the_rollout_lock_is_named_under_this_install_s_queue(app, db, tenant_factory, run_worker):
+    """Another CCP on the same Redis database (another CCP_QUEUE) holding a lock for a rollout with the same id, or
+    the old un-namespaced name, does not stop this install's rollout."""
+    from ccp.extensions import get_redis
+
+    tenant_factory(slug="ns-a")
+    rollout = rollouts.start_rollout("v2", instances=["ns-a"], canary=1, wave_size=1, actor="user:ann")
+    others = [get_redis().lock(name, timeout=60) for name in
+              (f"ccp:rollout:{rollout.id}", f"ccp:another-install:rollout:{rollout.id}")]
+    assert all(lock.acquire(blocking=False) for lock in others)
+    try:
+        run_worker()
+        db.session.expire_all()
+        assert db.session.get(Rollout, rollout.id).status == "succeeded"
+    finally:
+        for lock in others:
+            lock.release()
