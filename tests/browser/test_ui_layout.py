@@ -1,6 +1,6 @@
 """Every operator screen at desktop and phone width, light and dark: nothing scrolls sideways at 390 px, dark mode
 follows prefers-color-scheme, keyboard focus is visible, the favicon answers, and the whole walk logs no console
-error and no CSP violation (login -> preview -> apply -> automatic rollback -> rollout -> logout); axe-core (WCAG 2.1 A/AA and best practices) finds nothing serious or critical on any
+error and no CSP violation (login -> preview -> apply -> automatic rollback -> rollout -> logout); axe-core (WCAG 2.1 A/AA and best practices) finds nothing moderate or worse on any
 page, light or dark.
 
 Screenshots of each page in each of the four looks land in screenshot_dir as ui-layout-<page>-<width>-<scheme>.png
@@ -40,7 +40,7 @@ AXE_FAILS = ("serious", "critical", "moderate")
 
 class Walk:
     """One page in four looks: screenshots, sideways-scroll widths, body backgrounds and axe-core's serious or
-    critical findings (light and dark, where colour contrast differs), per page name."""
+    critical or moderate findings (light and dark, where colour contrast differs), per page name."""
 
     def __init__(self, page, shots):
         self.page, self.shots = page, shots
