@@ -1,7 +1,7 @@
 """Every operator screen at desktop and phone width, light and dark: nothing scrolls sideways at 390 px, dark mode
 follows prefers-color-scheme, keyboard focus is visible, the favicon answers, and the whole walk logs no console
-error and no CSP violation (login -> preview -> apply -> automatic rollback -> rollout -> logout); axe-core (WCAG 2.1 A/AA and best practices) finds nothing moderate or worse on any
-page, light or dark.
+error and no CSP violation (login -> preview -> apply -> automatic rollback -> rollout -> logout); axe-core
+(WCAG 2.1 A/AA and best practices) finds nothing moderate or worse on any page, light or dark.
 
 Screenshots of each page in each of the four looks land in screenshot_dir as ui-layout-<page>-<width>-<scheme>.png
 (CCP_SCREENSHOT_DIR=/tmp/shots to look at them). A rollout over two tenants runs in the real worker while the walk
