@@ -214,3 +214,22 @@ def storable(text: str, limit: int = 500) -> str:
 def not_an_image_tag(name: object) -> str:
     """The reason for a git tag that cannot be an image tag."""
     return f"tag {ascii(name)[:80]} is not a valid image tag"
+
+
+def tagged(done, repo: str | None, name: object, what: str = "repository") -> Parsed:
+    """A forge event's answer for git tag `name` of `repo`: one hint, or ignored (no `what` named, not an image tag).
+    `done(hints, ignored)` builds the provider's Parsed."""
+    if repo is None:
+        return done(ignored=f"the delivery names no {what}")
+    tag = tag_of(name)
+    return done([Hint(repo, tag)]) if tag else done(ignored=not_an_image_tag(name))
+
+
+def published_release(done, repo: str | None, release: object, action: object) -> Parsed:
+    """A `release` event as GitHub and Gitea/Forgejo send it (same payload): only a published, non-draft release."""
+    release = obj(release)
+    if action != "published":
+        return done(ignored=f"release {action}: only published releases are releases")
+    if release.get("draft"):
+        return done(ignored="a draft release")
+    return tagged(done, repo, release.get("tag_name"))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Mapping
 
 from ccp.intake.events import (
-    Hint, Inbound, Parsed, Secret, Unauthorized, check_hex_hmac, delivery_id_of, header, not_an_image_tag, obj,
-    repository_of, tag_of, tag_ref,
+    Inbound, Parsed, Secret, Unauthorized, check_hex_hmac, delivery_id_of, header, obj,
+    repository_of, tag_ref,
+    published_release, tagged,
 )
 
 
@@ -40,33 +41,22 @@ def parse(headers: Mapping[str, str], payload: dict) -> Parsed:
 
     repo = repository_of(obj(payload.get("repository")).get("full_name"))
     if event == "release":
-        release = obj(payload.get("release"))
-        if action != "published":
-            return done(ignored=f"release {action}: only published releases are releases")
-        if release.get("draft"):
-            return done(ignored="a draft release")
-        return _tagged(done, repo, release.get("tag_name"))
+        return published_release(done, repo, payload.get("release"), action)
     if event == "push":
         ref = tag_ref(payload.get("ref"))
         if not ref:
             return done(ignored=f"a push to {ascii(payload.get('ref'))[:80]}, not a tag")
-        return _tagged(done, repo, ref)
+        return tagged(done, repo, ref)
     if event == "create":
         if payload.get("ref_type") != "tag":
             return done(ignored=f"a new {ascii(payload.get('ref_type'))[:20]}, not a tag")
-        return _tagged(done, repo, payload.get("ref"))
+        return tagged(done, repo, payload.get("ref"))
     if event == "package":
         package = obj(payload.get("package"))
         if action != "created" or package.get("type") != "container":
             return done(ignored="only created container packages are releases")
         owner = obj(package.get("owner")).get("login") or obj(package.get("owner")).get("username")
         repo = repo or (repository_of(f"{owner}/{package.get('name')}") if owner else None)
-        return _tagged(done, repo, package.get("version"))
+        return tagged(done, repo, package.get("version"))
     return done(ignored=f"event {event!r} is not a release event")
 
-
-def _tagged(done, repo: str | None, name) -> Parsed:
-    if repo is None:
-        return done(ignored="the delivery names no repository")
-    tag = tag_of(name)
-    return done([Hint(repo, tag)]) if tag else done(ignored=not_an_image_tag(name))

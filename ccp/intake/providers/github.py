@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Mapping
 
 from ccp.intake.events import (
-    Hint, Inbound, Parsed, Secret, check_hex_hmac, delivery_id_of, digest_of, header, not_an_image_tag, obj,
+    Hint, Inbound, Parsed, Secret, check_hex_hmac, delivery_id_of, digest_of, header, obj,
     repository_of, tag_of, tag_ref,
+    published_release, tagged,
 )
 
 CONTAINER_TYPES = ("container", "docker")
@@ -39,29 +40,18 @@ def parse(headers: Mapping[str, str], payload: dict) -> Parsed:
     if event == "ping":
         return done(ignored="ping: GitHub checks the hook is reachable")
     if event == "release":
-        release = obj(payload.get("release"))
-        if action != "published":
-            return done(ignored=f"release {action}: only published releases are releases")
-        if release.get("draft"):
-            return done(ignored="a draft release")
-        return _tagged(done, repo, release.get("tag_name"))
+        return published_release(done, repo, payload.get("release"), action)
     if event == "push":
         ref = tag_ref(payload.get("ref"))
         if not ref:
             return done(ignored=f"a push to {ascii(payload.get('ref'))[:80]}, not a tag")
         if payload.get("deleted"):
             return done(ignored=f"tag {ref} was deleted")
-        return _tagged(done, repo, ref)
+        return tagged(done, repo, ref)
     if event in ("package", "registry_package"):
         return _package(done, payload.get(event), repo, action)
     return done(ignored=f"event {event!r} is not a release event")
 
-
-def _tagged(done, repo: str | None, tag_name) -> Parsed:
-    if repo is None:
-        return done(ignored="the delivery names no repository")
-    tag = tag_of(tag_name)
-    return done([Hint(repo, tag)]) if tag else done(ignored=not_an_image_tag(tag_name))
 
 
 def _package(done, package, repo: str | None, action) -> Parsed:

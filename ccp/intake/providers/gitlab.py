@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from ccp.intake.events import (
-    Hint, Inbound, Parsed, Secret, check_standard_webhooks, check_token, delivery_id_of, header, not_an_image_tag,
-    obj, repository_of, tag_of, tag_ref,
+    Inbound, Parsed, Secret, check_standard_webhooks, check_token, delivery_id_of, header, obj, repository_of, tag_ref,
+    tagged,
 )
 
 SIGNING_PREFIX = "whsec_"
@@ -54,16 +54,10 @@ def parse(headers: Mapping[str, str], payload: dict) -> Parsed:
             return done(ignored=f"a push to {ascii(payload.get('ref'))[:80]}, not a tag")
         if payload.get("after") == DELETED:
             return done(ignored=f"tag {ref} was deleted")
-        return _tagged(done, repo, ref)
+        return tagged(done, repo, ref, "project")
     if kind == "release":
         if action != "create":
             return done(ignored=f"release {action}: only new releases are releases")
-        return _tagged(done, repo, payload.get("tag"))
+        return tagged(done, repo, payload.get("tag"), "project")
     return done(ignored=f"event {kind!r} is not a release event")
 
-
-def _tagged(done, repo: str | None, name) -> Parsed:
-    if repo is None:
-        return done(ignored="the delivery names no project")
-    tag = tag_of(name)
-    return done([Hint(repo, tag)]) if tag else done(ignored=not_an_image_tag(name))
