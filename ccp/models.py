@@ -60,6 +60,15 @@ class Instance(db.Model):
     agent_capabilities: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attention: Mapped[str | None] = mapped_column(String(500))
+    # Maintenance window (issue #16): upgrades that CCP starts by itself wait for it; a cron start + minutes long,
+    # read in `window_timezone` (IANA name; None = UTC). No cron = always open.
+    window_cron: Mapped[str | None] = mapped_column(String(100))
+    window_minutes: Mapped[int | None] = mapped_column(Integer)
+    window_timezone: Mapped[str | None] = mapped_column(String(64))
+    # A hold pins the tenant to the tag it runs until `hold_until` (None with a reason = until released by hand).
+    hold_reason: Mapped[str | None] = mapped_column(String(500))
+    hold_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
@@ -131,6 +140,15 @@ class Upgrade(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"), index=True)
+    # What a release put on the tenant (issue #16's release history): the template set and version it was rendered
+    # from and the sha256 of every file it rendered (relpath -> hex; a provisioned tenant's .env left out).
+    set_name: Mapped[str | None] = mapped_column(String(100))
+    set_version: Mapped[str | None] = mapped_column(String(50))
+    file_hashes: Mapped[dict | None] = mapped_column(JSON)
+    # "Roll back to this release": the earlier successful upgrade whose state this one goes back to.
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("upgrades.id", ondelete="SET NULL"))
+    # The agent's id of the data backup taken before this upgrade (the set's backup hook), when one ran.
+    backup_id: Mapped[str | None] = mapped_column(String(100))
 
     instance: Mapped[Instance] = relationship(back_populates="upgrades")
     steps: Mapped[list["UpgradeStep"]] = relationship(
@@ -274,6 +292,10 @@ class Rollout(db.Model):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "release" (every tenant to `tag`) or "rollback" (each tenant back to what it ran before rollout `rollback_of`;
+    # the per-tenant targets are in `waves`).
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="release", server_default="release")
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"))
 
 
 class Receiver(db.Model):
