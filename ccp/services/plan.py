@@ -137,6 +137,14 @@ def build_plan(instance, tag: str, driver: Driver) -> Plan:
     return plan
 
 
+def record_release(upgrade, plan: Plan) -> None:
+    """Write on `upgrade` what its release puts on the tenant (the release history): the set, its version and the
+    sha256 of each rendered file; a provisioned tenant's .env is left out (a hash of secrets is not history)."""
+    upgrade.set_name, upgrade.set_version = plan.set_name, plan.set_version
+    upgrade.file_hashes = {path: hashlib.sha256(content.encode()).hexdigest()
+                           for path, content in sorted(plan.files.items()) if path != ENV_FILE}
+
+
 def patch_changes(patch: dict[str, str], keys: list[str], old_values: dict | None) -> tuple[EnvChange, ...]:
     """A registered tenant's .env rows for the keys apply sets: old → new where the agent told the old value.
 

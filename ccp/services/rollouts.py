@@ -256,10 +256,14 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
         if inst is None:
             errors[f"#{iid}"] = "the instance was deleted"
             continue
+        # A rollback rollout names each tenant's own target: {"<instance id>": {"tag", "digest", "upgrade_id"}}.
+        target = (wave.get("targets") or {}).get(str(iid)) or {}
+        tag = target.get("tag") or rollout.tag
         try:
-            plan = upgrade_svc.plan_release(inst, rollout.tag)
-            upgrade_svc.start_release(inst, rollout.tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
-                                      plan_checked=True, image_digest=rollout.image_digest)
+            plan = upgrade_svc.plan_release(inst, tag)
+            upgrade_svc.start_release(inst, tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
+                                      plan_checked=True, image_digest=target.get("digest", rollout.image_digest),
+                                      rollback_of=target.get("upgrade_id"))
         except UpgradeError as exc:
             db.session.rollback()
             errors[inst.slug] = exc.message

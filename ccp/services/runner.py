@@ -24,7 +24,7 @@ from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
 from ccp.services.audit import record
-from ccp.services.plan import build_plan
+from ccp.services.plan import build_plan, record_release
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
 from ccp.services.verify import VerifyFailed, verify_tenant
@@ -177,6 +177,7 @@ def _release(run: Run) -> None:
     upgrade, instance, driver = run.upgrade, run.instance, run.driver
     with run.step("render") as box:
         plan = build_plan(instance, upgrade.to_tag, driver)
+        record_release(upgrade, plan)
         counts = plan.summary()
         box["output"] = (f"rendered {len(plan.files)} files from set {plan.set_name} {plan.set_version}: "
                          f"{counts['modified']} modified, {counts['created']} created, {counts['unchanged']} unchanged")

@@ -107,13 +107,14 @@ def plan_release(instance, tag: str | None) -> Plan:
 
 def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
                   rollout_id: int | None = None, plan_checked: bool = False,
-                  image_digest: str | None = None) -> Upgrade:
+                  image_digest: str | None = None, rollback_of: int | None = None) -> Upgrade:
     """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash, and part of a rollout).
 
     With `plan`, the plan is rebuilt now (one agent round trip) and a different hash is refused at once with
     PlanStale, nothing enqueued; the job checks again for changes after this request. `plan_checked` skips the
     request-time rebuild for a caller that built the plan a moment ago (a rollout's wave). `image_digest` is
-    recorded on the upgrade (what the tag resolved to at the registry, when a receiver resolved it).
+    recorded on the upgrade (what the tag resolved to at the registry, when a receiver resolved it); `rollback_of`
+    names the earlier successful upgrade whose release this one goes back to ("roll back to this release").
     Raises TagInvalid, PlanStale, AgentUnavailable, AgentTooOld or UpgradeConflict; nothing is enqueued then, and
     refusals of a well-formed request (409/502) are audited as `upgrade.start.release` with `refused:<code>`.
     """
@@ -130,7 +131,7 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
                 raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
                                 "keys): preview again and apply the new plan", {"plan": current})
         return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id,
-                        image_digest=image_digest)
+                        image_digest=image_digest, rollback_of=rollback_of)
 
 
 def start_quick(instance, *, actor: str) -> Upgrade:
