@@ -23,6 +23,7 @@ DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # the agent's own rule for key ids (ccp.agent.config)
 ASCII_ID = re.compile(r"[0-9]{1,10}")
+DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")  # an OCI content digest, as registries answer it
 PLAN_HASH = re.compile(r"[0-9a-f]{64}")  # a preview's plan hash: SHA-256, lowercase hex
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab allowed; newlines break .env files and configs
 RESERVED_SLUGS = frozenset({"new", "add", "edit", "search"})  # UI paths under /instances/
@@ -62,6 +63,13 @@ def check_tag(value: object) -> str:
         shown = value if isinstance(value, str) and len(value) <= 140 else type(value).__name__
         raise RuleError(f"invalid image tag {shown!r}: use letters, digits, '_', '.', '-' "
                         "(max 128, no leading '.' or '-')")
+    return value
+
+
+def check_digest(value: object) -> str:
+    """An image digest: sha256:<64 hex> (or sha512:<128 hex>), lowercase, as a registry's Docker-Content-Digest."""
+    if not isinstance(value, str) or not DIGEST.fullmatch(value):
+        raise RuleError("invalid image digest: expected sha256: followed by 64 lowercase hex digits")
     return value
 
 

@@ -19,7 +19,7 @@ from typing import Mapping
 
 from ccp import rules
 
-DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")
+DIGEST = rules.DIGEST
 # Repository names as providers send them: registry paths (a-z 0-9 . _ - /, maybe host:port) or forge "Owner/Repo".
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,254}")
 DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,80}")

@@ -1,9 +1,12 @@
 """The values a template set is rendered with, built from an instance (duck-typed) and its secrets.
 
-Templates see four names:
+Templates see these names:
 
 - ``tenant``: slug, name, domain, is_registered, compose_project, health_urls;
 - ``image_tag``: the proposed tag, else the instance's tag, else the configured default;
+- ``image_digest``: what the tag resolved to at the registry (``sha256:...``) when the release carries one (a
+  receiver resolved it, or a rollback goes back to a recorded release), else ``""``: a set that wants to pin its image
+  writes ``image: app:{{ image_tag }}{% if image_digest %}@{{ image_digest }}{% endif %}``;
 - ``vars``: the set's ``[defaults]`` overlaid with the instance's non-secret vars (all strings);
 - ``secrets``: the set's secret values, only for CCP-provisioned tenants (empty for registered ones);
 - ``template_set``: name and version.
@@ -85,6 +88,7 @@ def build_context(
     secrets: Mapping | None = None,
     default_tag: str = "latest",
     template_set: TemplateSet | None = None,
+    digest: str | None = None,
 ) -> dict:
     """Return the template context for ``instance`` (see module docstring).
 
@@ -105,23 +109,37 @@ def build_context(
     return {
         "tenant": tenant,
         "image_tag": choose_tag(instance, tag, default_tag),
+        "image_digest": _digest(digest),
         "vars": MappingProxyType(dict(sorted(merged.items()))),
         "secrets": MappingProxyType(held),
         "template_set": {"name": tset.name, "version": tset.version},
     }
 
 
+def _digest(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return rules.check_digest(value)
+    except rules.RuleError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def managed_env_values(
-    instance, tag: str | None = None, *, default_tag: str = "latest", template_set: TemplateSet | None = None
+    instance, tag: str | None = None, *, default_tag: str = "latest", template_set: TemplateSet | None = None,
+    digest: str | None = None,
 ) -> dict[str, str]:
     """Return the .env values CCP patches on a registered tenant: IMAGE_TAG plus the set's other managed keys.
 
-    Values come from the chosen tag and the merged vars. Raises ValueError when a managed key has no value.
+    Values come from the chosen tag and the merged vars; a set that manages IMAGE_DIGEST gets the release's digest
+    there ("" when the release carries none: the tag alone is used). Raises ValueError when a managed key has no value.
     """
-    context = build_context(instance, tag, default_tag=default_tag, template_set=template_set)
+    context = build_context(instance, tag, default_tag=default_tag, template_set=template_set, digest=digest)
     tset = template_set or load_template_set(getattr(instance, "template_set", None) or "default")
     values = {"IMAGE_TAG": context["image_tag"]}
-    for key in sorted(tset.managed_env_keys - {"IMAGE_TAG"}):
+    if "IMAGE_DIGEST" in tset.managed_env_keys:
+        values["IMAGE_DIGEST"] = context["image_digest"]
+    for key in sorted(tset.managed_env_keys - {"IMAGE_TAG", "IMAGE_DIGEST"}):
         if key not in context["vars"]:
             raise ValueError(f"managed env key {key} has no value in the instance vars or set defaults")
         values[key] = context["vars"][key]

@@ -192,13 +192,15 @@ def render_instance(
     secrets: dict | None = None,
     extra_dirs: Iterable[str | os.PathLike] = (),
     default_tag: str = "latest",
+    digest: str | None = None,
 ) -> RenderResult:
-    """Render ``instance``'s template set for ``tag`` (else its own tag, else ``default_tag``).
+    """Render ``instance``'s template set for ``tag`` (else its own tag, else ``default_tag``), and ``digest`` (what
+    the tag resolved to, exposed to templates as ``image_digest``) when the release carries one.
 
     Returns the complete file set or raises: RenderError (template problem: file, line, variable), ValueError
     (bad tag or instance data), TemplateSetError (unknown or malformed set). Never returns a partial set.
     """
     tset = load_template_set(getattr(instance, "template_set", None) or "default", extra_dirs)
-    context = build_context(instance, tag, secrets=secrets, default_tag=default_tag, template_set=tset)
+    context = build_context(instance, tag, secrets=secrets, default_tag=default_tag, template_set=tset, digest=digest)
     files = render_set(tset, context, include_env=not context["tenant"]["is_registered"])
     return RenderResult(files=files, set_name=tset.name, set_version=tset.version, image_tag=context["image_tag"])

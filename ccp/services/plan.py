@@ -106,15 +106,16 @@ class Preview:
                    env_patch=plan.env_patch, env_changes=plan.env_changes, env_other_keys=plan.env_other_keys)
 
 
-def build_plan(instance, tag: str, driver: Driver) -> Plan:
-    """Render the set for `tag`, ask the agent for the diff and the .env key names, compute coverage and the hash.
+def build_plan(instance, tag: str, driver: Driver, digest: str | None = None) -> Plan:
+    """Render the set for `tag` (and `digest`, the release's image digest when it carries one), ask the agent for the
+    diff and the .env key names, compute coverage and the hash.
 
     Raises RenderError (template problem), DriverError (agent problem). Reads only; changes nothing anywhere.
     """
     settings = current_app.config["CCP"]
     extra = (settings.template_sets_dir,) if settings.template_sets_dir else ()
     result = render_instance(instance, tag, secrets=instance.decrypted_secrets(), extra_dirs=extra,
-                             default_tag=settings.default_image_tag)
+                             default_tag=settings.default_image_tag, digest=digest)
     files = dict(result.files)  # registered tenants: render_instance already leaves .env out
     tset = load_template_set(instance.template_set, extra)
     diff = driver.diff_files(files, tuple(sorted(tset.secret_keys)))
@@ -122,7 +123,7 @@ def build_plan(instance, tag: str, driver: Driver) -> Plan:
     other_keys: tuple[str, ...] = ()
     if instance.is_registered:
         env_patch = managed_env_values(instance, result.image_tag, default_tag=settings.default_image_tag,
-                                       template_set=tset)
+                                       template_set=tset, digest=digest)
         answer = driver.env_keys(tuple(sorted(env_patch)))
         available = answer["keys"]
         changes = patch_changes(env_patch, available, answer.get("values"))

@@ -260,9 +260,10 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
         target = (wave.get("targets") or {}).get(str(iid)) or {}
         tag = target.get("tag") or rollout.tag
         try:
-            plan = upgrade_svc.plan_release(inst, tag)
+            digest = target.get("digest", rollout.image_digest)
+            plan = upgrade_svc.plan_release(inst, tag, digest)
             upgrade_svc.start_release(inst, tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
-                                      plan_checked=True, image_digest=target.get("digest", rollout.image_digest),
+                                      plan_checked=True, image_digest=digest,
                                       rollback_of=target.get("upgrade_id"))
         except UpgradeError as exc:
             db.session.rollback()

@@ -176,7 +176,7 @@ def _check_agent_as_first_step(run: Run) -> None:
 def _release(run: Run) -> None:
     upgrade, instance, driver = run.upgrade, run.instance, run.driver
     with run.step("render") as box:
-        plan = build_plan(instance, upgrade.to_tag, driver)
+        plan = build_plan(instance, upgrade.to_tag, driver, upgrade.image_digest)
         record_release(upgrade, plan)
         counts = plan.summary()
         box["output"] = (f"rendered {len(plan.files)} files from set {plan.set_name} {plan.set_version}: "

@@ -86,8 +86,9 @@ def preview_release(instance, tag: str | None) -> Preview:
     return Preview.of(instance, plan_release(instance, tag))
 
 
-def plan_release(instance, tag: str | None) -> Plan:
-    """The plan "Upgrade to Release" to `tag` would carry out on `instance` (its hash binds an apply to it).
+def plan_release(instance, tag: str | None, digest: str | None = None) -> Plan:
+    """The plan "Upgrade to Release" to `tag` would carry out on `instance` (its hash binds an apply to it);
+    `digest` is the release's image digest when it carries one (templates may pin it).
 
     Reads only; raises like preview_release.
     """
@@ -98,7 +99,7 @@ def plan_release(instance, tag: str | None) -> Plan:
         raise AgentUnavailable(f"cannot reach the agent of {instance.slug}: {exc.message}") from None
     check_agent(instance, driver, PREVIEW_CAPS)
     try:
-        return build_plan(instance, tag, driver)
+        return build_plan(instance, tag, driver, digest)
     except (RenderError, TemplateSetError, ValueError) as exc:
         raise RenderFailed(f"cannot render {instance.slug}: {exc}") from None
     except DriverError as exc:
@@ -126,7 +127,7 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
             raise UpgradeError(f"plan {exc}", {"plan": str(exc)}, status=422, code="validation_failed") from None
     with _audited_refusal(actor, "release", instance, plan, tag):
         if plan is not None and not plan_checked:
-            current = plan_release(instance, tag).plan_hash
+            current = plan_release(instance, tag, image_digest).plan_hash
             if current != plan:
                 raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
                                 "keys): preview again and apply the new plan", {"plan": current})
