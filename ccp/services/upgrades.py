@@ -1,10 +1,9 @@
 """Upgrades: preview a release, start release/quick/full upgrades as RQ jobs, cancel, and the upgrade read model.
 
 Upgrade statuses: queued, running (active); succeeded, failed, rolled_back, rollback_failed, interrupted, cancelled.
-Release steps in order: render, check_plan, pre_upgrade, backup, write, env_patch, pull, up, verify, post_upgrade
-(+ restore, rollback_up, rollback_verify when a rollback happens); the hook and backup steps are "skipped" for a
-template set that declares none. A "restore" upgrade (start_restore) puts an earlier upgrade's data backup back.
-Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError); the API and the UI present them.
+Release steps in order: render, check_plan, write, env_patch, pull, up, verify (+ restore, rollback_up,
+rollback_verify when a rollback happens). Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError);
+the API and the UI present them.
 """
 
 from __future__ import annotations
@@ -23,32 +22,25 @@ from ccp.services.changes import announce
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
-from ccp.protocol import BACKUPS_CAPABILITY
 from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
-from ccp.services.backups import BACKUP_ID, template_set
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
-from ccp.services import windows
 
 log = logging.getLogger(__name__)
 
-RELEASE_STEPS = ("render", "check_plan", "pre_upgrade", "backup", "write", "env_patch", "pull", "up", "verify",
-                 "post_upgrade")
+RELEASE_STEPS = ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
 QUICK_STEPS = ("pull", "up", "verify")
 FULL_STEPS = ("script", "verify")
-RESTORE_STEPS = ("restore_data", "up", "verify")
 ROLLBACK_STEPS = ("restore", "rollback_up", "rollback_verify")
-STEPS_BY_KIND = {"release": RELEASE_STEPS, "quick": QUICK_STEPS, "full": FULL_STEPS, "restore": RESTORE_STEPS}
-# A release of a set with hooks or a backup also needs "hooks.run"/"backups" (ccp.services.hook_steps.check_caps).
+STEPS_BY_KIND = {"release": RELEASE_STEPS, "quick": QUICK_STEPS, "full": FULL_STEPS}
 CAPS_BY_KIND = {
     "release": APPLY_CAPS,
     "quick": ("compose.pull", "compose.up", "compose.ps"),
     "full": ("scripts.run", "compose.ps"),
-    "restore": (BACKUPS_CAPABILITY, "compose.up", "compose.ps"),
 }
 
 
@@ -86,30 +78,6 @@ class RenderFailed(UpgradeError):
     status, code = 422, "render_failed"
 
 
-class ConfirmationRequired(UpgradeError):
-    """An action that overwrites data was asked for without its confirmation."""
-
-    status, code = 422, "confirmation_required"
-
-
-class NoBackup(UpgradeError):
-    """A restore was asked for an upgrade that took no data backup."""
-
-    status, code = 409, "no_backup"
-
-
-class OutsideWindow(UpgradeError):
-    """A manual start while the tenant's maintenance window is closed, not confirmed (`outside_window_ok`)."""
-
-    status, code = 409, "outside_window"
-
-
-class TenantHeld(UpgradeError):
-    """A manual start of a held tenant, not confirmed (`held_ok`): a hold asks first, it does not lock."""
-
-    status, code = 409, "held"
-
-
 def preview_release(instance, tag: str | None) -> Preview:
     """Show what "Upgrade to Release" to `tag` would change on `instance`; reads only, changes nothing.
 
@@ -140,8 +108,7 @@ def plan_release(instance, tag: str | None, digest: str | None = None) -> Plan:
 
 def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
                   rollout_id: int | None = None, plan_checked: bool = False,
-                  image_digest: str | None = None, rollback_of: int | None = None,
-                  outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
+                  image_digest: str | None = None, rollback_of: int | None = None) -> Upgrade:
     """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash, and part of a rollout).
 
     With `plan`, the plan is rebuilt now (one agent round trip) and a different hash is refused at once with
@@ -151,8 +118,6 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
     names the earlier successful upgrade whose release this one goes back to ("roll back to this release").
     Raises TagInvalid, PlanStale, AgentUnavailable, AgentTooOld or UpgradeConflict; nothing is enqueued then, and
     refusals of a well-formed request (409/502) are audited as `upgrade.start.release` with `refused:<code>`.
-    A start outside the tenant's maintenance window or of a held tenant is refused (OutsideWindow, TenantHeld)
-    unless confirmed with `outside_window_ok` / `held_ok` (see `check_manual_start`); a rollout's never is.
     """
     tag = _checked_tag(instance, tag)
     if plan is not None:
@@ -161,55 +126,25 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
         except rules.RuleError as exc:
             raise UpgradeError(f"plan {exc}", {"plan": str(exc)}, status=422, code="validation_failed") from None
     with _audited_refusal(actor, "release", instance, plan, tag):
-        confirmed = {} if rollout_id is not None else check_manual_start(instance, outside_window_ok, held_ok)
         if plan is not None and not plan_checked:
             current = plan_release(instance, tag, image_digest).plan_hash
             if current != plan:
                 raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
                                 "keys): preview again and apply the new plan", {"plan": current})
         return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id,
-                        image_digest=image_digest, rollback_of=rollback_of, audit_detail=confirmed)
+                        image_digest=image_digest, rollback_of=rollback_of)
 
 
-def start_quick(instance, *, actor: str, outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
-    """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify.
-    Refused like start_release outside the window or while held, unless confirmed."""
+def start_quick(instance, *, actor: str) -> Upgrade:
+    """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify."""
     with _audited_refusal(actor, "quick", instance, None, instance.image_tag):
-        confirmed = check_manual_start(instance, outside_window_ok, held_ok)
-        return _enqueue(instance, "quick", actor, to_tag=instance.image_tag, audit_detail=confirmed)
+        return _enqueue(instance, "quick", actor, to_tag=instance.image_tag)
 
 
-def start_full(instance, *, actor: str, outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
-    """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify.
-    Refused like start_release outside the window or while held, unless confirmed."""
+def start_full(instance, *, actor: str) -> Upgrade:
+    """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify."""
     with _audited_refusal(actor, "full", instance, None, instance.image_tag):
-        confirmed = check_manual_start(instance, outside_window_ok, held_ok)
-        return _enqueue(instance, "full", actor, to_tag=instance.image_tag, audit_detail=confirmed)
-
-
-def check_manual_start(instance, outside_window_ok: bool, held_ok: bool) -> dict:
-    """What a manual start of `instance` needs confirmed now, as the audit detail of the start ({} when nothing,
-    else {"held": true} and/or {"outside_window": true}). Raises TenantHeld while the tenant is held and `held_ok`
-    is not given, then OutsideWindow while its window is closed and `outside_window_ok` is not given; their details
-    say what to confirm (`confirm`) and, for the window, when it opens next (`nextOpen`)."""
-    confirmed = {}
-    hold = windows.active_hold(instance)
-    if hold is not None:
-        if not held_ok:
-            raise TenantHeld(f"{instance.slug} is {hold.sentence}. A hold asks first, it does not lock: confirm to "
-                             "upgrade it anyway", {"confirm": "heldOk", "hold": hold.sentence})
-        confirmed["held"] = True
-    state = windows.window_state(instance)
-    if not state.open:
-        opens = windows.local_label(state.next_open, state.window.timezone)
-        if not outside_window_ok:
-            raise OutsideWindow(
-                f"{instance.slug} is outside its maintenance window ({state.window.label}; opens {opens}): confirm "
-                "to upgrade it anyway", {"confirm": "outsideWindowOk", "window": state.window.label,
-                                         "nextOpen": state.next_open.isoformat() if state.next_open else None,
-                                         "opens": opens})
-        confirmed["outside_window"] = True
-    return confirmed
+        return _enqueue(instance, "full", actor, to_tag=instance.image_tag)
 
 
 @contextmanager
@@ -257,33 +192,6 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
     raise NotCancellable(f"upgrade {upgrade.id} is already {upgrade.status}")
 
 
-def start_restore(instance, upgrade: Upgrade, *, actor: str, confirm: bool = False) -> Upgrade:
-    """Queue a "restore" upgrade: the template set's restore hook puts back the data backup `upgrade` took before it
-    wrote anything (restore_data), then compose up and verify. It overwrites the tenant's current data, so the
-    operator must say so: without `confirm` it raises ConfirmationRequired (422), nothing queued.
-
-    Raises ConfirmationRequired, NoBackup (409: the upgrade took none, or belongs to another instance's history),
-    RenderFailed (the set no longer declares a [backup]) or UpgradeConflict; refusals are audited like other starts.
-    The automatic rollback of a release never restores data: this is the only way it happens.
-    """
-    if upgrade.instance_id != instance.id or upgrade.kind == "restore" or not upgrade.backup_id \
-            or not BACKUP_ID.fullmatch(upgrade.backup_id):
-        raise NoBackup(f"upgrade #{upgrade.id} took no data backup of {instance.slug}: nothing to restore")
-    if confirm is not True:
-        raise ConfirmationRequired(
-            f"restoring backup {upgrade.backup_id} overwrites the current data of {instance.slug} with the data it "
-            f"had before upgrade #{upgrade.id}: confirm to restore", {"confirm": "must be true"})
-    try:
-        tset = template_set(instance)
-    except TemplateSetError as exc:
-        raise RenderFailed(f"cannot load the template set of {instance.slug}: {exc}") from None
-    if tset.backup is None:
-        raise RenderFailed(f"template set {tset.name} {tset.version} no longer declares a [backup] with a restore "
-                           "hook: nothing can restore this backup")
-    with _audited_refusal(actor, "restore", instance, None, instance.image_tag):
-        return _enqueue(instance, "restore", actor, to_tag=instance.image_tag, backup_id=upgrade.backup_id)
-
-
 @dataclass(frozen=True)
 class StepStatus:
     """One recorded step of an upgrade."""
@@ -324,7 +232,6 @@ class UpgradeStatus:
     steps: tuple[StepStatus, ...] = ()
     image_digest: str | None = None  # what the tag resolved to at the registry, when a receiver resolved it
     rollback_of: int | None = None  # the earlier release this one rolls back to (ccp.services.history)
-    backup_id: str | None = None  # the data backup it took (a "restore" upgrade: the one it restores)
 
     @property
     def duration_s(self) -> float | None:
@@ -344,7 +251,7 @@ def upgrade_status(upgrade: Upgrade) -> UpgradeStatus:
         cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
         started_at=upgrade.started_at, finished_at=upgrade.finished_at, instance_id=upgrade.instance_id,
         instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name, image_digest=upgrade.image_digest,
-        rollback_of=upgrade.rollback_of, backup_id=upgrade.backup_id,
+        rollback_of=upgrade.rollback_of,
         steps=tuple(StepStatus(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps),
     )
 
@@ -380,7 +287,7 @@ def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
     return health
 
 
-def _enqueue(instance, kind: str, actor: str, audit_detail: dict | None = None, **fields) -> Upgrade:
+def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
     upgrade = Upgrade(instance_id=instance.id, kind=kind, status="queued", actor=actor,
                       from_tag=instance.image_tag, **fields)
     upgrade.steps = [UpgradeStep(position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])]
@@ -405,7 +312,7 @@ def _enqueue(instance, kind: str, actor: str, audit_detail: dict | None = None, 
     db.session.commit()
     announce(upgrade.id)
     record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
-           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag, **(audit_detail or {})})
+           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
     return upgrade
 
 
