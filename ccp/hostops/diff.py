@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +31,9 @@ CHUNK_CELLS = 100_000_000
 # Below this many cells rapidfuzz finishes in well under a millisecond: cheaper than starting a process.
 GNU_DIFF_MIN_CELLS = 4_000_000
 GNU_DIFF_TIMEOUT_S = 0.25
-_HUNK_RE = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_GROUP_FORMATS = tuple(f"--{kind}-group-format=%de %dl %dE %dL\n" for kind in ("old", "new", "changed"))
+
+NO_EOL = "\\ No newline at end of file\n"
 
 Opcode = tuple[str, int, int, int, int]
 
@@ -154,7 +155,11 @@ def _merge(ops: list[Opcode]) -> list[Opcode]:
 
 
 def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
-    """Edit script from GNU ``diff -U0`` hunk headers; None if diff is missing, fails or runs out of time."""
+    """Edit script from GNU diff's group ranges; None if diff is missing, fails or runs out of time.
+
+    Each changed group is printed as four numbers, `e l E L` (lines e+1..l of the old file became lines E+1..L of the
+    new one), so neither the changed text nor hunk headers cross the pipe to be parsed again.
+    """
     exe = shutil.which("diff")
     if exe is None:
         return None
@@ -164,24 +169,22 @@ def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
             with open(path, "wb") as fh:
                 fh.write(text.encode("utf-8", "surrogatepass"))
         try:
-            proc = subprocess.run([exe, "-U0", "-a", old_path, new_path], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S, check=False,
-                                  env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
+            proc = subprocess.run([exe, "-a", "--unchanged-group-format=", *_GROUP_FORMATS, old_path, new_path],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S,
+                                  check=False, env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
         except (subprocess.TimeoutExpired, OSError):
             return None
     if proc.returncode not in (0, 1):
         return None
-    ops: list[Opcode] = []
-    for line in proc.stdout.split(b"\n"):
-        m = _HUNK_RE.match(line)
-        if not m:
-            continue  # content lines start with +, - or \\, never with @@
-        ol, oc, nl, nc = (int(g) if g is not None else 1 for g in m.groups())
-        i1 = ol if oc == 0 else ol - 1
-        j1 = nl if nc == 0 else nl - 1
-        tag = "delete" if nc == 0 else "insert" if oc == 0 else "replace"
-        ops.append((tag, i1, i1 + oc, j1, j1 + nc))
-    return ops
+    try:
+        numbers = list(map(int, proc.stdout.split()))
+    except ValueError:  # not this diff's group output (a diff without the format options): use our engine
+        return None
+    if len(numbers) % 4:
+        return None
+    it = iter(numbers)
+    return [("delete" if j1 == j2 else "insert" if i1 == i2 else "replace", i1, i2, j1, j2)
+            for i1, i2, j1, j2 in zip(it, it, it, it, strict=True)]
 
 
 def _fill_equal(ops: list[Opcode], a0: int, a1: int, b0: int) -> list[Opcode]:
@@ -198,6 +201,25 @@ def _fill_equal(ops: list[Opcode], a0: int, a1: int, b0: int) -> list[Opcode]:
     return out
 
 
+def _common_run(a: list, b: list, i: int, j: int, step: int, limit: int) -> int:
+    """How many lines a and b share walking from a[i], b[j] in `step` direction (at most `limit`): compared a block
+    at a time (list equality runs in C), then line by line inside the first block that differs."""
+    done, block = 0, 256
+    while done < limit:
+        k = min(block, limit - done)
+        if step > 0:
+            same = a[i + done:i + done + k] == b[j + done:j + done + k]
+        else:
+            same = a[i - done - k + 1:i - done + 1] == b[j - done - k + 1:j - done + 1]
+        if not same:
+            break
+        done += k
+        block *= 2
+    while done < limit and a[i + step * done] == b[j + step * done]:
+        done += 1
+    return done
+
+
 def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = None,
                  use_gnu: bool = True) -> list[Opcode]:
     """Return difflib-style opcodes (equal/delete/insert/replace) turning ``a`` into ``b`` (lists of line keys).
@@ -206,16 +228,16 @@ def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = 
     inputs. ``use_gnu=False`` forces the in-process engine (tests compare both).
     """
     n, m = len(a), len(b)
-    if use_gnu and old is not None and new is not None and n * m > GNU_DIFF_MIN_CELLS:
+    pre = _common_run(a, b, 0, 0, 1, min(n, m))
+    suf = _common_run(a, b, n - 1, m - 1, -1, min(n, m) - pre)
+    cells = (n - pre - suf) * (m - pre - suf)
+    if cells > GNU_DIFF_MIN_CELLS and set(a[pre:n - suf]).isdisjoint(b[pre:m - suf]):  # replaced: nothing to match
+        return _merge([("equal", 0, pre, 0, pre), ("replace", pre, n - suf, pre, m - suf),
+                       ("equal", n - suf, n, m - suf, m)])
+    if use_gnu and old is not None and new is not None and cells > GNU_DIFF_MIN_CELLS:
         ops = _gnu_diff_opcodes(old, new)
-        if ops is not None:
-            return _merge(_fill_equal(ops, 0, n, 0))
-    pre = 0
-    while pre < n and pre < m and a[pre] == b[pre]:
-        pre += 1
-    suf = 0
-    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
-        suf += 1
+        if ops is not None:  # GNU's groups are maximal already (an unchanged line parts any two): no merge needed
+            return _fill_equal(ops, 0, n, 0)
     ids: dict = {}
     ia = [ids.setdefault(x, len(ids)) for x in a[pre:n - suf]]
     ib = [ids.setdefault(x, len(ids)) for x in b[pre:m - suf]]
@@ -242,13 +264,6 @@ def _range(start: int, stop: int) -> str:
     return str(beginning) if length == 1 else f"{beginning},{length}"
 
 
-def _emit(out: list[str], prefix: str, lines: list[str], start: int, stop: int, eol_missing_at: int) -> None:
-    for k in range(start, stop):
-        out.append(prefix + lines[k] + "\n")
-        if k == eol_missing_at:
-            out.append("\\ No newline at end of file\n")
-
-
 def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context: int = 3,
                  limit_bytes: int = 256 * 1024, show_old: list[str] | None = None,
                  show_new: list[str] | None = None, use_gnu: bool = True) -> DiffResult:
@@ -265,8 +280,10 @@ def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context:
     ops = diff_opcodes(_keys(a, a_eol), _keys(b, b_eol), old=old, new=new, use_gnu=use_gnu)
     a_missing = -1 if a_eol else len(a) - 1
     b_missing = -1 if b_eol else len(b) - 1
-    added = sum(j2 - j1 for t, _, _, j1, j2 in ops if t in ("insert", "replace"))
-    removed = sum(i2 - i1 for t, i1, i2, _, _ in ops if t in ("delete", "replace"))
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "equal":
+            added, removed = added + j2 - j1, removed + i2 - i1
     if not added and not removed:
         return DiffResult("", 0, 0, False)
     out = [f"--- {old_label}\n", f"+++ {new_label}\n"]
@@ -276,12 +293,17 @@ def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context:
         first, last = group[0], group[-1]
         hunk = [f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"]
         for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                _emit(hunk, " ", pa, i1, i2, a_missing)
-                continue
-            _emit(hunk, "-", pa, i1, i2, a_missing)
-            _emit(hunk, "+", pb, j1, j2, b_missing)
-        hunk_size = sum(len(x.encode()) for x in hunk)
+            # One string per run (a join runs in C), so a hunk of thousands of small runs stays cheap.
+            if i1 < i2:
+                mark = " " if tag == "equal" else "-"
+                hunk.append(mark + ("\n" + mark).join(pa[i1:i2]) + "\n")
+                if i1 <= a_missing < i2:  # the file's last line: the last one of this run
+                    hunk.append(NO_EOL)
+            if tag != "equal" and j1 < j2:
+                hunk.append("+" + "\n+".join(pb[j1:j2]) + "\n")
+                if j1 <= b_missing < j2:
+                    hunk.append(NO_EOL)
+        hunk_size = len("".join(hunk).encode("utf-8", "surrogatepass"))
         if size + hunk_size > limit_bytes:
             truncated = True
             break
