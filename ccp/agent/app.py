@@ -145,4 +145,26 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     def scripts(slug, name):
         return jsonify(host_for(slug).run_script(name, deadline(body())))
 
+    @app.post("/v1/instances/<slug>/hooks/<hook>/run")
+    def hook_run(slug, hook):
+        data = body()
+        return jsonify(host_for(slug).run_hook(hook, data.get("content"), deadline(data), data.get("fence"),
+                                               data.get("from_tag"), data.get("to_tag")))
+
+    @app.get("/v1/instances/<slug>/backups")
+    def backups_list(slug):
+        return jsonify(host_for(slug).list_backups())
+
+    @app.post("/v1/instances/<slug>/backups")
+    def backup_create(slug):
+        data = body()
+        return jsonify(host_for(slug).create_backup(data.get("content"), deadline(data), data.get("fence"),
+                                                    data.get("keep", 3), data.get("from_tag"), data.get("to_tag")))
+
+    @app.post("/v1/instances/<slug>/backups/<backup_id>/restore")
+    def backup_restore(slug, backup_id):
+        data = body()
+        return jsonify(host_for(slug).restore_backup(backup_id, data.get("content"), deadline(data),
+                                                     data.get("fence"), data.get("from_tag"), data.get("to_tag")))
+
     return app

@@ -127,3 +127,25 @@ class Driver(Protocol):
         """Run an allow-listed tenant script (`upgrade`, `image-upgrade`) within `deadline_s`; the same answer
         as `compose`."""
         ...
+
+    def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,
+                 to_tag: str | None = None) -> dict:
+        """Run a template set's hook (`pre_upgrade`, `post_upgrade`): `content` is its rendered script, run with `sh`
+        in the install dir within `deadline_s`. The same answer as `compose` (output masked)."""
+        ...
+
+    def create_backup(self, content: str, deadline_s: float, fence: int, *, keep: int, from_tag: str | None = None,
+                      to_tag: str | None = None) -> dict:
+        """Run the set's backup hook into a new backup folder (`$CCP_BACKUP_DIR`), keeping the newest `keep`.
+        The `compose` answer plus `backup_id` and `size_bytes` (null when the hook failed or wrote nothing)."""
+        ...
+
+    def restore_backup(self, backup_id: str, content: str, deadline_s: float, fence: int, *,
+                       from_tag: str | None = None, to_tag: str | None = None) -> dict:
+        """Run the set's restore hook with `$CCP_BACKUP_DIR` at backup `backup_id` (404 when it is gone)."""
+        ...
+
+    def list_backups(self) -> list[dict]:
+        """The backups kept on the host, oldest first: `[{"id", "created", "size_bytes", "duration_s",
+        "upgrade_id"}]`."""
+        ...

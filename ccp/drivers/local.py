@@ -62,3 +62,18 @@ class LocalDriver:
 
     def run_script(self, name: str, deadline_s: float) -> dict:
         return self._call(self.host.run_script, name, deadline_s)
+
+    def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,
+                 to_tag: str | None = None) -> dict:
+        return self._call(self.host.run_hook, hook, content, deadline_s, fence, from_tag, to_tag)
+
+    def create_backup(self, content: str, deadline_s: float, fence: int, *, keep: int, from_tag: str | None = None,
+                      to_tag: str | None = None) -> dict:
+        return self._call(self.host.create_backup, content, deadline_s, fence, keep, from_tag, to_tag)
+
+    def restore_backup(self, backup_id: str, content: str, deadline_s: float, fence: int, *,
+                       from_tag: str | None = None, to_tag: str | None = None) -> dict:
+        return self._call(self.host.restore_backup, backup_id, content, deadline_s, fence, from_tag, to_tag)
+
+    def list_backups(self) -> list[dict]:
+        return self._call(self.host.list_backups)["backups"]

@@ -85,3 +85,23 @@ class RemoteDriver:
     def run_script(self, name: str, deadline_s: float) -> dict:
         return self._request("POST", self._inst(f"scripts/{name}"), {"deadline_s": deadline_s},
                              timeout=deadline_s + DEADLINE_MARGIN_S)
+
+    def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,
+                 to_tag: str | None = None) -> dict:
+        body = {"content": content, "deadline_s": deadline_s, "fence": fence, "from_tag": from_tag, "to_tag": to_tag}
+        return self._request("POST", self._inst(f"hooks/{hook}/run"), body, timeout=deadline_s + DEADLINE_MARGIN_S)
+
+    def create_backup(self, content: str, deadline_s: float, fence: int, *, keep: int, from_tag: str | None = None,
+                      to_tag: str | None = None) -> dict:
+        body = {"content": content, "deadline_s": deadline_s, "fence": fence, "keep": keep, "from_tag": from_tag,
+                "to_tag": to_tag}
+        return self._request("POST", self._inst("backups"), body, timeout=deadline_s + DEADLINE_MARGIN_S)
+
+    def restore_backup(self, backup_id: str, content: str, deadline_s: float, fence: int, *,
+                       from_tag: str | None = None, to_tag: str | None = None) -> dict:
+        body = {"content": content, "deadline_s": deadline_s, "fence": fence, "from_tag": from_tag, "to_tag": to_tag}
+        return self._request("POST", self._inst(f"backups/{backup_id}/restore"), body,
+                             timeout=deadline_s + DEADLINE_MARGIN_S)
+
+    def list_backups(self) -> list[dict]:
+        return self._request("GET", self._inst("backups"))["backups"]

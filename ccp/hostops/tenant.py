@@ -2,6 +2,8 @@
 
 Both the agent (over signed HTTP) and CCP's in-process LocalDriver call this class, so they behave identically.
 Mutations (write_files, env_patch, restore_snapshot) take the tenant lock and check the fence; reads do not lock.
+Hooks, backups and restores (ccp.hostops.hooks) check the fence under the lock, then run without holding it, like
+compose does.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from ccp.envfile.dotenv import MASK, mask_env_text
 from ccp.envfile.secrecy import compare_env
 from ccp.hostops import compose as compose_mod
-from ccp.hostops import envops, scripts
+from ccp.hostops import envops, hooks, scripts
 from ccp.hostops.errors import BadRequest, ExpectationFailed, HostOpsError, TooLarge
 from ccp.hostops.atomic import PlannedWrite, apply_write_set, recover
 from ccp.hostops.diff import split_lines, unified_diff
@@ -51,6 +53,7 @@ class TenantHost:
         self.state_dir = Path(state_dir) if state_dir is not None else self.install_dir / ".ccp"
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.snapshots = SnapshotStore(self.state_dir, snapshot_keep)
+        self.hooks = hooks.HookRunner(self.install_dir, project, self.state_dir)
         self.compose_spec = compose_mod.ComposeSpec(self.install_dir, project, tuple(compose_files),
                                                     list(compose_command) if compose_command else None)
         self.diff_limit_bytes = diff_limit_bytes
@@ -236,6 +239,46 @@ class TenantHost:
         """Run an allow-listed tenant script (upgrade, image-upgrade) with a deadline; see scripts.run_script."""
         deadline_s = _check_deadline(deadline_s)
         return self._mask_output(scripts.run_script(self.install_dir, self.project, name, deadline_s))
+
+    # -- template-set hooks and data backups (ccp.hostops.hooks) -------------------------------------------------
+    def _fenced(self, fence: object) -> int:
+        with tenant_lock(self.state_dir, self.lock_wait_s):
+            check_and_store_fence(self.state_dir, fence)
+        return fence
+
+    def run_hook(self, hook: object, content: object, deadline_s: float, fence: object, from_tag: object = None,
+                 to_tag: object = None) -> dict:
+        """Run a template-set hook (``pre_upgrade``, ``post_upgrade``) CCP sent, with a deadline; the run dict
+        (output masked). Raises BadRequest (names what is wrong; nothing run) or FenceRejected/Busy."""
+        if hook not in hooks.HOOKS:
+            raise BadRequest(f"hook must be one of {', '.join(hooks.HOOKS)}")
+        content, deadline_s = hooks.check_hook_content(content), _check_deadline(deadline_s)
+        tags = hooks.check_tags(from_tag, to_tag)
+        fence = self._fenced(fence)
+        return self._mask_output(self.hooks.run(hook, content, deadline_s, fence, tags))
+
+    def create_backup(self, content: object, deadline_s: float, fence: object, keep: object = 3,
+                      from_tag: object = None, to_tag: object = None) -> dict:
+        """Run the set's backup hook into a new backup folder, keep the newest ``keep``; the run dict plus
+        ``backup_id`` and ``size_bytes`` (both null when the hook failed or wrote nothing: the folder is removed)."""
+        content, deadline_s = hooks.check_hook_content(content), _check_deadline(deadline_s)
+        keep, tags = hooks.check_keep(keep), hooks.check_tags(from_tag, to_tag)
+        fence = self._fenced(fence)
+        return self._mask_output(self.hooks.backup(content, deadline_s, fence, tags, keep))
+
+    def restore_backup(self, backup_id: object, content: object, deadline_s: float, fence: object,
+                       from_tag: object = None, to_tag: object = None) -> dict:
+        """Run the set's restore hook with CCP_BACKUP_DIR at backup ``backup_id``; the run dict plus ``backup_id``.
+        Raises NotFound for an unknown or pruned backup (nothing run), BadRequest, FenceRejected, Busy."""
+        content, deadline_s = hooks.check_hook_content(content), _check_deadline(deadline_s)
+        tags = hooks.check_tags(from_tag, to_tag)
+        self.hooks.folder(backup_id)  # an unknown id is refused before the fence moves
+        fence = self._fenced(fence)
+        return self._mask_output(self.hooks.restore(backup_id, content, deadline_s, fence, tags))
+
+    def list_backups(self) -> dict:
+        """``{"backups": [{"id", "created", "size_bytes", "duration_s", "upgrade_id"}]}``, oldest first."""
+        return {"backups": self.hooks.list()}
 
 
 def _check_deadline(deadline_s: object) -> float:

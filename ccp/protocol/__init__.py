@@ -10,8 +10,13 @@ PROTOCOL_VERSION = 1
 ENV_TABLE_CAPABILITY = "files.diff.env"
 # env/keys?value=NAME answers the non-secret values of the keys named.
 ENV_VALUES_CAPABILITY = "env.values"
+# hooks/run runs a template set's pre_upgrade/post_upgrade hook CCP sends (issue #16).
+HOOKS_CAPABILITY = "hooks.run"
+# backups (create, list) and backups/<id>/restore run the set's backup and restore hooks into/from a backup folder.
+BACKUPS_CAPABILITY = "backups"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
-                "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY)
+                "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
+                HOOKS_CAPABILITY, BACKUPS_CAPABILITY)
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
 
 

@@ -2,13 +2,28 @@
 
 Layout of a set folder::
 
-    <name>/set.toml          version = "1.2.0" (required), description, secret_keys, managed_env_keys, [defaults]
+    <name>/set.toml          version = "1.2.0" (required), description, secret_keys, managed_env_keys, [defaults],
+                             [hooks] and [backup] (optional; see below)
     <name>/**/*.j2           rendered with Jinja2; output path drops ".j2"
     <name>/**/<other>        copied byte-for-byte
 
 Bundled sets live next to this module in ``sets/``; operators add sets in their own directories (the configured
 CCP_TEMPLATE_SETS_DIR, passed in as ``extra_dirs``). A set in an operator directory overrides a bundled set of the
 same name, so operators can customise ``default`` without forking CCP.
+
+Hooks and backup (issue #16; docs/templates.md): only what a set declares can run on a tenant host::
+
+    [hooks]
+    pre_upgrade = { run = "hooks/pre-upgrade.sh", deadline_s = 120 }
+    post_upgrade = { run = "hooks/post-upgrade.sh", deadline_s = 120 }
+    [backup]
+    run = "hooks/backup.sh"          # writes into $CCP_BACKUP_DIR
+    restore = "hooks/restore.sh"     # reads from $CCP_BACKUP_DIR
+    keep = 3
+    deadline_s = 900
+
+Each ``run``/``restore`` names a file of the set (its source path; ``x.sh`` also finds ``x.sh.j2``); the release
+renders it like any other file and CCP sends that rendered text to the agent to run.
 """
 
 from __future__ import annotations
@@ -27,8 +42,35 @@ _ENV_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
 _SKIP_DIRS = {"__pycache__", ".git"}
 
 
+HOOK_NAMES = ("pre_upgrade", "post_upgrade")
+MAX_HOOK_DEADLINE_S = 3600.0
+MAX_BACKUP_DEADLINE_S = 6 * 3600.0
+MAX_BACKUP_KEEP = 50  # the agent's own limit (ccp.hostops.hooks.MAX_KEEP)
+
+
 class TemplateSetError(ValueError):
     """A template set is missing, misnamed or malformed."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A command the set declares: ``source`` is its file in the set, ``output`` the rendered path."""
+
+    source: str
+    deadline_s: float
+
+    @property
+    def output(self) -> str:
+        return TemplateSet.output_path(self.source)
+
+
+@dataclass(frozen=True)
+class Backup:
+    """The set's data backup: ``run`` writes into $CCP_BACKUP_DIR, ``restore`` reads from it; keep the last ``keep``."""
+
+    run: Hook
+    restore: Hook
+    keep: int = 3
 
 
 @dataclass(frozen=True)
@@ -51,6 +93,8 @@ class TemplateSet:
     optional_secret_keys: frozenset[str] = frozenset()
     managed_env_keys: frozenset[str] = frozenset({"IMAGE_TAG"})
     defaults: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, Hook] = field(default_factory=dict)  # "pre_upgrade"/"post_upgrade" -> Hook, when declared
+    backup: Backup | None = None
 
     @staticmethod
     def output_path(source: str) -> str:
@@ -137,17 +181,70 @@ def _read_manifest(root: Path, name: str) -> TemplateSet:
     managed = _string_list(manifest, "managed_env_keys", where) | {"IMAGE_TAG"}
     if managed & secret_keys:
         raise TemplateSetError(f"{where}: managed_env_keys must not be secrets: {sorted(managed & secret_keys)}")
+    files = _list_files(root)
+    hooks, backup = _read_hooks(manifest, files, where)
     return TemplateSet(
         name=name,
         version=version.strip(),
         root=root,
-        files=_list_files(root),
+        files=files,
+        hooks=hooks,
+        backup=backup,
         description=str(manifest.get("description", "")),
         secret_keys=secret_keys,
         optional_secret_keys=optional,
         managed_env_keys=frozenset(managed),
         defaults=dict(defaults),
     )
+
+
+def _hook_file(value: object, files: tuple[str, ...], what: str, where: str) -> str:
+    """The set file a hook runs: ``value`` as listed in the set, or the template ``value + ".j2"``."""
+    if not isinstance(value, str) or not value.strip():
+        raise TemplateSetError(f"{where}: {what} must name a file of the set (e.g. \"hooks/backup.sh\")")
+    if value in files:
+        return value
+    if value + ".j2" in files:
+        return value + ".j2"
+    raise TemplateSetError(f"{where}: {what} = {value!r} is not a file of the set (paths are relative to the set "
+                           "folder, e.g. \"hooks/backup.sh\")")
+
+
+def _deadline(value: object, default: float, limit: float, what: str, where: str) -> float:
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= limit:
+        raise TemplateSetError(f"{where}: {what} must be a number of seconds above 0 and at most {limit:g}")
+    return float(value)
+
+
+def _read_hooks(manifest: dict, files: tuple[str, ...], where: str) -> tuple[dict[str, Hook], Backup | None]:
+    """The [hooks] and [backup] tables, checked: known names and keys only, files of the set, bounded deadlines."""
+    table = manifest.get("hooks", {})
+    if not isinstance(table, dict):
+        raise TemplateSetError(f"{where}: [hooks] must be a table")
+    hooks = {}
+    for name, spec in table.items():
+        if name not in HOOK_NAMES:
+            raise TemplateSetError(f"{where}: unknown hook {name!r} in [hooks] (known: {', '.join(HOOK_NAMES)})")
+        if not isinstance(spec, dict) or set(spec) - {"run", "deadline_s"}:
+            raise TemplateSetError(f"{where}: hooks.{name} must be {{ run = \"file\", deadline_s = seconds }}")
+        hooks[name] = Hook(_hook_file(spec.get("run"), files, f"hooks.{name}.run", where),
+                           _deadline(spec.get("deadline_s"), 120.0, MAX_HOOK_DEADLINE_S, f"hooks.{name}.deadline_s",
+                                     where))
+    spec = manifest.get("backup")
+    if spec is None:
+        return hooks, None
+    if not isinstance(spec, dict) or set(spec) - {"run", "restore", "keep", "deadline_s"}:
+        raise TemplateSetError(f"{where}: [backup] takes run, restore, keep and deadline_s")
+    if "restore" not in spec:
+        raise TemplateSetError(f"{where}: [backup] needs restore (a backup nobody can restore is not a backup)")
+    keep = spec.get("keep", 3)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= MAX_BACKUP_KEEP:
+        raise TemplateSetError(f"{where}: backup.keep must be an integer from 1 to {MAX_BACKUP_KEEP}")
+    deadline = _deadline(spec.get("deadline_s"), 900.0, MAX_BACKUP_DEADLINE_S, "backup.deadline_s", where)
+    backup = Backup(Hook(_hook_file(spec.get("run"), files, "backup.run", where), deadline),
+                    Hook(_hook_file(spec.get("restore"), files, "backup.restore", where), deadline), keep)
+    return hooks, backup
 
 
 def load_template_set(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> TemplateSet:

@@ -5,6 +5,8 @@ the upgrade id is the fence every mutating agent call carries, so a stale job ca
 A heartbeat thread keeps `heartbeat_at` fresh; the reaper marks a job that stopped beating `interrupted`.
 Every commit of the job goes through `_commit`, which announces the change to the polled status widgets.
 
+Hook and backup steps (pre_upgrade, backup, post_upgrade, restore_data) live in ccp.services.hook_steps.
+
 Step output: a step records its output tail when it ends, and, while it runs, every line the runner learns on the
 way (`Run.say`): the command a compose/script step waits for, and each new observation of the verify step (services
 starting, a health URL not answering yet, the monitor window begun). The output of `docker compose` and of
@@ -23,7 +25,9 @@ from ccp.services.changes import announce
 from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
+from ccp.services import hook_steps
 from ccp.services.audit import record
+from ccp.services.hook_steps import HookFailed
 from ccp.services.plan import build_plan, record_release
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
@@ -148,11 +152,11 @@ def run_upgrade(upgrade_id: int) -> str:
         try:
             run = Run(upgrade)
             _check_agent_as_first_step(run)
-            {"release": _release, "quick": _quick, "full": _full}[upgrade.kind](run)
+            {"release": _release, "quick": _quick, "full": _full, "restore": _restore}[upgrade.kind](run)
             _finish(upgrade, "succeeded")
         except Cancelled as exc:
             _fail_or_roll_back(run, upgrade, f"{exc}", final_if_clean="cancelled")
-        except (StepFailed, VerifyFailed, DriverError, UpgradeError) as exc:
+        except (StepFailed, HookFailed, VerifyFailed, DriverError, UpgradeError) as exc:
             _fail_or_roll_back(run, upgrade, _message(exc))
         except Exception as exc:  # noqa: BLE001 - an unexpected bug must still end in a recorded, final state
             log.exception("upgrade %s crashed", upgrade_id)
@@ -188,6 +192,9 @@ def _release(run: Run) -> None:
             raise StepFailed("compose needs variables the tenant's .env lacks: " + ", ".join(plan.coverage["missing"]))
         box["output"] = f"plan {plan.plan_hash[:12]} " + ("matches the preview" if upgrade.plan_hash else "recorded")
         upgrade.plan_hash = plan.plan_hash
+        hook_steps.check_caps(run)  # a set with hooks or a backup needs an agent that runs them
+    hook_steps.pre_upgrade(run, plan.files)
+    hook_steps.backup(run, plan.files)
     changed = plan.changed_files()
     if changed:
         with run.step("write") as box:
@@ -210,7 +217,19 @@ def _release(run: Run) -> None:
         run.skip("env_patch", "provisioned tenant: .env is rendered in full" if not instance.is_registered
                  else "no CCP-managed keys")
     _pull_up_verify(run)
+    hook_steps.post_upgrade(run, plan.files)
     instance.image_tag = upgrade.to_tag
+
+
+def _restore(run: Run) -> None:
+    """Operator-confirmed data restore (ccp.services.upgrades.start_restore): the set's restore hook, then up, verify.
+    Nothing to roll back to: a failure leaves the instance marked as needing attention."""
+    hook_steps.restore_data(run)
+    with run.step("up") as box:
+        run.runtime_touched = True
+        run.compose(box, "up")
+    with run.step("verify") as box:
+        run.verify(box)
 
 
 def _quick(run: Run) -> None:

@@ -1,9 +1,10 @@
 """Upgrades: preview a release, start release/quick/full upgrades as RQ jobs, cancel, and the upgrade read model.
 
 Upgrade statuses: queued, running (active); succeeded, failed, rolled_back, rollback_failed, interrupted, cancelled.
-Release steps in order: render, check_plan, write, env_patch, pull, up, verify (+ restore, rollback_up,
-rollback_verify when a rollback happens). Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError);
-the API and the UI present them.
+Release steps in order: render, check_plan, pre_upgrade, backup, write, env_patch, pull, up, verify, post_upgrade
+(+ restore, rollback_up, rollback_verify when a rollback happens); the hook and backup steps are "skipped" for a
+template set that declares none. A "restore" upgrade (start_restore) puts an earlier upgrade's data backup back.
+Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError); the API and the UI present them.
 """
 
 from __future__ import annotations
@@ -22,25 +23,31 @@ from ccp.services.changes import announce
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
 from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
+from ccp.protocol import BACKUPS_CAPABILITY
 from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
+from ccp.services.backups import BACKUP_ID, template_set
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
 
 log = logging.getLogger(__name__)
 
-RELEASE_STEPS = ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
+RELEASE_STEPS = ("render", "check_plan", "pre_upgrade", "backup", "write", "env_patch", "pull", "up", "verify",
+                 "post_upgrade")
 QUICK_STEPS = ("pull", "up", "verify")
 FULL_STEPS = ("script", "verify")
+RESTORE_STEPS = ("restore_data", "up", "verify")
 ROLLBACK_STEPS = ("restore", "rollback_up", "rollback_verify")
-STEPS_BY_KIND = {"release": RELEASE_STEPS, "quick": QUICK_STEPS, "full": FULL_STEPS}
+STEPS_BY_KIND = {"release": RELEASE_STEPS, "quick": QUICK_STEPS, "full": FULL_STEPS, "restore": RESTORE_STEPS}
+# A release of a set with hooks or a backup also needs "hooks.run"/"backups" (ccp.services.hook_steps.check_caps).
 CAPS_BY_KIND = {
     "release": APPLY_CAPS,
     "quick": ("compose.pull", "compose.up", "compose.ps"),
     "full": ("scripts.run", "compose.ps"),
+    "restore": (BACKUPS_CAPABILITY, "compose.up", "compose.ps"),
 }
 
 
@@ -76,6 +83,18 @@ class NotCancellable(UpgradeError):
 
 class RenderFailed(UpgradeError):
     status, code = 422, "render_failed"
+
+
+class ConfirmationRequired(UpgradeError):
+    """An action that overwrites data was asked for without its confirmation."""
+
+    status, code = 422, "confirmation_required"
+
+
+class NoBackup(UpgradeError):
+    """A restore was asked for an upgrade that took no data backup."""
+
+    status, code = 409, "no_backup"
 
 
 def preview_release(instance, tag: str | None) -> Preview:
@@ -192,6 +211,33 @@ def cancel_upgrade(upgrade: Upgrade, *, actor: str) -> Upgrade:
     raise NotCancellable(f"upgrade {upgrade.id} is already {upgrade.status}")
 
 
+def start_restore(instance, upgrade: Upgrade, *, actor: str, confirm: bool = False) -> Upgrade:
+    """Queue a "restore" upgrade: the template set's restore hook puts back the data backup `upgrade` took before it
+    wrote anything (restore_data), then compose up and verify. It overwrites the tenant's current data, so the
+    operator must say so: without `confirm` it raises ConfirmationRequired (422), nothing queued.
+
+    Raises ConfirmationRequired, NoBackup (409: the upgrade took none, or belongs to another instance's history),
+    RenderFailed (the set no longer declares a [backup]) or UpgradeConflict; refusals are audited like other starts.
+    The automatic rollback of a release never restores data: this is the only way it happens.
+    """
+    if upgrade.instance_id != instance.id or upgrade.kind == "restore" or not upgrade.backup_id \
+            or not BACKUP_ID.fullmatch(upgrade.backup_id):
+        raise NoBackup(f"upgrade #{upgrade.id} took no data backup of {instance.slug}: nothing to restore")
+    if confirm is not True:
+        raise ConfirmationRequired(
+            f"restoring backup {upgrade.backup_id} overwrites the current data of {instance.slug} with the data it "
+            f"had before upgrade #{upgrade.id}: confirm to restore", {"confirm": "must be true"})
+    try:
+        tset = template_set(instance)
+    except TemplateSetError as exc:
+        raise RenderFailed(f"cannot load the template set of {instance.slug}: {exc}") from None
+    if tset.backup is None:
+        raise RenderFailed(f"template set {tset.name} {tset.version} no longer declares a [backup] with a restore "
+                           "hook: nothing can restore this backup")
+    with _audited_refusal(actor, "restore", instance, None, instance.image_tag):
+        return _enqueue(instance, "restore", actor, to_tag=instance.image_tag, backup_id=upgrade.backup_id)
+
+
 @dataclass(frozen=True)
 class StepStatus:
     """One recorded step of an upgrade."""
@@ -231,6 +277,7 @@ class UpgradeStatus:
     instance_name: str
     steps: tuple[StepStatus, ...] = ()
     image_digest: str | None = None  # what the tag resolved to at the registry, when a receiver resolved it
+    backup_id: str | None = None  # the data backup it took (a "restore" upgrade: the one it restores)
     rollback_of: int | None = None  # the earlier release this one rolls back to (ccp.services.history)
 
     @property
@@ -251,6 +298,7 @@ def upgrade_status(upgrade: Upgrade) -> UpgradeStatus:
         cancel_requested=bool(upgrade.cancel_requested), created_at=upgrade.created_at,
         started_at=upgrade.started_at, finished_at=upgrade.finished_at, instance_id=upgrade.instance_id,
         instance_slug=upgrade.instance.slug, instance_name=upgrade.instance.name, image_digest=upgrade.image_digest,
+        backup_id=upgrade.backup_id,
         rollback_of=upgrade.rollback_of,
         steps=tuple(StepStatus(s.name, s.status, s.started_at, s.finished_at, s.output_tail) for s in upgrade.steps),
     )

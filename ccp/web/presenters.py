@@ -25,7 +25,8 @@ STATUS_LABELS = {
     "skipped": "Skipped",
 }
 
-KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full": "Upgrade Now", "rollback": "Rollback"}
+KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full": "Upgrade Now", "rollback": "Rollback",
+               "restore": "Restore data"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ STEP_LABELS = {
     "render": "Render", "check_plan": "Check plan", "write": "Write files", "env_patch": "Patch .env",
     "pull": "Pull images", "up": "Start", "verify": "Verify", "script": "upgrade.sh", "restore": "Restore files",
     "rollback_up": "Restart old version", "rollback_verify": "Verify old version", "rollback": "Roll back",
+    "pre_upgrade": "Pre-upgrade hook", "backup": "Back up data", "post_upgrade": "Post-upgrade hook",
+    "restore_data": "Restore data",
 }
 
 

@@ -73,19 +73,19 @@ def test_watch_an_upgrade_run_and_end(page, live_server, app, tenant_factory, op
 
     # Running: step n of m with its running time and the running step's output; the actions wait, and say why.
     expect(widget).to_have_attribute("data-active", "true")
-    expect(page.locator(".step-now")).to_have_text(re.compile(r"Step [1-7] of 7"))
+    expect(page.locator(".step-now")).to_have_text(re.compile(r"Step ([1-9]|10) of 10"))
     expect(quick).to_be_disabled()
     expect(page.locator("button:has-text('Upgrade Now')")).to_be_disabled()
     expect(release).to_have_attribute("aria-disabled", "true")
     expect(reason).to_be_visible()
-    expect(page.locator(".step-now")).to_contain_text("Step 5 of 7", timeout=FINISH_TIMEOUT_MS)
+    expect(page.locator(".step-now")).to_contain_text("Step 7 of 10", timeout=FINISH_TIMEOUT_MS)
     expect(page.locator("details.output pre.tail")).to_contain_text("docker compose pull")
     ticking = page.locator(".step-now .elapsed")
     first = ticking.inner_text()
     page.wait_for_timeout(1200)
     assert ticking.inner_text() != first, "the running time does not tick"
     too_wide = _looks(page, screenshot_dir, "running")
-    expect(page.locator(".step-now")).to_contain_text("Step 7 of 7", timeout=FINISH_TIMEOUT_MS)
+    expect(page.locator(".step-now")).to_contain_text("Step 9 of 10", timeout=FINISH_TIMEOUT_MS)
     expect(page.locator("details.output pre.tail")).to_contain_text("watching them", timeout=FINISH_TIMEOUT_MS)
 
     # Ended: the same response swapped in the header with the new tag and gave the actions back.
@@ -95,7 +95,7 @@ def test_watch_an_upgrade_run_and_end(page, live_server, app, tenant_factory, op
     expect(quick).to_be_enabled()
     expect(release).not_to_have_attribute("aria-disabled", "true")
     expect(reason).to_be_hidden()
-    assert "7 of 7 steps done" in widget.inner_text()
+    assert "10 of 10 steps done" in widget.inner_text()
     too_wide += _looks(page, screenshot_dir, "final")
 
     page.click("#instance-tabs a:has-text('History')")

@@ -28,7 +28,8 @@ from ccp.models import AuditEvent, Instance, Upgrade
 from ccp.services import upgrades
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE_STEPS = ["render", "check_plan", "write", "env_patch", "pull", "up", "verify"]
+RELEASE_STEPS = ["render", "check_plan", "pre_upgrade", "backup", "write", "env_patch", "pull", "up", "verify",
+                 "post_upgrade"]
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 

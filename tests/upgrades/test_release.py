@@ -48,8 +48,11 @@ def test_apply_release_succeeds_and_records_steps(app, tenant, run_worker, db):
     assert tenant.image_tag == "v2"
     assert parse_env((_dir(tenant) / ".env").read_text())["IMAGE_TAG"] == "v2"
     steps = {s.name: s for s in upgrade.steps}
-    assert [s.name for s in upgrade.steps] == ["render", "check_plan", "write", "env_patch", "pull", "up", "verify"]
+    assert [s.name for s in upgrade.steps] == ["render", "check_plan", "pre_upgrade", "backup", "write", "env_patch",
+                                              "pull", "up", "verify", "post_upgrade"]
     assert steps["env_patch"].status == "skipped"
+    for name in ("pre_upgrade", "backup", "post_upgrade"):  # the set declares no hooks and no backup
+        assert steps[name].status == "skipped" and "declares no" in steps[name].output_tail
     for name in ("render", "check_plan", "write", "pull", "up", "verify"):
         assert steps[name].status == "succeeded" and steps[name].duration_s is not None
     assert all(CANARY not in (s.output_tail or "") for s in upgrade.steps)

@@ -20,7 +20,7 @@ from ccp.web.upgrades import widget_view
 from tests.factories import make_instance
 from tests.web.conftest import HX
 
-STEPS = ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
+STEPS = ("render", "check_plan", "pre_upgrade", "backup", "write", "env_patch", "pull", "up", "verify", "post_upgrade")
 
 
 def _upgrade(db, status: str, done: int = 0, running: bool = False, failed: bool = False, **extra) -> Upgrade:
@@ -45,10 +45,10 @@ def _upgrade(db, status: str, done: int = 0, running: bool = False, failed: bool
 
 STATES = {
     "queued": dict(status="queued"),
-    "running": dict(status="running", done=4, running=True),
+    "running": dict(status="running", done=6, running=True),
     "cancel requested": dict(status="running", done=2, running=True, cancel_requested=True),
-    "succeeded": dict(status="succeeded", done=7, finished_at=utcnow() + timedelta(seconds=9)),
-    "rolled back": dict(status="rolled_back", done=5, failed=True, error="service web exited (code 1)",
+    "succeeded": dict(status="succeeded", done=10, finished_at=utcnow() + timedelta(seconds=9)),
+    "rolled back": dict(status="rolled_back", done=7, failed=True, error="service web exited (code 1)",
                         finished_at=utcnow() + timedelta(seconds=12)),
 }
 
@@ -88,7 +88,7 @@ def test_lean_widget_matches_the_orm_rendering(app, db, client, login, state, ro
 def test_widget_shows_the_states_labels_cause_and_tail(db, client, login):
     login("viewer")
     running = client.get(f"/upgrades/{_upgrade(db, **STATES['running']).id}/status", headers=HX).get_data(True)
-    assert "Running" in running and "Steps: 4 of 7 done" in running and "Pull images" in running
+    assert "Running" in running and "Steps: 6 of 10 done" in running and "Pull images" in running
     assert "pulling &lt;layer&gt;" in running and "Shop" not in running  # tail escaped; name only in the confirm
     broken = client.get(f"/upgrades/{_upgrade(db, **STATES['rolled back']).id}/status", headers=HX).get_data(True)
     assert "Rolled back" in broken and "Cause:</strong> service web exited (code 1)" in broken
@@ -268,7 +268,7 @@ def test_security_headers_keep_what_a_view_set(app):
 def test_widget_says_step_n_of_m_how_long_it_runs_and_where_it_stopped(db, client, login):
     login("viewer")
     queued = client.get(f"/upgrades/{_upgrade(db, **STATES['queued']).id}/status", headers=HX).get_data(True)
-    assert "<strong>Step 1 of 7</strong> next: Render · waiting for a worker" in queued
+    assert "<strong>Step 1 of 10</strong> next: Render · waiting for a worker" in queued
     upgrade = _upgrade(db, **STATES["running"])
     began = utcnow() - timedelta(seconds=75)
     db.session.execute(update(UpgradeStep).where(UpgradeStep.upgrade_id == upgrade.id, UpgradeStep.status == "running")
@@ -276,14 +276,14 @@ def test_widget_says_step_n_of_m_how_long_it_runs_and_where_it_stopped(db, clien
     db.session.commit()
     changes.announce(upgrade.id)
     running = client.get(f"/upgrades/{upgrade.id}/status", headers=HX).get_data(True)
-    assert re.search(r'<strong>Step 5 of 7</strong>: Pull images · running for <span class="elapsed" '
+    assert re.search(r'<strong>Step 7 of 10</strong>: Pull images · running for <span class="elapsed" '
                      rf'data-since="{re.escape(began.isoformat())}" data-elapsed="7[5-9]">1 min 1[5-9] s</span>', running)
     assert '<li class="step step-running" aria-current="step">' in running
     assert "Output of “Pull images” so far" in running and 'data-active="true"' in running
     broken = client.get(f"/upgrades/{_upgrade(db, **STATES['rolled back']).id}/status", headers=HX).get_data(True)
-    assert "Stopped at <strong>step 6 of 6</strong>: Start" in broken and 'data-active="false"' in broken
+    assert "Stopped at <strong>step 8 of 8</strong>: Start" in broken and 'data-active="false"' in broken
     done = client.get(f"/upgrades/{_upgrade(db, **STATES['succeeded']).id}/status", headers=HX).get_data(True)
-    assert "7 of 7 steps done" in done and "running for" not in done and 'class="elapsed"' not in done
+    assert "10 of 10 steps done" in done and "running for" not in done and 'class="elapsed"' not in done
 
 
 def test_running_times_are_measured_from_the_starts():
