@@ -91,7 +91,7 @@ def upgrade_json(upgrade: UpgradeStatus) -> dict:
     return {
         "id": upgrade.id, "instance": upgrade.instance_slug, "instance_id": upgrade.instance_id,
         "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
-        "image_digest": upgrade.image_digest,
+        "image_digest": upgrade.image_digest, "rollback_of": upgrade.rollback_of,
         "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
         "cancel_requested": upgrade.cancel_requested,
         "created_at": iso_utc(upgrade.created_at), "started_at": iso_utc(upgrade.started_at),

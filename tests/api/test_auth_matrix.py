@@ -35,6 +35,12 @@ ROUTES = [
     ("GET", "/api/rollouts", None, "read", 200),
     ("GET", "/api/rollouts/{rollout}", None, "read", 200),
     ("POST", "/api/rollouts/{rollout}/cancel", None, "operate", 200),
+    ("GET", "/api/instances/{slug}/releases", None, "read", 200),
+    # the right scope reaches the service, which refuses: {done} is a quick upgrade, the rollout is running
+    ("GET", "/api/instances/{slug}/releases/{done}/rollback/preview", None, "operate", 422),
+    ("POST", "/api/instances/{slug}/releases/{done}/rollback", {"plan": "0" * 64}, "operate", 422),
+    ("POST", "/api/rollouts/{rollout}/rollback/preview", None, "operate", 409),
+    ("POST", "/api/rollouts/{rollout}/rollback", None, "operate", 409),
     # the fixture's rollout is running, so the right scope reaches the service, which refuses a second one
     ("POST", "/api/rollouts", {"tag": "v2"}, "operate", 409),
     # reads only (agents are asked; the fixture's remote tenant is a row saying its agent is unreachable)
