@@ -77,6 +77,8 @@ class Instance(db.Model):
     upgrades: Mapped[list["Upgrade"]] = relationship(
         back_populates="instance", cascade="all, delete-orphan", order_by="Upgrade.id.desc()", lazy="dynamic"
     )
+    # What the latest scans found (read by the instance page; the scans write InstanceScan rows themselves).
+    scan: Mapped["InstanceScan | None"] = relationship(viewonly=True, uselist=False)
 
     def set_agent_key(self, key: str | None) -> None:
         """Store the agent's signing key encrypted (None clears it)."""

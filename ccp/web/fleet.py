@@ -47,6 +47,16 @@ def scan():
     return htmx.redirect(url_for("fleet.index"))
 
 
+@bp.post("/instances/<slug:slug>/scan")
+@requires("operate")
+def scan_instance(slug: str):
+    """Scan one instance now (drift, update check, agent inventory); its Overview shows what the scan found."""
+    inst = load(slug)
+    run = start_scan(SCAN_KINDS, source="manual", actor=ui_actor(), instance_ids=[inst.id])
+    flash(f"Scan #{run.id} of {inst.slug} started: its findings appear here when it ends.", "ok")
+    return htmx.redirect(url_for("instances.show", slug=inst.slug, tab="overview"))
+
+
 @bp.get("/fleet/drift/<slug:slug>")
 @requires("operate")
 def drift(slug: str):
