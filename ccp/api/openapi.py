@@ -6,6 +6,7 @@ from ccp import __version__
 from ccp.api import openapi_intake
 from ccp.api import openapi_awareness
 from ccp.api import openapi_rollbacks
+from ccp.api import openapi_backups
 from ccp.api.base import MAX_PER_PAGE, bp
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -95,9 +96,12 @@ SCHEMAS = {
                             "description": "secret .env keys whose value this release changes"}}},
     "Upgrade": {"type": "object", "required": ["id", "instance", "kind", "status", "steps"], "properties": {
         "id": {"type": "integer"}, "instance": {"type": "string"}, "instance_id": {"type": "integer"},
-        "kind": {"enum": ["release", "quick", "full", "rollback"]}, "status": {"type": "string"},
+        "kind": {"enum": ["release", "quick", "full", "rollback", "restore"]}, "status": {"type": "string"},
         "from_tag": _NULLSTR, "to_tag": _NULLSTR, "image_digest": _NULLSTR, "plan_hash": _NULLSTR,
         "rollback_of": {"type": ["integer", "null"], "description": "the earlier release this one rolls back to"},
+        "backup_id": {"type": ["string", "null"], "description": "its data backup (restore: the one it restores)"},
+        "backup": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Backup"}],
+                   "description": "the backup it took, with its size and duration"},
         "actor": {"type": "string"},
         "error": _NULLSTR, "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
         "duration_s": {"type": ["number", "null"]},
@@ -159,6 +163,7 @@ SCHEMAS = {
 SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.openapi_intake)
 SCHEMAS.update(openapi_awareness.SCHEMAS)  # fleet findings, scans, schedules, channels (ccp.api.openapi_awareness)
 SCHEMAS.update(openapi_rollbacks.SCHEMAS)  # release history and rollbacks (ccp.api.openapi_rollbacks)
+SCHEMAS.update(openapi_backups.SCHEMAS)  # data backups and their restore (ccp.api.openapi_backups)
 
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
 _UPGRADE_ERRORS = {**_E, "502": _ERR}
@@ -250,6 +255,7 @@ PATHS = {
     **openapi_intake.PATHS,
     **openapi_awareness.PATHS,
     **openapi_rollbacks.PATHS,
+    **openapi_backups.PATHS,
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}

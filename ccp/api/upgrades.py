@@ -18,6 +18,7 @@ from ccp.drivers import FileDiff
 from ccp.extensions import db
 from ccp.models import Upgrade, iso_utc
 from ccp.services import upgrades as svc
+from ccp.services.backups import BackupInfo, backup_of
 from ccp.services.plan import Preview
 from ccp.services.upgrades import UpgradeStatus
 
@@ -86,12 +87,27 @@ def cancel(upgrade_id: int):
     return upgrade_json(svc.upgrade_status(upgrade))
 
 
+@bp.post("/upgrades/<id:upgrade_id>/restore")
+@require("operate")
+def restore(upgrade_id: int):
+    """Put back the data backup this upgrade took (the template set's restore hook, then up and verify): 202 with
+    the new "restore" upgrade. It overwrites the tenant's current data, so the body must say `{"confirm": true}`
+    (422 `confirmation_required` otherwise, nothing queued); 409 `no_backup` for an upgrade that took none."""
+    upgrade = _find_upgrade(upgrade_id)
+    data = json_body(allow_empty=True)
+    reject_unknown(data, ("confirm",))
+    if "confirm" in data and not isinstance(data["confirm"], bool):
+        raise ApiError(422, "validation_failed", "invalid field(s): confirm", {"confirm": "must be true or false"})
+    return _accepted(svc.start_restore(upgrade.instance, upgrade, actor=g.actor, confirm=data.get("confirm") is True))
+
+
 def upgrade_json(upgrade: UpgradeStatus) -> dict:
     """An upgrade with its steps as JSON (timestamps ISO 8601 with their UTC offset)."""
     return {
         "id": upgrade.id, "instance": upgrade.instance_slug, "instance_id": upgrade.instance_id,
         "kind": upgrade.kind, "status": upgrade.status, "from_tag": upgrade.from_tag, "to_tag": upgrade.to_tag,
         "image_digest": upgrade.image_digest, "rollback_of": upgrade.rollback_of,
+        "backup_id": upgrade.backup_id, "backup": _backup_json(backup_of(upgrade)),
         "plan_hash": upgrade.plan_hash, "actor": upgrade.actor, "error": upgrade.error,
         "cancel_requested": upgrade.cancel_requested,
         "created_at": iso_utc(upgrade.created_at), "started_at": iso_utc(upgrade.started_at),
@@ -100,6 +116,12 @@ def upgrade_json(upgrade: UpgradeStatus) -> dict:
                    "finished_at": iso_utc(s.finished_at), "duration_s": s.duration_s, "output_tail": s.output_tail}
                   for s in upgrade.steps],
     }
+
+
+def _backup_json(backup: BackupInfo | None) -> dict | None:
+    if backup is None:
+        return None
+    return {"id": backup.id, "size_bytes": backup.size_bytes, "duration_s": backup.duration_s}
 
 
 def preview_json(preview: Preview) -> dict:

@@ -32,6 +32,7 @@ ROUTES = [
     ("GET", "/api/instances/{id}/upgrades", None, "read", 200),
     ("GET", "/api/upgrades/{done}", None, "read", 200),
     ("POST", "/api/upgrades/{queued}/cancel", None, "operate", 200),
+    ("POST", "/api/upgrades/{done}/restore", {"confirm": True}, "operate", 409),  # {done} took no backup
     ("GET", "/api/rollouts", None, "read", 200),
     ("GET", "/api/rollouts/{rollout}", None, "read", 200),
     ("POST", "/api/rollouts/{rollout}/cancel", None, "operate", 200),

@@ -41,7 +41,7 @@ def test_preview_apply_status_history_audit(app, db, api, make_token, tenant, ru
 
     upgrade = api("GET", started.headers["Location"], op).get_json()
     assert upgrade["status"] == "succeeded", upgrade
-    assert [s["name"] for s in upgrade["steps"]][:3] == ["render", "check_plan", "write"]
+    assert [s["name"] for s in upgrade["steps"]][:3] == ["render", "check_plan", "pre_upgrade"]
     assert all(s["duration_s"] is not None for s in upgrade["steps"] if s["status"] == "succeeded")
     assert api("GET", f"/api/instances/{tenant.slug}", op).get_json()["image_tag"] == "v2"
 
