@@ -99,3 +99,11 @@ def human_size(size: int) -> str:
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}"
     return f"{size} bytes"  # pragma: no cover
+
+
+def restored_backup(upgrade) -> BackupInfo | None:
+    """The backup a "restore" upgrade (an UpgradeStatus or Upgrade) puts back, with the upgrade that took it (its
+    size and duration are on that upgrade's page); None for any other upgrade."""
+    if upgrade.kind != "restore" or not upgrade.backup_id:
+        return None
+    return BackupInfo(upgrade.backup_id, source_upgrade_id(upgrade.backup_id) or 0, None, None)

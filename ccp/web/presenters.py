@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from ccp.drivers import FileDiff
 from ccp.models import Upgrade, as_utc, iso_utc, utcnow
 from ccp.services.fleet import InstanceFacts, seen_tags
+from ccp.services.backups import BackupInfo, backup_of, restored_backup
 from ccp.services.upgrades import STEPS_BY_KIND, UpgradeStatus, upgrade_status
 
 STATUS_LABELS = {
@@ -159,6 +160,9 @@ class StatusView:
     step_time: Ticker | None = None
     upgrade_time: Ticker | None = None
     facts: InstanceFacts | None = None
+    backup: BackupInfo | None = None  # the data backup it took (ccp.services.backups)
+    restoring: BackupInfo | None = None  # a restore upgrade: the backup it puts back
+    confirm_restore: bool = False  # a restore was asked for without its confirmation: ask for it
 
     @property
     def active(self) -> bool:
@@ -186,6 +190,7 @@ def build_status_view(upgrade: UpgradeStatus, facts: InstanceFacts | None = None
                   if n not in seen]
     view = StatusView(upgrade=upgrade, final=final, steps=steps, total=len(steps), facts=facts,
                       done=sum(1 for s in steps if s.status in ("succeeded", "skipped")))
+    view.backup, view.restoring = backup_of(upgrade), restored_backup(upgrade)
     running = [s for s in steps if s.status == "running"]
     failed = [s for s in steps if s.status == "failed"]
     view.current = running[-1] if running else (failed[0] if failed else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 
@@ -125,3 +125,25 @@ def cancel(upgrade_id: int):
     view.notice = notice
     response = _render(view, status_code)
     return htmx.polled(response, final=view.final)
+
+
+@bp.post("/<id:upgrade_id>/restore")
+@requires("operate")
+def restore(upgrade_id: int):
+    """Restore the data backup this upgrade took: queue a "restore" upgrade and go to its page.
+
+    The form must carry `confirm=1` (the button's dialog says what will be overwritten first; without script the
+    answer is this widget asking for it, 422). A refusal answers the widget with a notice saying why."""
+    upgrade = db.session.get(Upgrade, upgrade_id)
+    if upgrade is None:
+        abort(404, description=f"No upgrade {upgrade_id}.")
+    try:
+        started = upgrades.start_restore(upgrade.instance, upgrade, actor=ui_actor(),
+                                         confirm=request.form.get("confirm") == "1")
+    except upgrades.UpgradeError as exc:
+        db.session.rollback()
+        view = widget_view(upgrade_id)
+        view.confirm_restore = isinstance(exc, upgrades.ConfirmationRequired)  # the widget asks for it
+        view.notice = None if view.confirm_restore else f"Not restored: {exc.message}"
+        return htmx.polled(_render(view, exc.status), final=view.final)
+    return htmx.redirect(url_for("upgrades.show", upgrade_id=started.id))

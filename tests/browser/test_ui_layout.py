@@ -87,6 +87,33 @@ def _focus_ring_on(page, tag: str) -> dict:
     raise AssertionError(f"no {tag} reached with Tab")
 
 
+def _backup_and_its_restore(db, instance):
+    """A rolled-back release that took a data backup (its step output as the runner writes it) and the "restore"
+    upgrade that put it back, as rows: the bundled set declares no backup, so no upgrade of the walk takes one."""
+    from datetime import timedelta
+
+    from ccp.models import Upgrade, UpgradeStep, utcnow
+    from ccp.services.backups import backup_line
+
+    now = utcnow()
+    backed_up = Upgrade(instance_id=instance.id, kind="release", status="rolled_back", from_tag="v1", to_tag="v2",
+                        actor="ada", started_at=now, finished_at=now + timedelta(seconds=41),
+                        error="post_upgrade hook failed (exit code 3); counts as a failed verify: rolling back")
+    db.session.add(backed_up)
+    db.session.flush()
+    backed_up.backup_id = f"{backed_up.id}-20261130T081502Z"
+    db.session.add(UpgradeStep(upgrade_id=backed_up.id, position=0, name="backup", status="succeeded",
+                               started_at=now, finished_at=now + timedelta(seconds=3),
+                               output_tail="$ sh hooks/backup.sh  (2.7 s)\nsaved /data\n"
+                                           + backup_line(backed_up.backup_id, 48_213_504, 2.7, 3)))
+    restoring = Upgrade(instance_id=instance.id, kind="restore", status="succeeded", from_tag="v1", to_tag="v1",
+                        actor="ada", started_at=now, finished_at=now + timedelta(seconds=9),
+                        backup_id=backed_up.backup_id)
+    db.session.add(restoring)
+    db.session.commit()
+    return backed_up, restoring
+
+
 def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_server, app, tenant_factory, worker,
                                                                    screenshot_dir, blocked_requests):
     from ccp.extensions import db
@@ -145,6 +172,9 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     db.session.expire_all()
     upgrade = db.session.execute(db.select(Upgrade).order_by(Upgrade.id)).scalars().first()
     walk.visit("upgrade", base + f"/upgrades/{upgrade.id}")
+    backed_up, restoring = _backup_and_its_restore(db, upgrade.instance)  # issue #16: hooks and backups
+    walk.visit("upgrade-backup", base + f"/upgrades/{backed_up.id}")
+    walk.visit("upgrade-restore", base + f"/upgrades/{restoring.id}")
     walk.visit("tokens", base + "/admin/tokens")
     walk.visit("audit", base + "/admin/audit")
     walk.visit("instance-history-upgraded", base + "/instances/globex/history")
