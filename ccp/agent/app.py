@@ -6,13 +6,14 @@ Every request -- health included -- must be signed; verification runs before any
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from flask import Flask, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
 from ccp.agent.config import AgentConfig
-from ccp.agent.runtime import RuntimeFacts, dir_entries
+from ccp.agent.runtime import Answer, RuntimeFacts, dir_entries, disk_free, running_image_digests
 from ccp import protocol
 from ccp.protocol import PROTOCOL_VERSION
 from ccp.protocol.signing import RequestVerifier, SignatureError
@@ -107,10 +108,22 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     def health():
         caps = protocol.host_capabilities(is_dry_run(config.compose_command))
         details = {slug: {"project": inst.project, "install_dir": str(inst.install_dir),
-                          **dir_entries(inst.install_dir)} for slug, inst in sorted(config.instances.items())}
+                          **dir_entries(inst.install_dir), "disk_free_bytes": disk_free(inst.install_dir)}
+                   for slug, inst in sorted(config.instances.items())}
         return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                         "instances": sorted(hosts), protocol.HEALTH_RUNTIME: runtime.get(),
-                        protocol.HEALTH_INSTANCE_DETAILS: details})
+                        protocol.HEALTH_INSTANCE_DETAILS: details,
+                        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
+
+    @app.get("/v1/instances/<slug>/images")
+    def images(slug):
+        host = host_for(slug)
+        if is_dry_run(config.compose_command):  # the stand-in runtime pulls nothing: no digest to tell
+            return jsonify({"image_digests": {}})
+        found = running_image_digests(host.project)
+        if isinstance(found, Answer):
+            return error(503, "docker_unavailable", found.text)
+        return jsonify({"image_digests": found})
 
     @app.post("/v1/instances/<slug>/files/diff")
     def files_diff(slug):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -161,6 +162,68 @@ def compose_projects(timeout: float = PROBE_TIMEOUT_S) -> dict[str, set[str]] | 
         if project.strip() and workdir.strip():
             found.setdefault(os.path.normpath(workdir.strip()), set()).add(project.strip())
     return found
+
+
+def running_image_digests(project: str, timeout: float = PROBE_TIMEOUT_S) -> dict[str, str] | Answer:
+    """Image reference as the compose file names it (``repo:tag``) -> registry digest of the image the compose
+    project's containers run, e.g. ``{"127.0.0.1:5055/team/web:v2": "sha256:..."}``: the image's RepoDigests entry
+    for that repository (what Docker recorded when it pulled or pushed it). Two services on one repository with two
+    tags are told apart; an image built locally and never pulled or pushed has no digest and is left out.
+
+    Read through the engine API (one call for the containers, one per distinct image); an Answer saying why when
+    Docker cannot be asked."""
+    if _docker_socket() is None:
+        return Answer(False, "DOCKER_HOST is not a unix:// socket")
+    query = urllib.parse.urlencode({"filters": json.dumps({"label": [f"{PROJECT_LABEL}={project}"]})})
+    containers = docker_api(f"/containers/json?{query}", timeout)
+    if isinstance(containers, Answer):
+        return containers
+    repo_digests: dict[str, dict[str, str]] = {}  # image id -> {repository: digest}
+    found: dict[str, str] = {}
+    for container in containers if isinstance(containers, list) else ():
+        ref, image_id = container.get("Image"), container.get("ImageID")
+        if not (isinstance(ref, str) and isinstance(image_id, str) and image_id.startswith("sha256:")):
+            continue
+        if ref.startswith("sha256:") and isinstance(container.get("Id"), str):
+            # The tag was moved since the container started (a pull without an up): the list shows the image id,
+            # the container's own record still has the name it was created from.
+            details = docker_api(f"/containers/{container['Id']}/json", timeout)
+            ref = (details.get("Config") or {}).get("Image") if isinstance(details, dict) else None
+            if not isinstance(ref, str) or ref.startswith("sha256:"):
+                continue
+        if image_id not in repo_digests:
+            image = docker_api(f"/images/{image_id}/json", timeout)
+            pairs = (str(r).partition("@") for r in (image.get("RepoDigests") or ()) if isinstance(image, dict))
+            repo_digests[image_id] = {repo: digest for repo, _, digest in pairs if digest.startswith("sha256:")}
+        name, tag = split_reference(ref)
+        digest = repo_digests[image_id].get(name)
+        if digest:
+            found[f"{name}:{tag}"] = digest
+    return found
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """``repo[:tag][@digest]`` -> (repo, tag); the tag defaults to ``latest`` (a registry port is not a tag)."""
+    ref = ref.partition("@")[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, "latest"
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes (for an unprivileged user) on the file system holding ``path`` (its nearest existing parent), or
+    None when it cannot be read."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return None
 
 
 def dir_entries(install_dir: Path, cap: int = HEALTH_FILES_CAP) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import g, url_for
 from sqlalchemy import select
 
@@ -11,6 +13,7 @@ from ccp.api.errors import ApiError
 from ccp.extensions import db
 from ccp import rules
 from ccp.models import Instance, iso_utc
+from ccp.services import windows
 from ccp.services.instances import EDITABLE, create_instance, delete_instance, update_instance
 
 WRITABLE = (*EDITABLE, "agent_key", "secrets")
@@ -35,7 +38,27 @@ def instance_to_dict(inst: Instance) -> dict:
         "agent_version": inst.agent_version,
         "agent_capabilities": list(inst.agent_capabilities or []), "last_seen_at": iso_utc(inst.last_seen_at),
         "attention": inst.attention, "created_at": iso_utc(inst.created_at), "updated_at": iso_utc(inst.updated_at),
+        "window": window_json(inst), "hold": hold_json(inst),
     }
+
+
+def window_json(inst: Instance) -> dict | None:
+    """The maintenance window and whether it is open now (null: none, always open)."""
+    window = windows.window_of(inst)
+    if window is None:
+        return None
+    state = windows.window_state(inst)
+    return {"cron": window.cron, "minutes": window.minutes, "timezone": window.zone_name, "label": window.label,
+            "open": state.open, "endsAt": iso_utc(state.ends_at), "nextOpen": iso_utc(state.next_open)}
+
+
+def hold_json(inst: Instance) -> dict | None:
+    """The hold as recorded (null: none); `active` is false once its end has passed."""
+    hold = windows.hold_of(inst)
+    if hold is None:
+        return None
+    return {"reason": hold.reason, "until": iso_utc(hold.until), "by": hold.by, "active": hold.active(),
+            "sentence": hold.sentence}
 
 
 def find_instance(ref: str) -> Instance:
@@ -83,6 +106,54 @@ def update(ref: str):
     inst = find_instance(ref)
     update_instance(inst, _checked(json_body(), WRITABLE), actor=g.actor)
     return instance_to_dict(inst)
+
+
+@bp.put("/instances/<ref:ref>/window")
+@require("operate")
+def put_window(ref: str):
+    """Set the maintenance window {cron, minutes, timezone}; 422 with per-field details (nothing changed)."""
+    inst = find_instance(ref)
+    data = json_body()
+    reject_unknown(data, ("cron", "minutes", "timezone"))
+    windows.set_window(inst, data.get("cron"), data.get("minutes"), data.get("timezone"), actor=g.actor)
+    return instance_to_dict(inst)
+
+
+@bp.delete("/instances/<ref:ref>/window")
+@require("operate")
+def delete_window(ref: str):
+    """Remove the maintenance window (CCP may upgrade the tenant at any time)."""
+    inst = find_instance(ref)
+    windows.clear_window(inst, actor=g.actor)
+    return instance_to_dict(inst)
+
+
+@bp.put("/instances/<ref:ref>/hold")
+@require("operate")
+def put_hold(ref: str):
+    """Hold the tenant at its tag {reason, until?}; `until` is RFC 3339 with an offset, absent or null: until
+    released. 422 with per-field details (nothing changed)."""
+    inst = find_instance(ref)
+    data = json_body()
+    reject_unknown(data, ("reason", "until"))
+    until = data.get("until")
+    if until is not None and not (isinstance(until, str) and _OFFSET.search(until.strip())):
+        raise ApiError(422, "validation_failed", "invalid hold: until",
+                       {"until": "a date and time with its UTC offset, e.g. 2026-12-01T08:00:00+01:00, or null"})
+    windows.set_hold(inst, data.get("reason"), windows.parse_until(until), actor=g.actor)
+    return instance_to_dict(inst)
+
+
+@bp.delete("/instances/<ref:ref>/hold")
+@require("operate")
+def delete_hold(ref: str):
+    """Release the hold."""
+    inst = find_instance(ref)
+    windows.clear_hold(inst, actor=g.actor)
+    return instance_to_dict(inst)
+
+
+_OFFSET = re.compile(r"T.*(Z|[+-]\d\d:?\d\d)$", re.IGNORECASE)
 
 
 @bp.delete("/instances/<ref:ref>")

@@ -59,6 +59,16 @@ _WRITE_ONLY = {
                 "description": "provisioned tenants only; stored encrypted, only names are returned"},
 }
 
+_HELD = {"type": "array", "description": "tenants a hold keeps out, with the hold",
+         "items": {"type": "object", "properties": {"instance": {"type": "string"}, "reason": {"type": "string"}}}}
+_CONFIRMS = {
+    "outsideWindowOk": {"type": "boolean", "default": False,
+                        "description": "start although the tenant's maintenance window is closed (else 409 "
+                                       "outside_window, details.nextOpen); audited"},
+    "heldOk": {"type": "boolean", "default": False,
+               "description": "start although the tenant is held (else 409 held); audited"},
+}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message", "details"],
@@ -69,7 +79,28 @@ SCHEMAS = {
                                 "secret_names": {"type": "array", "items": {"type": "string"}},
                                 "agent_version": _NULLSTR, "agent_capabilities": {"type": "array"},
                                 "last_seen_at": _TIME, "attention": _NULLSTR, "created_at": _TIME,
-                                "updated_at": _TIME}},
+                                "updated_at": _TIME,
+                                "window": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Window"}]},
+                                "hold": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Hold"}]}}},
+    "Window": {"type": "object", "required": ["cron", "minutes", "timezone", "open"], "properties": {
+        "cron": {"type": "string"}, "minutes": {"type": "integer"}, "timezone": {"type": "string"},
+        "label": {"type": "string"}, "open": {"type": "boolean", "description": "open now"},
+        "endsAt": {**_TIME, "description": "while open: when it closes"},
+        "nextOpen": {**_TIME, "description": "when it opens next"}}},
+    "WindowRequest": {"type": "object", "required": ["cron", "minutes"], "additionalProperties": False, "properties": {
+        "cron": {"type": "string", "maxLength": 100,
+                 "description": "when the window opens: five cron fields read on the tenant's wall clock"},
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 1440, "description": "how long it stays open"},
+        "timezone": {"type": ["string", "null"], "description": "IANA time zone name (e.g. Europe/Berlin); "
+                                                                "absent or null: UTC"}}},
+    "Hold": {"type": "object", "required": ["reason", "until", "active"], "properties": {
+        "reason": {"type": "string"}, "until": {**_TIME, "description": "null: until released"},
+        "by": _NULLSTR, "active": {"type": "boolean", "description": "false once `until` has passed"},
+        "sentence": {"type": "string"}}},
+    "HoldRequest": {"type": "object", "required": ["reason"], "additionalProperties": False, "properties": {
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+        "until": {"type": ["string", "null"], "format": "date-time",
+                  "description": "RFC 3339 with an offset, in the future; absent or null: until released"}}},
     "InstanceCreate": {"type": "object", "required": ["slug"], "additionalProperties": False,
                        "properties": {"slug": {"type": "string"}, **_INSTANCE_FIELDS, **_WRITE_ONLY}},
     "InstanceUpdate": {"type": "object", "additionalProperties": False,
@@ -78,7 +109,8 @@ SCHEMAS = {
     "ReleaseRequest": {"type": "object", "additionalProperties": False, "properties": {
         "imageTag": {"type": ["string", "null"], "description": "image tag; null or absent: the instance's own"},
         "plan": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
-                 "description": "plan_hash of a preview: apply only if nothing changed since"}}},
+                 "description": "plan_hash of a preview: apply only if nothing changed since"}, **_CONFIRMS}},
+    "StartRequest": {"type": "object", "additionalProperties": False, "properties": _CONFIRMS},
     "PreviewRequest": {"type": "object", "additionalProperties": False,
                        "properties": {"imageTag": {"type": ["string", "null"]}}},
     "Empty": {"type": "object", "additionalProperties": False, "maxProperties": 0},
@@ -129,13 +161,16 @@ SCHEMAS = {
         "source": {"enum": ["api", "webhook", "ui"]}, "actor": {"type": "string"}, "error": _NULLSTR,
         "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
+        "held": _HELD,
         "waves": {"type": "array", "items": {"type": "object", "properties": {
-            "number": {"type": "integer"}, "status": {"enum": ["pending", "running", "succeeded", "failed"]},
+            "number": {"type": "integer"},
+            "status": {"enum": ["pending", "running", "succeeded", "failed", "cancelled"]},
             "started_at": _TIME, "finished_at": _TIME,
             "tenants": {"type": "array", "items": {"type": "object", "properties": {
                 "instance": {"type": "string"}, "upgrade_id": {"type": ["integer", "null"]},
                 "status": {"type": "string"}, "error": _NULLSTR, "from_tag": _NULLSTR, "to_tag": _NULLSTR,
-                "started_at": _TIME, "finished_at": _TIME, "duration_s": {"type": ["number", "null"]}}}}}}}}},
+                "started_at": _TIME, "finished_at": _TIME, "duration_s": {"type": ["number", "null"]},
+                "waits_until": {**_TIME, "description": "status waiting: when its maintenance window opens"}}}}}}}}},
     "RolloutPage": _page_of("Rollout"),
     "RolloutPreview": {"type": "object", "required": ["tag", "waves", "skipped", "tenants", "blocked"], "properties": {
         "tag": {"type": "string"}, "canary": {"type": "integer"}, "waveSize": {"type": "integer"},
@@ -144,6 +179,7 @@ SCHEMAS = {
                                                       "plan check as things stand"},
         "halts_at_wave": {"type": ["integer", "null"], "description": "first wave with a blocked tenant"},
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
+        "held": _HELD,
         "elapsed_s": {"type": "number"},
         "waves": {"type": "array", "items": {"type": "object", "properties": {
             "number": {"type": "integer"}, "canary": {"type": "boolean"},
@@ -157,7 +193,9 @@ SCHEMAS = {
                 "secrets_changed": {"type": "array", "items": {"type": "string"},
                                     "description": "names of secret .env keys whose value would change"},
                 "missing_env": {"type": "array", "items": {"type": "string"}},
-                "blocked": {"type": "boolean"}, "plan_hash": _NULLSTR}}}}}}}},
+                "blocked": {"type": "boolean"}, "plan_hash": _NULLSTR,
+                "window": {**_NULLSTR,
+                           "description": "outside its maintenance window now: its wave waits for it"}}}}}}}}},
 }
 
 SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.openapi_intake)
@@ -191,11 +229,22 @@ PATHS = {
     },
     "/api/instances/{ref}/quick-upgrade": {
         "post": _op("Start a Quick Upgrade (pull + up)", "operate",
-                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="Empty"),
+                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="StartRequest"),
     },
     "/api/instances/{ref}/upgrade-now": {
         "post": _op("Start Upgrade Now (the tenant's scripts/upgrade.sh)", "operate",
-                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="Empty"),
+                    {**_ok("Upgrade", "202", "Queued"), **_UPGRADE_ERRORS}, params=[_REF], body="StartRequest"),
+    },
+    "/api/instances/{ref}/window": {
+        "put": _op("Set the maintenance window (rollouts and receivers wait for it; audited)", "operate",
+                   {**_ok("Instance"), **_E}, params=[_REF], body="WindowRequest", body_required=True),
+        "delete": _op("Remove the maintenance window (audited)", "operate", {**_ok("Instance"), "404": _ERR},
+                      params=[_REF]),
+    },
+    "/api/instances/{ref}/hold": {
+        "put": _op("Hold the tenant at its tag (rollouts and receivers skip it; audited)", "operate",
+                   {**_ok("Instance"), **_E}, params=[_REF], body="HoldRequest", body_required=True),
+        "delete": _op("Release the hold (audited)", "operate", {**_ok("Instance"), "404": _ERR}, params=[_REF]),
     },
     "/api/instances/{ref}/upgrades": {
         "get": _op("An instance's upgrades", "read", {**_ok("UpgradePage"), "400": _ERR, "404": _ERR},

@@ -64,14 +64,16 @@ def rollout_json(rollout: Rollout) -> dict:
               "finished_at": wave.finished_at,
               "tenants": [{"instance": t.label, "upgrade_id": t.upgrade_id, "status": t.status, "error": t.error,
                            "from_tag": t.from_tag, "to_tag": t.to_tag, "started_at": iso_utc(t.started_at),
-                           "finished_at": iso_utc(t.finished_at), "duration_s": t.duration_s}
+                           "finished_at": iso_utc(t.finished_at), "duration_s": t.duration_s,
+                           "waits_until": iso_utc(t.waits_until)}
                           for t in wave.tenants]}
              for wave in rollout_waves(rollout)]
     return {"id": rollout.id, "tag": rollout.tag, "image_digest": rollout.image_digest, "status": rollout.status,
             "source": rollout.source,
             "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
             "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
-            "skipped": list(rollout.skipped), "waves": waves}
+            "skipped": list(svc.skipped_of(rollout)[0]),
+            "held": [{"instance": slug, "reason": why} for slug, why in svc.skipped_of(rollout)[1]], "waves": waves}
 
 
 def preview_json(preview: RolloutPreview) -> dict:
@@ -79,11 +81,12 @@ def preview_json(preview: RolloutPreview) -> dict:
     return {"tag": preview.tag, "canary": preview.canary, "waveSize": preview.wave_size,
             "tenants": len(preview.tenants), "blocked": len(preview.blocked), "halts_at_wave": preview.halts_at,
             "skipped": list(preview.skipped), "elapsed_s": preview.elapsed_s,
+            "held": [{"instance": slug, "reason": why} for slug, why in preview.held],
             "waves": [{"number": wave.number, "canary": wave.canary, "tenants": [
                 {"instance": t.slug, "from_tag": t.from_tag, "to_tag": t.to_tag, "state": t.state,
                  "problem": t.problem, "files": {"modified": t.modified, "created": t.created},
                  "secrets_changed": list(t.secrets_changed), "missing_env": list(t.missing_env),
-                 "blocked": t.blocked, "plan_hash": t.plan_hash} for t in wave.tenants]}
+                 "blocked": t.blocked, "plan_hash": t.plan_hash, "window": t.window_note} for t in wave.tenants]}
                       for wave in preview.waves]}
 
 

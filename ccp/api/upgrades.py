@@ -38,8 +38,9 @@ def preview_release(ref: str):
 def start_release(ref: str):
     """Enqueue an Upgrade to Release; with `plan` (a preview's plan_hash) it only applies if nothing changed since."""
     inst = find_instance(ref)
-    tag, plan = _release_body(json_body(allow_empty=True), plan_allowed=True)
-    return _accepted(svc.start_release(inst, tag, plan=plan, actor=g.actor))
+    data = json_body(allow_empty=True)
+    tag, plan = _release_body({k: v for k, v in data.items() if k not in CONFIRMS}, plan_allowed=True)
+    return _accepted(svc.start_release(inst, tag, plan=plan, actor=g.actor, **_confirmations(data)))
 
 
 @bp.post("/instances/<ref:ref>/quick-upgrade")
@@ -47,8 +48,9 @@ def start_release(ref: str):
 def quick_upgrade(ref: str):
     """Enqueue a Quick Upgrade (compose pull + up + verify with the files as they are)."""
     inst = find_instance(ref)
-    reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(svc.start_quick(inst, actor=g.actor))
+    data = json_body(allow_empty=True)
+    reject_unknown(data, tuple(CONFIRMS))
+    return _accepted(svc.start_quick(inst, actor=g.actor, **_confirmations(data)))
 
 
 @bp.post("/instances/<ref:ref>/upgrade-now")
@@ -56,8 +58,9 @@ def quick_upgrade(ref: str):
 def upgrade_now(ref: str):
     """Enqueue Upgrade Now (the tenant's own scripts/upgrade.sh + verify)."""
     inst = find_instance(ref)
-    reject_unknown(json_body(allow_empty=True), ())
-    return _accepted(svc.start_full(inst, actor=g.actor))
+    data = json_body(allow_empty=True)
+    reject_unknown(data, tuple(CONFIRMS))
+    return _accepted(svc.start_full(inst, actor=g.actor, **_confirmations(data)))
 
 
 @bp.get("/instances/<ref:ref>/upgrades")
@@ -153,6 +156,18 @@ def _release_body(data: dict, *, plan_allowed: bool) -> tuple[str | None, str | 
     if errors:
         raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(errors)), errors)
     return tag, plan
+
+
+# Body fields that confirm a start the service would refuse otherwise (409 outside_window / held).
+CONFIRMS = {"outsideWindowOk": "outside_window_ok", "heldOk": "held_ok"}
+
+
+def _confirmations(data: dict) -> dict:
+    """The start's confirmations from the body (true or false; absent: false); 422 for any other value."""
+    bad = {name: "must be true or false" for name in CONFIRMS if not isinstance(data.get(name, False), bool)}
+    if bad:
+        raise ApiError(422, "validation_failed", "invalid field(s): " + ", ".join(sorted(bad)), bad)
+    return {arg: data.get(name, False) for name, arg in CONFIRMS.items()}
 
 
 def _accepted(upgrade: Upgrade):

@@ -145,6 +145,11 @@ class Driver(Protocol):
         """Run the set's restore hook with `$CCP_BACKUP_DIR` at backup `backup_id` (404 when it is gone)."""
         ...
 
+    def image_digests(self) -> dict[str, str]:
+        """Image repository -> registry digest of what the tenant's containers run (capability `images.digests`);
+        `{}` on the dry-run runtime or for images never pulled from a registry."""
+        ...
+
     def list_backups(self) -> list[dict]:
         """The backups kept on the host, oldest first: `[{"id", "created", "size_bytes", "duration_s",
         "upgrade_id"}]`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccp import __version__
+from ccp.agent.runtime import Answer, running_image_digests
 from ccp.protocol import PROTOCOL_VERSION, host_capabilities
 from ccp.drivers.base import AgentRejected, DriverError, FileDiff
 from ccp.hostops.dryrun import is_dry_run
@@ -41,6 +42,15 @@ class LocalDriver:
         caps = host_capabilities(is_dry_run(self.host.compose_spec.command))
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
+
+    def image_digests(self) -> dict[str, str]:
+        if is_dry_run(self.host.compose_spec.command):
+            return {}
+        found = running_image_digests(self.host.project)
+        if isinstance(found, Answer):
+            raise DriverError(f"cannot read the running images' digests: {found.text}", status=503,
+                              code="docker_unavailable", target=self.target)
+        return found
 
     def diff_files(self, files: dict[str, str], env_secret_keys: tuple[str, ...] = ()) -> dict[str, FileDiff]:
         return FileDiff.from_answer(self._call(self.host.diff_files, files, sorted(env_secret_keys)), env_secret_keys)

@@ -56,6 +56,9 @@ class RemoteDriver:
     def health(self) -> dict:
         return self._request("GET", "/v1/health")
 
+    def image_digests(self) -> dict[str, str]:
+        return self._request("GET", self._inst("images")).get("image_digests") or {}
+
     def diff_files(self, files: dict[str, str], env_secret_keys: tuple[str, ...] = ()) -> dict[str, FileDiff]:
         body = {"files": files, "env_secret_keys": sorted(env_secret_keys)} if env_secret_keys else {"files": files}
         return FileDiff.from_answer(self._request("POST", self._inst("files/diff"), body), env_secret_keys)

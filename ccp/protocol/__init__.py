@@ -14,9 +14,11 @@ ENV_VALUES_CAPABILITY = "env.values"
 HOOKS_CAPABILITY = "hooks.run"
 # backups (create, list) and backups/<id>/restore run the set's backup and restore hooks into/from a backup folder.
 BACKUPS_CAPABILITY = "backups"
+# images (GET) answers the registry digests of the images the tenant's containers run (issue #15's update check).
+IMAGES_CAPABILITY = "images.digests"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
-                HOOKS_CAPABILITY, BACKUPS_CAPABILITY)
+                HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY)
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
 
 
@@ -28,7 +30,9 @@ def host_capabilities(dry_run: bool) -> list[str]:
 # "runtime": {"docker": version | null, "compose": version | null, "problems": [plain sentences]}
 HEALTH_RUNTIME = "runtime"
 # "instance_details": {slug: {"project", "install_dir", "exists", "count", "files": [top-level names, folders
-# ending in "/"], "truncated"}} -- names only, at most HEALTH_FILES_CAP of them, never a file's content.
+# ending in "/"], "truncated", "disk_free_bytes"}} -- names only, at most HEALTH_FILES_CAP of them, never a file's
+# content; disk_free_bytes is the free space of the install dir's file system (null when it cannot be read).
+# "time": the agent host's clock (ISO 8601, UTC), so CCP can tell its skew.
 HEALTH_INSTANCE_DETAILS = "instance_details"
 HEALTH_FILES_CAP = 50
 MIN_KEY_CHARS = 32  # an agent key's least length: the agent refuses a shorter one, CCP's enrollment too

@@ -9,8 +9,10 @@ The deliveries are hints; the registry is the truth. In order:
    cannot be asked); with a minimum age, the image must be at least that old (`cooldown`).
 4. Tenants (the receiver's instances, or all): those on a higher version are never downgraded (`downgrade` when no
    one else is left); those already on the tag are skipped (`duplicate` when everyone is); another running rollout
-   or every remaining tenant busy -> `tenants held` (replay the delivery later).
-5. Start the rollout of tag@digest over the remaining tenants, actor `webhook:<receiver>`.
+   or every remaining tenant busy -> `tenants held` (replay the delivery later). Tenants on hold
+   (ccp.services.windows) are left out and named with their holds; `tenants held` when no one else is left.
+5. Start the rollout of tag@digest over the remaining tenants, actor `webhook:<receiver>`. Tenants outside their
+   maintenance window wait for it inside that rollout.
 
 Reasons start with their category (`policy:`, `duplicate:`, `downgrade:`, `not resolvable:`, `cooldown:`,
 `tenants held:`), which the Deliveries page colours.
@@ -27,7 +29,7 @@ from ccp.intake.events import Hint, storable
 from ccp.intake.policy import newer
 from ccp.intake.registry import ImageRef, RegistryClient, RegistryError
 from ccp.models import ACTIVE_STATUSES, Instance, Receiver, Rollout, Upgrade, WebhookDelivery, as_utc, utcnow
-from ccp.services import rollouts
+from ccp.services import rollouts, windows
 from ccp.services.errors import ServiceError
 from ccp.services.receivers import policy_of
 
@@ -116,6 +118,12 @@ def _release(receiver: Receiver, tag: str, digest: str, named: list[str]) -> Dec
     todo = [inst for inst in targets if inst not in ahead and inst.image_tag != tag]
     if not todo:
         return Decision("ignored", _nothing_to_do(tag, digest, ahead, named), tag, digest)
+    now = utcnow()
+    held = [(inst, hold) for inst in todo for hold in [windows.active_hold(inst, now)] if hold is not None]
+    todo = [inst for inst in todo if all(inst is not h for h, _ in held)]
+    if not todo:
+        return Decision("ignored", f"tenants held: every tenant to upgrade is on hold ({_holds(held)}); replay this "
+                        "delivery when the holds end", tag, digest)
     running = db.session.execute(select(Rollout).filter_by(status="running")).scalars().first()
     if running is not None:
         if running.tag == tag:
@@ -139,8 +147,15 @@ def _release(receiver: Receiver, tag: str, digest: str, named: list[str]) -> Dec
         db.session.rollback()
         return Decision("ignored", f"not started: {exc.message}", tag, digest)
     left = f"; {len(ahead)} tenant(s) on a newer version left alone" if ahead else ""
+    left += f"; {len(held)} held tenant(s) skipped ({_holds(held)})" if held else ""
     return Decision("started", f"rollout #{rollout.id}: {tag} ({digest[:19]}…) to {len(todo)} tenant(s){left}",
                     tag, digest, rollout.id)
+
+
+def _holds(held: list) -> str:
+    """'a: held until … by …: reason; b: …' (the first three; then how many more)."""
+    shown = "; ".join(f"{inst.slug} {hold.sentence}" for inst, hold in held[:3])
+    return shown + (f"; and {len(held) - 3} more" if len(held) > 3 else "")
 
 
 def _nothing_to_do(tag: str, digest: str, ahead: list[Instance], named: list[str]) -> str:

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 from sqlalchemy import func, or_, select, union_all
 
 from ccp.extensions import db
-from ccp.models import ACTIVE_STATUSES, Instance, InstanceScan, Rollout, Upgrade
+from ccp.models import ACTIVE_STATUSES, Instance, InstanceScan, Rollout, Upgrade, utcnow
 from ccp.protocol import DRY_RUN_CAPABILITY, PROTOCOL_VERSION
+from ccp.services import windows
 from ccp.services.plan import APPLY_CAPS
 
 
@@ -79,7 +80,7 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
             Instance.id, Instance.slug, Instance.name, Instance.domain, Instance.driver, Instance.image_tag,
             Instance.agent_version, Instance.agent_capabilities, Instance.attention,
             Upgrade.status, Upgrade.kind, Upgrade.to_tag, func.coalesce(Upgrade.finished_at, Upgrade.created_at),
-            *SCAN_COLUMNS,
+            *SCAN_COLUMNS, Instance.hold_reason, Instance.hold_until, Instance.hold_by,
         )
         .outerjoin(latest, latest.c.instance_id == Instance.id)
         .outerjoin(Upgrade, Upgrade.id == latest.c.last_id)
@@ -93,17 +94,20 @@ def fleet_rows(search: str = "") -> list[FleetRow]:
                                 (Instance.name, Instance.slug, Instance.domain, Instance.image_tag))))
     rows = db.session.execute(stmt).all()
     waiting = rollout_waiting()
+    now = utcnow()
     out = []
     for r in rows:
         missing = missing_capabilities(r[4], r[7])
-        scan = dict(zip(SCAN_NAMES, r[13:], strict=True))
+        scan = dict(zip(SCAN_NAMES, r[13:13 + len(SCAN_NAMES)], strict=True))
+        hold = windows.active_hold(SimpleNamespace(hold_reason=r[-3], hold_until=r[-2], hold_by=r[-1]), now)
         out.append(FleetRow(
             id=r[0], slug=r[1], name=r[2], domain=r[3], driver=r[4], image_tag=r[5], agent_version=r[6],
             missing_capabilities=missing, dry_run=is_dry_run_runtime(r[7]), attention=r[8],
             last_status=r[9], last_kind=r[10], last_to_tag=r[11], last_at=r[12],
             sync_state=scan["sync_state"], drifted_files=tuple(scan["drifted_files"] or ()),
             scanned_at=scan["drift_at"] or scan["agent_at"] or scan["update_at"],
-            reasons=row_reasons(scan, missing if r[6] else (), r[8], r[9], waiting.get(r[0])),
+            reasons=row_reasons(scan, missing if r[6] else (), r[8], r[9], waiting.get(r[0]),
+                                hold.sentence if hold else None),
         ))
     return out
 
@@ -137,6 +141,13 @@ class InstanceFacts:
     missing_capabilities: tuple[str, ...]
     dry_run: bool
     attention: str | None
+    # Maintenance window and hold (ccp.services.windows; ccp.web.maintenance words them for the badges)
+    window_cron: str | None = None
+    window_minutes: int | None = None
+    window_timezone: str | None = None
+    hold_reason: str | None = None
+    hold_until: datetime | None = None
+    hold_by: str | None = None
 
     @classmethod
     def of(cls, instance) -> "InstanceFacts":
@@ -144,11 +155,13 @@ class InstanceFacts:
         return cls(slug=instance.slug, image_tag=instance.image_tag, driver=instance.driver,
                    agent_version=instance.agent_version, last_seen_at=instance.last_seen_at,
                    missing_capabilities=missing_capabilities(instance.driver, instance.agent_capabilities),
-                   dry_run=is_dry_run_runtime(instance.agent_capabilities), attention=instance.attention)
+                   dry_run=is_dry_run_runtime(instance.agent_capabilities), attention=instance.attention,
+                   **{name: getattr(instance, name) for name in _MAINTENANCE})
 
 
+_MAINTENANCE = ("window_cron", "window_minutes", "window_timezone", "hold_reason", "hold_until", "hold_by")
 _FACT_COLUMNS = (Instance.slug, Instance.image_tag, Instance.driver, Instance.agent_version, Instance.last_seen_at,
-                 Instance.agent_capabilities, Instance.attention)
+                 Instance.agent_capabilities, Instance.attention, *(getattr(Instance, n) for n in _MAINTENANCE))
 
 
 def instance_facts(instance_id: int) -> InstanceFacts | None:
@@ -216,14 +229,23 @@ def rollout_waiting() -> dict[int, str]:
         if wave.get("status") == "pending":
             for instance_id in wave.get("instances") or ():
                 out[instance_id] = f"waits in wave {number} of rollout #{rollout.id} to {rollout.tag}"
+        elif wave.get("waiting"):
+            ids = dict(db.session.execute(select(Instance.slug, Instance.id).where(
+                Instance.slug.in_(list(wave["waiting"])))).all())
+            for slug, until in wave["waiting"].items():
+                if slug in ids:
+                    opens = f" (opens {until[:16].replace('T', ' ')} UTC)" if until else ""
+                    out[ids[slug]] = (f"waits for its maintenance window{opens} in wave {number} of rollout "
+                                      f"#{rollout.id} to {rollout.tag}")
     return out
 
 
 def row_reasons(scan: dict, missing: tuple[str, ...], attention: str | None, last_status: str | None,
-                waiting: str | None) -> tuple[tuple[str, str], ...]:
+                waiting: str | None, hold: str | None = None) -> tuple[tuple[str, str], ...]:
     """Why a fleet row is flagged, as (filter, sentence) pairs, from its scan columns and its latest upgrade.
 
-    `missing`: the capabilities an agent that has answered lacks (empty for one never seen: not known to be old)."""
+    `missing`: the capabilities an agent that has answered lacks (empty for one never seen: not known to be old);
+    `hold`: the sentence of a hold that applies now (ccp.services.windows)."""
     out = []
     if scan.get("update_state") == "update_available" or (scan.get("behind_by") or 0) > 0:
         out.append(("behind", scan.get("update_detail") or "an update is available"))
@@ -248,6 +270,8 @@ def row_reasons(scan: dict, missing: tuple[str, ...], attention: str | None, las
         out.append(("held", f"an upgrade is {last_status}"))
     elif waiting:
         out.append(("held", waiting))
+    if hold:
+        out.append(("held", hold))
     return tuple(out)
 
 

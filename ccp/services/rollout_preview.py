@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import current_app
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from sqlalchemy import select
 from ccp.extensions import db
 from ccp.models import Instance, Rollout
 from ccp.services import upgrades as upgrade_svc
+from ccp.services import windows
 from ccp.services.rollouts import plan_waves
 from ccp.services.upgrades import AgentTooOld, AgentUnavailable
 
@@ -54,6 +55,8 @@ class TenantPreview:
     secrets_changed: tuple[str, ...] = ()  # names of secret .env keys whose value would change
     missing_env: tuple[str, ...] = ()  # variables compose requires that the tenant would not have
     plan_hash: str | None = None
+    # Outside its maintenance window now: when its wave starts, it waits for the window (not a blocker).
+    window_note: str | None = None
 
     @property
     def files_changed(self) -> int:
@@ -89,6 +92,12 @@ class RolloutPreview:
     digest: str
     elapsed_s: float
     running: tuple[int, str] | None = None  # (id, tag) of the rollout running now: this one must wait for it
+    held: tuple[tuple[str, str], ...] = ()  # (slug, why) of tenants a hold keeps out of the rollout
+
+    @property
+    def waiting(self) -> tuple[TenantPreview, ...]:
+        """Tenants outside their maintenance window now (their wave would wait for it)."""
+        return tuple(t for t in self.tenants if t.window_note)
 
     @property
     def tenants(self) -> tuple[TenantPreview, ...]:
@@ -123,14 +132,26 @@ def preview_rollout(tag, *, instances=None, canary=1, wave_size=5, deadline_s: f
     # Plain data out of this session before any thread starts: threads load their own rows by id.
     waves = [[(inst.id, inst.slug, inst.image_tag) for inst in wave] for wave in plan.waves]
     skipped, digest = tuple(inst.slug for inst in plan.skipped), plan.digest
+    held = tuple((inst.slug, why) for inst, why in plan.held)
+    notes = {inst.id: _window_note(inst) for wave in plan.waves for inst in wave}
     todo = [tenant for wave in waves for tenant in wave]
     running = db.session.execute(select(Rollout.id, Rollout.tag).filter_by(status="running")).first()
     results = _preview_all(current_app._get_current_object(), todo, plan.tag, deadline_s, workers)
     return RolloutPreview(running=tuple(running) if running else None,
-        tag=plan.tag, canary=canary, wave_size=wave_size, skipped=skipped, digest=digest,
-        waves=tuple(WavePreview(number=n, tenants=tuple(results[iid] for iid, _, _ in wave))
+        tag=plan.tag, canary=canary, wave_size=wave_size, skipped=skipped, digest=digest, held=held,
+        waves=tuple(WavePreview(number=n, tenants=tuple(replace(results[iid], window_note=notes[iid])
+                                                        for iid, _, _ in wave))
                     for n, wave in enumerate(waves, 1)),
         elapsed_s=round(time.monotonic() - started, 3))
+
+
+def _window_note(instance: Instance) -> str | None:
+    """'outside its window now (daily 02:00–04:00 Europe/Berlin; opens Tue 02:00 Europe/Berlin)', or None."""
+    state = windows.window_state(instance)
+    if state.open:
+        return None
+    return (f"outside its window now ({state.window.label}; opens "
+            f"{windows.local_label(state.next_open, state.window.timezone)}): its wave waits for it")
 
 
 def _preview_all(app, todo: list[tuple[int, str, str | None]], tag: str, deadline_s: float,

@@ -16,7 +16,8 @@ from ccp.models import Instance, Rollout, Upgrade, as_utc
 
 @dataclass(frozen=True)
 class TenantProgress:
-    """One tenant of a wave: its upgrade's status, or `not_started` / `could_not_start` (with why) without one.
+    """One tenant of a wave: its upgrade's status, or without one `not_started`, `could_not_start` (with why),
+    `waiting` (outside its maintenance window: starts when it opens, `waits_until`) or `held` (with the hold).
 
     `from_tag` is the tag the upgrade started from; for a tenant without an upgrade, the tag it is on now."""
 
@@ -30,6 +31,7 @@ class TenantProgress:
     to_tag: str | None = None
     started_at: datetime | None = None  # the upgrade's (naive datetimes are UTC)
     finished_at: datetime | None = None
+    waits_until: datetime | None = None  # when its maintenance window opens (status "waiting")
 
     @property
     def label(self) -> str:
@@ -65,7 +67,7 @@ def rollout_waves(rollout: Rollout) -> tuple[WaveProgress, ...]:
     return tuple(WaveProgress(number=number, status=wave["status"], started_at=wave.get("started_at"),
                               finished_at=wave.get("finished_at"),
                               tenants=tuple(_tenant(_target_tag(rollout, wave, iid), iid, found.get(iid),
-                                                    upgrades.get(iid), wave["errors"]) for iid in wave["instances"]))
+                                                    upgrades.get(iid), wave) for iid in wave["instances"]))
                  for number, wave in enumerate(rollout.waves, 1))
 
 
@@ -74,7 +76,7 @@ def _target_tag(rollout: Rollout, wave: dict, instance_id: int) -> str:
     return ((wave.get("targets") or {}).get(str(instance_id)) or {}).get("tag") or rollout.tag
 
 
-def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, errors: dict[str, str]) -> TenantProgress:
+def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, wave: dict) -> TenantProgress:
     slug = row.slug if row is not None else None
     if upgrade is not None:
         return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None, upgrade_id=upgrade.id,
@@ -82,6 +84,16 @@ def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, errors: di
                               to_tag=upgrade.to_tag or tag, started_at=upgrade.started_at,
                               finished_at=upgrade.finished_at)
     key = slug or f"#{instance_id}"  # a wave records a deleted tenant's reason under "#<id>"
-    status, error = ("could_not_start", errors[key]) if key in errors else ("not_started", None)
+    errors, waiting, held = wave["errors"], wave.get("waiting") or {}, wave.get("held") or {}
+    status, error, until = "not_started", None, None
+    if key in errors:
+        status, error = "could_not_start", errors[key]
+    elif key in waiting:
+        status, until = "waiting", datetime.fromisoformat(waiting[key]) if waiting[key] else None
+    elif key in held:
+        status, error = "held", held[key]
+    elif key in (wave.get("not_started") or ()):
+        error = "waited for its maintenance window; the rollout ended first"
     return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None, upgrade_id=None, status=status,
-                          error=error, from_tag=row.image_tag if row is not None else None, to_tag=tag)
+                          error=error, from_tag=row.image_tag if row is not None else None, to_tag=tag,
+                          waits_until=until)

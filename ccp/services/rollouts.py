@@ -15,6 +15,13 @@ per rollout serialises concurrent `advance` calls, the database allows one runni
 worker's housekeeping re-enqueues `advance` for a running rollout that has had no active upgrade for a minute (its
 last `advance` was lost).
 
+Maintenance windows and holds (ccp.services.windows): a tenant held when the rollout is planned is skipped, with the
+hold's sentence in `skipped` ({"slug", "reason"} beside the slugs already on the tag). When a wave starts, a tenant
+outside its window is not started: the wave records it in `waiting` ({slug: ISO time its window opens}) and stays
+running; housekeeping advances the rollout once a waiting tenant's window is open, and the wave is complete only when
+every tenant ran. A tenant held after the rollout was planned is left out when its wave starts (`held`: {slug:
+sentence}), without failing the wave. A cancel while tenants wait ends the rollout without starting them.
+
 Statuses: running (active); succeeded, halted, cancelled (final).
 """
 
@@ -36,6 +43,7 @@ from ccp.extensions import db, get_redis
 from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade, as_utc, iso_utc, utcnow
 from ccp.rules import check_tag
 from ccp.services import upgrades as upgrade_svc
+from ccp.services import windows
 from ccp.services.audit import record
 from ccp.services.rollout_queue import LOCK_S, advance_later
 from ccp.services.errors import ServiceError
@@ -83,7 +91,8 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
     now = utcnow()  # one clock reading: a rollout with nothing to do finishes when it is created, not before
     rollout = Rollout(tag=tag, status="running" if waves else "succeeded", source=source, actor=actor,
                       waves=[{"instances": ids, "status": "pending", "errors": {}} for ids in waves],
-                      skipped=[inst.slug for inst in plan.skipped],
+                      skipped=[inst.slug for inst in plan.skipped]
+                      + [{"slug": inst.slug, "reason": why} for inst, why in plan.held],
                       created_at=now, finished_at=None if waves else now, image_digest=image_digest)
     db.session.add(rollout)
     try:
@@ -95,7 +104,7 @@ def start_rollout(tag, *, instances=None, canary=1, wave_size=5, actor: str, sou
                               else ""), {"running_rollout_id": running.id if running else None}) from None
     record(actor, "rollout.start", result=rollout.status,
            detail={"rollout_id": rollout.id, "tag": tag, "waves": [len(w) for w in waves], "source": source,
-                   "skipped": len(rollout.skipped)})
+                   "skipped": len(rollout.skipped), "held": len(plan.held)})
     if waves:
         try:
             advance_later(rollout.id)
@@ -114,28 +123,43 @@ class WavePlan:
     tag: str
     waves: tuple[tuple[Instance, ...], ...]
     skipped: tuple[Instance, ...]
+    held: tuple[tuple[Instance, str], ...] = ()  # tenants not on the tag that a hold keeps out, with its sentence
 
     @property
     def digest(self) -> str:
         """SHA-256 over the tag, each wave's instance ids and the skipped ids: what a confirmation is bound to."""
         canonical = {"tag": self.tag, "waves": [[inst.id for inst in wave] for wave in self.waves],
                      "skipped": [inst.id for inst in self.skipped]}
+        if self.held:
+            canonical["held"] = [inst.id for inst, _ in self.held]
         return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
 def plan_waves(tag, *, instances=None, canary=1, wave_size=5) -> WavePlan:
     """The waves a rollout of `tag` over `instances` (slugs in wave order; None: every instance, by slug) would run:
-    the first `canary` tenants not on the tag, then groups of `wave_size`. Reads only.
+    the first `canary` tenants not on the tag, then groups of `wave_size`. Reads only. Tenants not on the tag
+    that are held now are left out (`held`, with the hold's sentence).
 
     Raises RolloutInvalid (bad tag, sizes, or slugs: malformed, repeated or unknown) naming each field.
     """
     tag, canary, wave_size = _checked(tag, canary, wave_size)
     targets = _targets(instances)
-    todo = [inst for inst in targets if inst.image_tag != tag]
+    now = utcnow()
+    held = tuple((inst, hold.sentence) for inst in targets if inst.image_tag != tag
+                 for hold in [windows.active_hold(inst, now)] if hold is not None)
+    held_ids = {inst.id for inst, _ in held}
+    todo = [inst for inst in targets if inst.image_tag != tag and inst.id not in held_ids]
     first, rest = todo[:canary], todo[canary:]
     waves = [first] + [rest[i:i + wave_size] for i in range(0, len(rest), wave_size)] if todo else []
     return WavePlan(tag=tag, waves=tuple(tuple(wave) for wave in waves),
-                    skipped=tuple(inst for inst in targets if inst.image_tag == tag))
+                    skipped=tuple(inst for inst in targets if inst.image_tag == tag), held=held)
+
+
+def skipped_of(rollout: Rollout) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """A rollout's skipped tenants: the slugs already on the tag, and (slug, why) of those a hold kept out."""
+    on_tag = tuple(s for s in rollout.skipped or () if isinstance(s, str))
+    held = tuple((s["slug"], s["reason"]) for s in rollout.skipped or () if isinstance(s, dict))
+    return on_tag, held
 
 
 def cancel_rollout(rollout: Rollout, *, actor: str) -> Rollout:
@@ -172,11 +196,22 @@ def advance(rollout_id: int) -> str:
                 _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
             elif wave["status"] == "pending":
                 _start_wave(rollout, wave_no, wave)
+            elif wave.get("waiting") and not rollout.cancel_requested and _start_waiting(rollout, wave_no, wave):
+                continue  # some waiting tenants started (or could not): look at the wave again
             else:
                 outcome = _wave_outcome(rollout, wave)
                 if outcome is None:  # upgrades still queued/running: their ends will call us again
                     break
+                waiting = sorted(wave.get("waiting") or ())
+                if waiting and not outcome:  # cancelled while these waited for their windows: they never start
+                    _save_wave(rollout, wave_no, {**wave, "status": "cancelled", "waiting": {},
+                                                  "not_started": waiting, "finished_at": iso_utc(utcnow())})
+                    _finish(rollout, "cancelled", f"cancelled in wave {wave_no + 1} while {', '.join(waiting)} "
+                            "waited for a maintenance window (not started)")
+                    break
                 wave = {**wave, "status": "succeeded" if not outcome else "failed", "finished_at": iso_utc(utcnow())}
+                if waiting:
+                    wave["waiting"], wave["not_started"] = {}, waiting
                 _save_wave(rollout, wave_no, wave)
                 if outcome:
                     _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome))
@@ -184,10 +219,21 @@ def advance(rollout_id: int) -> str:
 
 
 def nudge_stalled() -> list[int]:
-    """Queue `advance` for running rollouts that have had no active upgrade for STALL_S (their event was lost)."""
+    """Queue `advance` for running rollouts that have had no active upgrade for STALL_S (their event was lost), and
+    for those with a tenant waiting for a maintenance window that is open now (or no longer there).
+
+    A rollout whose tenants wait for windows still closed is left alone: advancing it would only find them waiting."""
     nudged = []
-    cutoff = utcnow() - timedelta(seconds=STALL_S)
+    now = utcnow()
+    cutoff = now - timedelta(seconds=STALL_S)
     for rollout in db.session.execute(select(Rollout).filter_by(status="running")).scalars():
+        _, wave = _current_wave(rollout)
+        waiting = (wave or {}).get("waiting") or {}
+        if waiting and not rollout.cancel_requested:
+            if _any_window_open(waiting, now):
+                advance_later(rollout.id)
+                nudged.append(rollout.id)
+            continue
         active, last_end = db.session.execute(
             select(func.count(Upgrade.id).filter(Upgrade.status.in_(ACTIVE_STATUSES)), func.max(Upgrade.finished_at))
             .where(Upgrade.rollout_id == rollout.id)).one()
@@ -195,6 +241,14 @@ def nudge_stalled() -> list[int]:
             advance_later(rollout.id)
             nudged.append(rollout.id)
     return nudged
+
+
+def _any_window_open(waiting: dict[str, str], now) -> bool:
+    """True when a waiting tenant may start now: its window is open (it may have been changed or removed since the
+    wave recorded when it opens), it was held meanwhile (the wave leaves it out), or it was deleted."""
+    found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(list(waiting)))).scalars()}
+    return any(slug not in found or windows.active_hold(found[slug], now) is not None
+               or windows.window_state(found[slug], now).open for slug in waiting)
 
 
 def _checked(tag, canary, wave_size) -> tuple[str, int, int]:
@@ -248,29 +302,74 @@ def _save_wave(rollout: Rollout, number: int, wave: dict) -> None:
 
 
 def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
-    """Plan and start each tenant's upgrade; a tenant that cannot start is recorded with the reason."""
-    errors = {}
+    """Plan and start each tenant's upgrade; a tenant that cannot start is recorded with the reason, one outside its
+    maintenance window waits for it (`waiting`), one held since the rollout was planned is left out (`held`)."""
+    errors, waiting, held = {}, {}, {}
     actor = f"rollout:{rollout.id}"
+    now = utcnow()
     for iid in wave["instances"]:
         inst = db.session.get(Instance, iid)
         if inst is None:
             errors[f"#{iid}"] = "the instance was deleted"
             continue
-        # A rollback rollout names each tenant's own target: {"<instance id>": {"tag", "digest", "upgrade_id"}}.
-        target = (wave.get("targets") or {}).get(str(iid)) or {}
-        tag = target.get("tag") or rollout.tag
-        try:
-            digest = target.get("digest", rollout.image_digest)
-            plan = upgrade_svc.plan_release(inst, tag, digest)
-            upgrade_svc.start_release(inst, tag, plan=plan.plan_hash, actor=actor, rollout_id=rollout.id,
-                                      plan_checked=True, image_digest=digest,
-                                      rollback_of=target.get("upgrade_id"))
-        except UpgradeError as exc:
-            db.session.rollback()
-            errors[inst.slug] = exc.message
-    _save_wave(rollout, number, {**wave, "status": "running", "started_at": iso_utc(utcnow()), "errors": errors})
+        _start_or_wait(rollout, wave, inst, now, errors, waiting, held)
+    _save_wave(rollout, number, {**wave, "status": "running", "started_at": iso_utc(utcnow()), "errors": errors,
+                                 "waiting": waiting, "held": held})
     record(actor, "rollout.wave.start", detail={"rollout_id": rollout.id, "wave": number + 1,
-                                                "tenants": len(wave["instances"]), "not_started": len(errors)})
+                                                "tenants": len(wave["instances"]), "not_started": len(errors),
+                                                "waiting": sorted(waiting), "held": sorted(held)})
+
+
+def _start_waiting(rollout: Rollout, number: int, wave: dict) -> bool:
+    """Start the wave's waiting tenants whose window is open now; True when any of them left `waiting`."""
+    now = utcnow()
+    waiting = dict(wave["waiting"])
+    found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(list(waiting)))).scalars()}
+    errors, still, held = dict(wave["errors"]), {}, dict(wave.get("held") or {})
+    started = []
+    for slug in waiting:
+        inst = found.get(slug)
+        if inst is None:
+            errors[slug] = "the instance was deleted while it waited for its maintenance window"
+            continue
+        before = len(still)
+        _start_or_wait(rollout, wave, inst, now, errors, still, held)
+        if len(still) == before:
+            started.append(slug)
+    if len(still) == len(waiting):
+        if still != waiting:  # the same tenants wait, some until another time (their window was changed)
+            _save_wave(rollout, number, {**wave, "waiting": still})
+        return False
+    _save_wave(rollout, number, {**wave, "errors": errors, "waiting": still, "held": held})
+    record(f"rollout:{rollout.id}", "rollout.wave.window_open",
+           detail={"rollout_id": rollout.id, "wave": number + 1, "started": sorted(started), "waiting": sorted(still)})
+    return True
+
+
+def _start_or_wait(rollout: Rollout, wave: dict, inst: Instance, now, errors: dict, waiting: dict,
+                   held: dict) -> None:
+    """Start `inst`'s upgrade in the rollout, or record why not: held (left out), outside its window (waits until
+    it opens), or the start's refusal."""
+    hold = windows.active_hold(inst, now)
+    if hold is not None:
+        held[inst.slug] = hold.sentence
+        return
+    state = windows.window_state(inst, now)
+    if not state.open:
+        waiting[inst.slug] = iso_utc(state.next_open) if state.next_open else None
+        return
+    # A rollback rollout names each tenant's own target: {"<instance id>": {"tag", "digest", "upgrade_id"}}.
+    target = (wave.get("targets") or {}).get(str(inst.id)) or {}
+    tag = target.get("tag") or rollout.tag
+    try:
+        digest = target.get("digest", rollout.image_digest)
+        plan = upgrade_svc.plan_release(inst, tag, digest)
+        upgrade_svc.start_release(inst, tag, plan=plan.plan_hash, actor=f"rollout:{rollout.id}",
+                                  rollout_id=rollout.id, plan_checked=True, image_digest=digest,
+                                  rollback_of=target.get("upgrade_id"))
+    except UpgradeError as exc:
+        db.session.rollback()
+        errors[inst.slug] = exc.message
 
 
 def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:
@@ -278,6 +377,8 @@ def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:
     upgrades = list(db.session.execute(select(Upgrade).where(
         Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]))).scalars())
     if any(u.status in ACTIVE_STATUSES for u in upgrades):
+        return None
+    if wave.get("waiting") and not rollout.cancel_requested:  # complete only when every tenant ran
         return None
     reasons = [f"{slug} could not start ({why})" for slug, why in sorted(wave["errors"].items())]
     reasons += [f"{u.instance.slug} {u.status.replace('_', ' ')}" + (f" ({u.error})" if u.error else "")

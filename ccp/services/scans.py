@@ -1,14 +1,14 @@
 """Scanning one instance: agent inventory, drift, update check. Each writes the instance's `InstanceScan` row.
 
-- Agent inventory: the agent's /v1/health (version, protocol, capabilities, Docker and compose versions, problems).
-  Free disk in the install dir and clock skew are recorded only when the agent reports them (`disk_free_bytes`,
-  `time` in /v1/health); today's agents do not, so they read "unknown".
+- Agent inventory: the agent's /v1/health (version, protocol, capabilities, Docker and compose versions, problems,
+  free disk in the install dir and the host's clock, so its skew) and, from agents with `images.digests`, the
+  registry digests of the images the tenant's containers run. Older agents' missing facts read "unknown".
 - Drift: the release preview at the instance's CURRENT tag (ccp.services.upgrades.plan_release, read-only). Every
   file it would change is drift (a hand edit, a deleted file, a template change not applied yet); for a registered
   tenant also the CCP-managed .env keys it would set. Unreachable and too-old agents are states of their own.
 - Update check: for each receiver that drives this instance (its image, registry credentials and tag policy), the
   registry's digest for the instance's tag is compared with the one running: the agent's report when it gives one
-  (`instance_details[slug].image_digests`, not reported by today's agents), else the digest the last succeeded
+  (GET /v1/instances/<slug>/images), else the digest the last succeeded
   upgrade to this tag resolved, else the digest CCP first saw for this tag (a baseline reset by each upgrade).
   With a tag policy, "behind by n" counts the allowed versions newer than the instance's tag.
 """
@@ -25,7 +25,8 @@ from ccp.extensions import db
 from ccp.intake.policy import PolicyInvalid, TagPolicy, version_of
 from ccp.intake.registry import ImageRef, RegistryClient, RegistryError
 from ccp.models import Instance, InstanceScan, Receiver, Upgrade, as_utc, iso_utc, utcnow
-from ccp.protocol import HEALTH_INSTANCE_DETAILS, HEALTH_RUNTIME, PROTOCOL_VERSION
+from ccp.protocol import HEALTH_INSTANCE_DETAILS, HEALTH_RUNTIME, IMAGES_CAPABILITY, PROTOCOL_VERSION
+from ccp.rules import DIGEST
 from ccp.services.plan import ENV_FILE
 from ccp.services.upgrades import AgentTooOld, AgentUnavailable, UpgradeError, check_agent, plan_release
 
@@ -47,7 +48,8 @@ def scan_agent(instance: Instance, row: InstanceScan) -> bool:
     An agent that does not answer marks the row unreachable (since when is kept across scans)."""
     now = utcnow()
     try:
-        health = check_agent(instance, driver_for(instance, current_app.config["CCP"]), ())
+        driver = driver_for(instance, current_app.config["CCP"])
+        health = check_agent(instance, driver, ())
     except (UpgradeError, DriverError) as exc:
         row.agent_at, row.sync_detail = now, _cut(getattr(exc, "message", str(exc)))
         row.unreachable_since = row.unreachable_since or now
@@ -55,6 +57,17 @@ def scan_agent(instance: Instance, row: InstanceScan) -> bool:
         return False
     runtime = health.get(HEALTH_RUNTIME) if isinstance(health.get(HEALTH_RUNTIME), dict) else {}
     agent_time = _parse_time(health.get("time"))
+    details = health.get(HEALTH_INSTANCE_DETAILS) if isinstance(health.get(HEALTH_INSTANCE_DETAILS), dict) else {}
+    mine = details.get(instance.slug) if isinstance(details.get(instance.slug), dict) else {}
+    disk = mine.get("disk_free_bytes", health.get("disk_free_bytes"))
+    problems = [p for p in runtime.get("problems") or () if isinstance(p, str)][:5]
+    running = _running_digests(health, instance.slug)
+    if IMAGES_CAPABILITY in (health.get("capabilities") or ()):
+        try:
+            running = {k: v for k, v in driver.image_digests().items()
+                       if isinstance(k, str) and isinstance(v, str) and DIGEST.fullmatch(v)}
+        except DriverError as exc:
+            problems.append(_cut(f"running image digests: {exc.message}", 200))
     row.agent_facts = {
         "reachable": True,
         "version": str(health.get("version") or "unknown"),
@@ -62,10 +75,10 @@ def scan_agent(instance: Instance, row: InstanceScan) -> bool:
         "protocol_current": PROTOCOL_VERSION,
         "capabilities": sorted(c for c in health.get("capabilities") or () if isinstance(c, str)),
         "docker": runtime.get("docker"), "compose": runtime.get("compose"),
-        "problems": [p for p in runtime.get("problems") or () if isinstance(p, str)][:5],
-        "disk_free_bytes": health.get("disk_free_bytes") if isinstance(health.get("disk_free_bytes"), int) else None,
+        "problems": problems,
+        "disk_free_bytes": disk if isinstance(disk, int) and not isinstance(disk, bool) else None,
         "clock_skew_s": round((agent_time - now).total_seconds(), 1) if agent_time else None,
-        "running_digests": _running_digests(health, instance.slug),
+        "running_digests": running,
     }
     row.agent_at, row.unreachable_since = now, None
     return True
@@ -176,7 +189,7 @@ def _behind(receiver: Receiver, tag: str, tags: list[str]) -> tuple[int | None, 
 def _deployed_digest(instance: Instance, row: InstanceScan, image: str, tag: str,
                      previous: dict | None) -> tuple[str | None, str]:
     """The digest the instance runs for `image`, and where that fact comes from."""
-    running = ((row.agent_facts or {}).get("running_digests") or {}).get(image)
+    running = _running_for(image, tag, (row.agent_facts or {}).get("running_digests") or {})
     if running:
         return running, "agent"
     last = db.session.execute(
@@ -191,6 +204,28 @@ def _deployed_digest(instance: Instance, row: InstanceScan, image: str, tag: str
     if previous and previous.get("source") == "baseline" and previous.get("deployed") and not upgraded_since:
         return previous["deployed"], "baseline"
     return None, "baseline"  # first sight (or upgraded since): what the registry says now becomes the baseline
+
+
+def _running_for(image: str, tag: str, running: dict[str, str]) -> str | None:
+    """The running digest of `image`:`tag` (the agent's keys are `repo:tag` as the compose file names the image)
+    whichever way Docker and the receiver spell the repository (`nginx`, `docker.io/library/nginx` and
+    `registry-1.docker.io/library/nginx` are one)."""
+    if f"{image}:{tag}" in running:
+        return running[f"{image}:{tag}"]
+    try:
+        wanted = str(ImageRef.parse(image))
+    except ValueError:
+        return None
+    for ref, digest in running.items():
+        repo, _, ref_tag = ref.rpartition(":")
+        if ref_tag != tag or "/" in ref_tag:
+            continue
+        try:
+            if str(ImageRef.parse(repo)) == wanted:
+                return digest
+        except ValueError:
+            continue
+    return None
 
 
 def _running_digests(health: dict, slug: str) -> dict[str, str]:

@@ -32,6 +32,7 @@ from ccp.services.backups import BACKUP_ID, template_set
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
+from ccp.services import windows
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,18 @@ class NoBackup(UpgradeError):
     status, code = 409, "no_backup"
 
 
+class OutsideWindow(UpgradeError):
+    """A manual start while the tenant's maintenance window is closed, not confirmed (`outside_window_ok`)."""
+
+    status, code = 409, "outside_window"
+
+
+class TenantHeld(UpgradeError):
+    """A manual start of a held tenant, not confirmed (`held_ok`): a hold asks first, it does not lock."""
+
+    status, code = 409, "held"
+
+
 def preview_release(instance, tag: str | None) -> Preview:
     """Show what "Upgrade to Release" to `tag` would change on `instance`; reads only, changes nothing.
 
@@ -127,7 +140,8 @@ def plan_release(instance, tag: str | None, digest: str | None = None) -> Plan:
 
 def start_release(instance, tag: str | None, *, plan: str | None = None, actor: str,
                   rollout_id: int | None = None, plan_checked: bool = False,
-                  image_digest: str | None = None, rollback_of: int | None = None) -> Upgrade:
+                  image_digest: str | None = None, rollback_of: int | None = None,
+                  outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
     """Queue "Upgrade to Release" to `tag` (optionally bound to a preview's plan hash, and part of a rollout).
 
     With `plan`, the plan is rebuilt now (one agent round trip) and a different hash is refused at once with
@@ -137,6 +151,8 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
     names the earlier successful upgrade whose release this one goes back to ("roll back to this release").
     Raises TagInvalid, PlanStale, AgentUnavailable, AgentTooOld or UpgradeConflict; nothing is enqueued then, and
     refusals of a well-formed request (409/502) are audited as `upgrade.start.release` with `refused:<code>`.
+    A start outside the tenant's maintenance window or of a held tenant is refused (OutsideWindow, TenantHeld)
+    unless confirmed with `outside_window_ok` / `held_ok` (see `check_manual_start`); a rollout's never is.
     """
     tag = _checked_tag(instance, tag)
     if plan is not None:
@@ -145,25 +161,55 @@ def start_release(instance, tag: str | None, *, plan: str | None = None, actor: 
         except rules.RuleError as exc:
             raise UpgradeError(f"plan {exc}", {"plan": str(exc)}, status=422, code="validation_failed") from None
     with _audited_refusal(actor, "release", instance, plan, tag):
+        confirmed = {} if rollout_id is not None else check_manual_start(instance, outside_window_ok, held_ok)
         if plan is not None and not plan_checked:
             current = plan_release(instance, tag, image_digest).plan_hash
             if current != plan:
                 raise PlanStale(f"{instance.slug} changed since the preview (files on the host, template set or .env "
                                 "keys): preview again and apply the new plan", {"plan": current})
         return _enqueue(instance, "release", actor, to_tag=tag, plan_hash=plan, rollout_id=rollout_id,
-                        image_digest=image_digest, rollback_of=rollback_of)
+                        image_digest=image_digest, rollback_of=rollback_of, audit_detail=confirmed)
 
 
-def start_quick(instance, *, actor: str) -> Upgrade:
-    """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify."""
+def start_quick(instance, *, actor: str, outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
+    """Queue a Quick Upgrade: compose pull + up -d with the files as they are, then verify.
+    Refused like start_release outside the window or while held, unless confirmed."""
     with _audited_refusal(actor, "quick", instance, None, instance.image_tag):
-        return _enqueue(instance, "quick", actor, to_tag=instance.image_tag)
+        confirmed = check_manual_start(instance, outside_window_ok, held_ok)
+        return _enqueue(instance, "quick", actor, to_tag=instance.image_tag, audit_detail=confirmed)
 
 
-def start_full(instance, *, actor: str) -> Upgrade:
-    """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify."""
+def start_full(instance, *, actor: str, outside_window_ok: bool = False, held_ok: bool = False) -> Upgrade:
+    """Queue "Upgrade Now": the tenant's own scripts/upgrade.sh, then verify.
+    Refused like start_release outside the window or while held, unless confirmed."""
     with _audited_refusal(actor, "full", instance, None, instance.image_tag):
-        return _enqueue(instance, "full", actor, to_tag=instance.image_tag)
+        confirmed = check_manual_start(instance, outside_window_ok, held_ok)
+        return _enqueue(instance, "full", actor, to_tag=instance.image_tag, audit_detail=confirmed)
+
+
+def check_manual_start(instance, outside_window_ok: bool, held_ok: bool) -> dict:
+    """What a manual start of `instance` needs confirmed now, as the audit detail of the start ({} when nothing,
+    else {"held": true} and/or {"outside_window": true}). Raises TenantHeld while the tenant is held and `held_ok`
+    is not given, then OutsideWindow while its window is closed and `outside_window_ok` is not given; their details
+    say what to confirm (`confirm`) and, for the window, when it opens next (`nextOpen`)."""
+    confirmed = {}
+    hold = windows.active_hold(instance)
+    if hold is not None:
+        if not held_ok:
+            raise TenantHeld(f"{instance.slug} is {hold.sentence}. A hold asks first, it does not lock: confirm to "
+                             "upgrade it anyway", {"confirm": "heldOk", "hold": hold.sentence})
+        confirmed["held"] = True
+    state = windows.window_state(instance)
+    if not state.open:
+        opens = windows.local_label(state.next_open, state.window.timezone)
+        if not outside_window_ok:
+            raise OutsideWindow(
+                f"{instance.slug} is outside its maintenance window ({state.window.label}; opens {opens}): confirm "
+                "to upgrade it anyway", {"confirm": "outsideWindowOk", "window": state.window.label,
+                                         "nextOpen": state.next_open.isoformat() if state.next_open else None,
+                                         "opens": opens})
+        confirmed["outside_window"] = True
+    return confirmed
 
 
 @contextmanager
@@ -335,7 +381,7 @@ def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
     return health
 
 
-def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
+def _enqueue(instance, kind: str, actor: str, audit_detail: dict | None = None, **fields) -> Upgrade:
     upgrade = Upgrade(instance_id=instance.id, kind=kind, status="queued", actor=actor,
                       from_tag=instance.image_tag, **fields)
     upgrade.steps = [UpgradeStep(position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])]
@@ -360,7 +406,7 @@ def _enqueue(instance, kind: str, actor: str, **fields) -> Upgrade:
     db.session.commit()
     announce(upgrade.id)
     record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
-           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag})
+           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag, **(audit_detail or {})})
     return upgrade
 
 

@@ -81,7 +81,7 @@ def apply(slug: str):
     """Start the release bound to the previewed plan hash; answer the status widget (and close the dialog)."""
     inst = load(slug)
     plan = request.form.get("plan", "").strip() or None
-    upgrade = upgrades.start_release(inst, _form_tag(), plan=plan, actor=ui_actor())
+    upgrade = upgrades.start_release(inst, _form_tag(), plan=plan, actor=ui_actor(), **_confirmed())
     return _started(upgrade, close_modal=True)
 
 
@@ -100,7 +100,30 @@ def upgrade_now(slug: str):
 
 
 def _start(slug: str, start):
-    return _started(start(load(slug), actor=ui_actor()), close_modal=False)
+    return _started(start(load(slug), actor=ui_actor(), **_confirmed()), close_modal=False)
+
+
+# A refusal the operator may override (a maintenance window, a hold) -> the form field that confirms it.
+CONFIRMS = {"outside_window": "outside_window_ok", "held": "held_ok"}
+ANYWAY = {"releases.apply": "Apply anyway", "releases.quick_upgrade": "Quick Upgrade anyway",
+          "releases.upgrade_now": "Upgrade Now anyway"}
+
+
+def _confirmed() -> dict:
+    """The confirmations this form post carries (the refusal's "… anyway" button sends them)."""
+    return {flag: request.form.get(flag) == "1" for flag in CONFIRMS.values()}
+
+
+def _confirmation(exc: ServiceError) -> dict | None:
+    """For a refusal the operator may override: the same post again, with its confirmation added (what the
+    "… anyway" button sends), else None."""
+    if exc.code not in CONFIRMS or request.endpoint not in ANYWAY:
+        return None
+    fields = {name: request.form.get(name, "") for name in ("tag", "plan") if request.endpoint == "releases.apply"}
+    fields.update({flag: "1" for flag in CONFIRMS.values() if request.form.get(flag) == "1"})
+    fields[CONFIRMS[exc.code]] = "1"
+    return {"url": url_for(request.endpoint, slug=request.view_args["slug"]), "fields": fields,
+            "label": ANYWAY[request.endpoint]}
 
 
 def _started(upgrade, *, close_modal: bool):
@@ -122,7 +145,8 @@ def refused(exc: ServiceError):
     target = ("status" if request.endpoint in STATUS_SLOT_ENDPOINTS
               else "diff" if request.endpoint == "releases.file_diff" else "modal")
     response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst,
-                           tag=_form_tag() if target == "modal" else None, error=exc, target=target)
+                           tag=_form_tag() if target == "modal" else None, error=exc, target=target,
+                           confirm=_confirmation(exc))
     if target == "modal":  # apply's form targets the status widget; its refusal belongs in the dialog
         response.headers["HX-Retarget"] = "#release-preview"
         response.headers["HX-Reswap"] = "innerHTML"

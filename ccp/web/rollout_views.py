@@ -14,6 +14,7 @@ from ccp.extensions import db
 from ccp.models import Instance, Rollout, Upgrade, as_utc, utcnow
 from ccp.services.rollout_preview import RolloutPreview, TenantPreview
 from ccp.services.rollout_progress import TenantProgress, rollout_waves
+from ccp.services.rollouts import skipped_of
 
 SOURCE_LABELS = {"ui": "UI", "api": "API", "webhook": "CI webhook"}
 PREVIEW_STATES = {  # a previewed tenant's state -> (label, css status class)
@@ -60,11 +61,12 @@ class RolloutSummary:
     cancel_requested: bool
     created_at: datetime | None
     finished_at: datetime | None
-    skipped: tuple[str, ...]
+    skipped: tuple[str, ...]  # slugs already on the tag
     planned: int  # tenants in its waves (the skipped ones are not)
     upgraded: int  # of those, tenants whose upgrade succeeded
     from_tags: tuple[str, ...] = ()  # the tags its tenants were (or are, until upgraded) on, sorted
     image_digest: str | None = None  # what `tag` resolved to at the registry (rollouts a receiver started)
+    held: tuple[tuple[str, str], ...] = ()  # (slug, why) of tenants a hold kept out of it
 
     @property
     def final(self) -> bool:
@@ -92,7 +94,7 @@ class TenantRow:
 
     @property
     def failed(self) -> bool:
-        return self.tenant.status not in ("succeeded", "queued", "running", "not_started")
+        return self.tenant.status not in ("succeeded", "queued", "running", "not_started", "waiting", "held")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def summarize(rollout: Rollout, upgraded: int, from_tags=()) -> RolloutSummary:
     return RolloutSummary(
         id=rollout.id, tag=rollout.tag, status=rollout.status, source=rollout.source, actor=rollout.actor,
         error=rollout.error, cancel_requested=bool(rollout.cancel_requested), created_at=rollout.created_at,
-        finished_at=rollout.finished_at, skipped=tuple(rollout.skipped or ()),
+        finished_at=rollout.finished_at, skipped=skipped_of(rollout)[0], held=skipped_of(rollout)[1],
         planned=sum(len(wave["instances"]) for wave in rollout.waves or ()), upgraded=upgraded,
         from_tags=tuple(sorted(from_tags, key=_tag_order)), image_digest=rollout.image_digest,
     )

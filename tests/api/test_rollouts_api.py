@@ -83,7 +83,7 @@ def test_a_deleted_tenant_is_named_by_its_id(app, db, api, make_token, tenant_fa
     assert body["waves"][1]["tenants"] == [{"instance": f"#{gone.id} (deleted)", "upgrade_id": None,
                                             "status": "could_not_start", "error": "the instance was deleted",
                                             "from_tag": None, "to_tag": "v2", "started_at": None,
-                                            "finished_at": None, "duration_s": None}]
+                                            "finished_at": None, "duration_s": None, "waits_until": None}]
 
 
 def test_preview_a_rollout_through_the_api(app, db, api, make_token, tenant_factory):

@@ -72,3 +72,43 @@ def test_new_image_under_the_same_tag_shows_update_available(app, registry, regi
     finally:
         t.agent.stop()
         images.down_all([t], "update check")
+
+
+def test_the_agent_reports_what_the_containers_run(app, registry, registry_tag, tmp_path, run_worker):
+    """The update check compares the registry with the digest the tenant's containers really run (the agent reads
+    it from Docker), before and after a new image is pushed under the tag and pulled by a Quick Upgrade."""
+    from ccp.intake.registry import ImageRef, RegistryClient
+
+    tag = registry_tag("v1")
+    image = f"{registry}/{images.REPOSITORY}"
+    t = uh.make_real_tenant(tmp_path, tag=tag)
+    try:
+        inst = create_instance(uh.instance_data(t, tag=tag), actor="test")
+        t.up()
+        uh.wait_healthy(t.install_dir, t.project)
+        db.session.add(Receiver(name="web", kind="distribution", repository=images.REPOSITORY, image=image,
+                                instances=[inst.slug], canary=1, wave_size=5))
+        db.session.commit()
+        first = RegistryClient(ImageRef.parse(image)).digest(tag)
+        start_scan(["agents", "updates"], actor="test")
+        run_worker()
+        row = _row(inst.id)
+        assert row.agent_facts["running_digests"][f"{image}:{tag}"] == first
+        assert row.image_digests[image]["source"] == "agent" and row.update_state == "current"
+        assert row.agent_facts["disk_free_bytes"] > 0 and abs(row.agent_facts["clock_skew_s"]) < 5
+        images.push_web_image(tag, "v2", registry=registry)
+        second = RegistryClient(ImageRef.parse(image)).digest(tag)
+        assert second != first
+        start_scan(["agents", "updates"], actor="test")
+        run_worker()
+        row = _row(inst.id)
+        assert row.agent_facts["running_digests"][f"{image}:{tag}"] == first and row.update_state == "update_available"
+        start_quick(inst, actor="test")
+        run_worker()
+        start_scan(["agents", "updates"], actor="test")
+        run_worker()
+        row = _row(inst.id)
+        assert row.agent_facts["running_digests"][f"{image}:{tag}"] == second and row.update_state == "current"
+    finally:
+        t.agent.stop()
+        images.down_all([t], "agent digests")
