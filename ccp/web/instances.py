@@ -14,6 +14,7 @@ from ccp.web.maintenance import maintenance_view, zone_choices
 from ccp.web.permissions import requires, ui_actor
 from ccp.web.presenters import ACTIONS, status_view
 from ccp.services.fleet import InstanceFacts, instance_by_slug, latest_upgrade, recent_upgrades
+from ccp.services.history import release_history
 
 bp = Blueprint("instances", __name__, url_prefix="/instances")
 
@@ -125,6 +126,7 @@ def render_tab(inst, tab: str, status: int = 200, partial: str = "instances/_tab
         context["actions"] = ACTIONS
     elif tab == "history":
         context["upgrades"] = recent_upgrades(inst)
+        context["releases"] = release_history(inst)
     context.update(extra)
     if tab == "settings":
         context.setdefault("values", form_values(inst))

@@ -26,6 +26,7 @@ from ccp.services.errors import ServiceError
 from ccp.web import htmx
 from ccp.web.auth import polled_view
 from ccp.web.permissions import requires, ui_actor
+from ccp.web.rollbacks import rollback_facts
 from ccp.web.presenters import status_label
 from ccp.web.rollout_views import (
     StartForm, files_label, instance_choices, preview_state, rollout_view, start_label, summaries,
@@ -87,7 +88,9 @@ def start():
 @login_required
 def show(rollout_id: int):
     """One rollout: what, who, which tenants were skipped, and its progress wave by wave."""
-    return htmx.render("rollouts/show.html", "rollouts/_progress.html", view=rollout_view(_find(rollout_id)))
+    rollout = _find(rollout_id)
+    return htmx.render("rollouts/show.html", "rollouts/_progress.html", view=rollout_view(rollout),
+                       rollback=rollback_facts(rollout))
 
 
 @bp.get("/<id:rollout_id>/progress")

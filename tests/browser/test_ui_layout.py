@@ -179,6 +179,15 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     walk.visit("audit", base + "/admin/audit")
     walk.visit("instance-history-upgraded", base + "/instances/globex/history")
     walk.visit("instance-history-rolled-back", base + "/instances/acme/history")
+    # Roll the rollout back (its preview page, the rollback's page), then a tenant's rollback dialog as a page.
+    walk.visit("rollout-rollback-preview", base + f"/rollouts/{rollout.id}/rollback")
+    page.click("button:has-text('Start rollback of 2 tenants')")
+    page.wait_for_selector("#rollout-progress[data-status=succeeded]", timeout=FINISH_TIMEOUT_MS)
+    walk.look("rollback-rollout")
+    walk.visit("instance-history-releases", base + "/instances/globex/history")
+    db.session.expire_all()
+    forward = db.session.execute(db.select(Upgrade).filter_by(rollout_id=rollout.id, to_tag="v2")).scalars().first()
+    walk.visit("rollback-dialog", base + f"/instances/{forward.instance.slug}/releases/{forward.id}/rollback")
     page.click("button:has-text('Log out')")
     page.wait_for_url(lambda url: "/login" in url)
 
