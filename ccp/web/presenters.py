@@ -11,6 +11,7 @@ from ccp.models import Upgrade, as_utc, iso_utc, utcnow
 from ccp.services.fleet import InstanceFacts, seen_tags
 from ccp.services.backups import BackupInfo, backup_of, restored_backup
 from ccp.services.upgrades import STEPS_BY_KIND, UpgradeStatus, upgrade_status
+from ccp.web.maintenance import maintenance_view
 
 STATUS_LABELS = {
     "queued": "Queued",
@@ -24,6 +25,9 @@ STATUS_LABELS = {
     # step statuses
     "pending": "Pending",
     "skipped": "Skipped",
+    # a rollout's tenants without an upgrade (ccp.services.rollout_progress)
+    "waiting": "Waits for its window",
+    "held": "Held (left out)",
 }
 
 KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full": "Upgrade Now", "rollback": "Rollback",
@@ -225,4 +229,5 @@ def register_filters(app) -> None:
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_when, "when")
     app.add_template_filter(iso_utc, "iso")
+    app.add_template_filter(maintenance_view, "maintenance")
     app.add_template_global(seen_tags, "seen_tags")  # the tag fields' suggestions (templates/releases/_seen_tags.html)
