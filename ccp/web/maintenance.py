@@ -35,7 +35,8 @@ class MaintenanceView:
 
 
 def in_words(seconds: float) -> str:
-    """'40 s', '25 min', '3 h', '3 h 20 min', '2 days' (rounded down; what a badge has room for)."""
+    """'40 s', '25 min', '3 h 20 min' (under 10 h), '13 h', '2 days' (rounded to the nearest unit shown: what a
+    badge has room for)."""
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -43,11 +44,11 @@ def in_words(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min"
     hours, rest = divmod(minutes, 60)
-    if hours < 10 and rest:
-        return f"{hours} h {rest} min"
-    if hours < 48:
-        return f"{hours} h"
-    return f"{hours // 24} days"
+    if hours < 10:
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    if minutes < 47.5 * 60:
+        return f"{round(minutes / 60)} h"
+    return f"{round(minutes / 1440)} days"
 
 
 def maintenance_view(instance, now: datetime | None = None) -> MaintenanceView:

@@ -116,6 +116,11 @@ class RolloutView:
     waves: list[WaveView]
     notice: str | None = None  # why the last action on it was refused (e.g. cancel after it ended)
 
+    @property
+    def waiting(self) -> list[TenantProgress]:
+        """Tenants of the running wave that wait for their maintenance window."""
+        return [row.tenant for wave in self.waves for row in wave.rows if row.tenant.status == "waiting"]
+
 
 def summarize(rollout: Rollout, upgraded: int, from_tags=()) -> RolloutSummary:
     """The summary of a loaded rollout; `upgraded` and `from_tags` are found by the caller (a page at a time)."""
