@@ -147,3 +147,19 @@ def test_the_rollout_page_says_who_waits_and_until_when(client, login, db, tenan
         assert "page-held" in page and "customer asked" in page
         widget = client.get(f"/rollouts/{rollout.id}/progress", headers=HX)
         assert widget.status_code == 200 and "Waits for its window" in widget.get_data(as_text=True)
+
+
+def test_the_rollout_preview_names_held_tenants_and_those_outside_their_window(client, login, post, tenant_factory):
+    with time_machine.travel(NOON):
+        login("operator")
+        tenant_factory(slug="pv-open")
+        windows.set_window(tenant_factory(slug="pv-later"), "0 2 * * *", 120, "Europe/Berlin", actor="test")
+        windows.set_hold(tenant_factory(slug="pv-held"), "launch week", None, actor="user:ann")
+        resp = post("/rollouts/preview", data={"tag": "v2", "canary": "1", "waveSize": "5"}, token_from="/rollouts")
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 200, body[:300]
+        assert "2 tenants in 2 waves" in body and "1 held (skipped)" in body
+        assert 'id="preview-held"' in body and "launch week" in body and "held until released by user:ann" in body
+        assert 'id="preview-waiting"' in body
+        assert "pv-later</strong>: outside its window now (daily 02:00–04:00 Europe/Berlin; opens Wed 02:00 " \
+               "Europe/Berlin): its wave waits for it" in body
