@@ -15,7 +15,7 @@ from flask import current_app
 
 from ccp.protocol import BACKUPS_CAPABILITY, HOOKS_CAPABILITY
 from ccp.rendering.render import render_instance
-from ccp.rendering.sets import Hook, TemplateSet, load_template_set
+from ccp.rendering.sets import Hook, TemplateSet, TemplateSetError, load_template_set
 
 BACKUP_ID = re.compile(r"[0-9]{1,10}-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?")  # the agent's own form (ccp.hostops.hooks)
 _LINE = re.compile(r"^backup (?P<id>\S+): .*\((?P<bytes>\d+) bytes\) in (?P<secs>[0-9.]+) s", re.M)
@@ -45,6 +45,17 @@ def template_set(instance) -> TemplateSet:
 def needed_caps(tset: TemplateSet) -> tuple[str, ...]:
     """The agent capabilities a release of this set needs beyond the plain apply: none when it declares nothing."""
     return ((HOOKS_CAPABILITY,) if tset.hooks else ()) + ((BACKUPS_CAPABILITY,) if tset.backup else ())
+
+
+def hooks_time_s(instance) -> float:
+    """The most time the set's hooks and backup may add to an upgrade job (their deadlines summed), so the job's
+    own timeout covers them; 0 when the set declares none or cannot be loaded (the job then fails on its own)."""
+    try:
+        tset = template_set(instance)
+    except TemplateSetError:
+        return 0.0
+    backup = (tset.backup.run.deadline_s + tset.backup.restore.deadline_s) if tset.backup else 0.0
+    return sum(hook.deadline_s for hook in tset.hooks.values()) + backup
 
 
 def hook_text(files: dict[str, str], hook: Hook) -> str:

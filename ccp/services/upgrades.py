@@ -28,7 +28,7 @@ from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
 from ccp.rendering.sets import TemplateSetError
 from ccp.services.audit import record
-from ccp.services.backups import BACKUP_ID, template_set
+from ccp.services.backups import BACKUP_ID, hooks_time_s, template_set
 from ccp.services.rollout_queue import upgrade_ended
 from ccp.services.errors import ServiceError
 from ccp.services.plan import APPLY_CAPS, PREVIEW_CAPS, Plan, Preview, build_plan
@@ -395,7 +395,8 @@ def _enqueue(instance, kind: str, actor: str, audit_detail: dict | None = None, 
             f"{instance.slug} already has an active upgrade" + (f" (#{active.id}, {active.status})" if active else ""),
             {"active_upgrade_id": active.id if active else None}) from None
     try:
-        job = get_queue().enqueue("ccp.jobs.run_upgrade", upgrade.id, job_timeout=_settings().job_timeout_s,
+        timeout = _settings().job_timeout_s + (int(hooks_time_s(instance)) if kind in ("release", "restore") else 0)
+        job = get_queue().enqueue("ccp.jobs.run_upgrade", upgrade.id, job_timeout=timeout,
                                   description=f"{kind} upgrade #{upgrade.id} of {instance.slug}")
     except Exception as exc:  # noqa: BLE001 - Redis down: release the lock row, tell the caller
         upgrade.status, upgrade.error, upgrade.finished_at = "failed", "could not enqueue: Redis unavailable", utcnow()

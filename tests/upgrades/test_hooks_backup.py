@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rq.job import Job
 
+from ccp.extensions import get_redis
 from ccp.models import AuditEvent, Upgrade
 from ccp.rendering.sets import BUNDLED_DIR
 from ccp.services import upgrades
@@ -82,6 +84,8 @@ def _why(upgrade) -> str:
 
 def test_hooks_and_backup_run_in_order_and_the_backup_is_recorded(app, db, hooked, run_worker):
     upgrade = upgrades.start_release(hooked, "v2", actor="user:ann")
+    # the job may take as long as the hooks' and the backup's deadlines on top of the usual (30 + 30 + 60 + 60 s)
+    assert Job.fetch(upgrade.job_id, connection=get_redis()).timeout == app.config["CCP"].job_timeout_s + 180
     run_worker()
     db.session.refresh(upgrade)
     assert upgrade.status == "succeeded", _why(upgrade)
