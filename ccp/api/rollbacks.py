@@ -47,7 +47,7 @@ def rollback_release(ref: str, upgrade_id: int):
     data = json_body(allow_empty=True)
     reject_unknown(data, ("plan", *CONFIRMS))
     plan = data.get("plan")
-    if plan is not None and not isinstance(plan, str):
+    if not isinstance(plan, str):  # absent or null too: a rollback applies a previewed plan
         raise ApiError(422, "validation_failed", "invalid field(s): plan",
                        {"plan": "must be a preview's plan_hash (64 lowercase hex characters)"})
     upgrade = history.start_rollback(inst, upgrade_id, plan=plan, actor=g.actor, **_confirmations(data))
@@ -73,7 +73,7 @@ def rollback_rollout(rollout_id: int):
     data = json_body(allow_empty=True)
     reject_unknown(data, (*SIZES, "expect"))
     expect = data.get("expect")
-    if expect is not None and not isinstance(expect, str):
+    if "expect" in data and not isinstance(expect, str):  # null too: leave the field out to start unbound
         raise ApiError(422, "validation_failed", "invalid field(s): expect", {"expect": "must be a preview's digest"})
     back = rollbacks.start_rollback(_find_rollout(rollout_id), **_sizes(data), actor=g.actor, source="api",
                                     expect=expect)

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from ccp import rules
 from ccp.extensions import db
 from ccp.models import Upgrade
 from ccp.services import upgrades as upgrade_svc
@@ -140,12 +141,16 @@ def start_rollback(instance, upgrade_id, *, plan, actor: str, **options) -> Upgr
     preview's plan hash (required), with the release's recorded digest and `rollback_of` set. `options` go to
     start_release as they are.
 
-    Raises RollbackRefused, UpgradeError 422 (no plan), or what start_release raises (PlanStale, UpgradeConflict...);
-    nothing is started then."""
-    target = rollback_target(instance, upgrade_id)
-    if not plan:
+    Raises UpgradeError 422 (no plan, or not a plan hash), RollbackRefused, or what start_release raises
+    (PlanStale, UpgradeConflict, OutsideWindow...); nothing is started then."""
+    if not plan:  # the request's own fields first: a malformed one is refused whatever it names
         raise UpgradeError("a rollback applies a previewed plan: preview it and send the preview's plan_hash",
                            {"plan": "required"}, status=422, code="validation_failed")
+    try:
+        rules.check_plan_hash(plan)
+    except rules.RuleError as exc:
+        raise UpgradeError(f"plan {exc}", {"plan": str(exc)}, status=422, code="validation_failed") from None
+    target = rollback_target(instance, upgrade_id)
     upgrade = upgrade_svc.start_release(instance, target.tag, plan=plan, actor=actor,
                                         image_digest=target.image_digest, rollback_of=target.upgrade_id, **options)
     record(actor, "upgrade.rollback", instance=instance, plan_hash=upgrade.plan_hash,
