@@ -17,7 +17,7 @@ from ccp.vault import get_vault, hash_password, verify_password
 
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "rolled_back", "rollback_failed", "interrupted", "cancelled")
-UPGRADE_KINDS = ("release", "quick", "full", "rollback")
+UPGRADE_KINDS = ("release", "quick", "full", "rollback", "restore")
 ROLES = ("admin", "operator", "viewer")
 TOKEN_SCOPES = ("read", "operate", "admin")
 DRIVERS = ("remote", "local")
