@@ -12,6 +12,7 @@ from flask import Flask, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
+from ccp.agent import update as agent_update
 from ccp.agent.config import AgentConfig
 from ccp.agent.runtime import Answer, RuntimeFacts, dir_entries, disk_free, running_image_digests
 from ccp import protocol
@@ -106,14 +107,15 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
 
     @app.get("/v1/health")
     def health():
-        caps = protocol.host_capabilities(is_dry_run(config.compose_command))
+        caps = protocol.host_capabilities(is_dry_run(config.compose_command)) + agent_update.capabilities()
         details = {slug: {"project": inst.project, "install_dir": str(inst.install_dir),
                           **dir_entries(inst.install_dir), "disk_free_bytes": disk_free(inst.install_dir)}
                    for slug, inst in sorted(config.instances.items())}
         return jsonify({"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                         "instances": sorted(hosts), protocol.HEALTH_RUNTIME: runtime.get(),
                         protocol.HEALTH_INSTANCE_DETAILS: details,
-                        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
+                        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                        **agent_update.health_fields()})
 
     @app.get("/v1/instances/<slug>/images")
     def images(slug):
@@ -180,4 +182,5 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
         return jsonify(host_for(slug).restore_backup(backup_id, data.get("content"), deadline(data),
                                                      data.get("fence"), data.get("from_tag"), data.get("to_tag")))
 
+    agent_update.register(app, error)
     return app

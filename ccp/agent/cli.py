@@ -23,13 +23,23 @@ _CONFIG_HELP = "TOML config file (default: $CCP_AGENT_CONFIG). CCP_AGENT_* varia
 @click.option("--listen", default=None, help="HOST:PORT to listen on (overrides the config).")
 @click.pass_context
 def agent_command(ctx: click.Context, config_path: str | None, listen: str | None) -> None:
-    """Run the CCP agent for this host's tenants until SIGTERM/SIGINT (`init`: write a config; `check`: test it)."""
-    ctx.obj = {"config": config_path}
+    """Run the CCP agent for this host's tenants until SIGTERM/SIGINT (`init`: write a config; `check`: test it).
+
+    The agent runs as a child of a small launcher that can restart it into a version CCP pushed and back
+    (ccp.agent.launcher); `serve` runs it without the launcher (no self-update).
+    """
+    ctx.obj = {"config": config_path, "listen": listen}
     if ctx.invoked_subcommand:
         return
-    from ccp.agent.server import serve_forever  # the web stack is needed to serve only, not to init or check
+    from ccp.agent.launcher import Launcher
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _config(config_path, listen)
+    args = (["--config", config_path] if config_path else []) + (["--listen", listen] if listen else [])
+    raise SystemExit(Launcher(config.state_dir, args).run())
+
+
+def _config(config_path: str | None, listen: str | None):
     env = dict(os.environ)
     if listen:
         env["CCP_AGENT_LISTEN"] = listen
@@ -38,7 +48,19 @@ def agent_command(ctx: click.Context, config_path: str | None, listen: str | Non
     except AgentConfigError as exc:
         raise click.ClickException(f"agent not started: {exc}") from None
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    serve_forever(config)
+    return config
+
+
+@agent_command.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--listen", default=None, help="HOST:PORT to listen on (overrides the config).")
+@click.pass_context
+def serve_command(ctx: click.Context, config_path: str | None, listen: str | None) -> None:
+    """Serve in the foreground without the launcher (what the launcher runs as its child)."""
+    from ccp.agent.server import serve_forever  # the web stack is needed to serve only, not to init or check
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_forever(_config(config_path or ctx.obj.get("config"), listen or ctx.obj.get("listen")))
 
 
 @agent_command.command("init")

@@ -16,6 +16,9 @@ HOOKS_CAPABILITY = "hooks.run"
 BACKUPS_CAPABILITY = "backups"
 # images (GET) answers the registry digests of the images the tenant's containers run (issue #15's update check).
 IMAGES_CAPABILITY = "images.digests"
+# agent/update and agent/update/confirm: CCP pushes a new agent version (a wheel) and confirms it came back; reported
+# only by an agent running under its launcher (ccp.agent.launcher), which can restart it and restore the old code.
+AGENT_UPDATE_CAPABILITY = "agent.update"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
                 HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY)

@@ -33,9 +33,20 @@ def _project() -> dict:
     return tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
 
 
+_VERSION_LINE = re.compile(r'^__version__ = "([^"]+)"', re.M)
+_override: str | None = None  # config_settings {"version": ...} while build_wheel runs
+
+
 def _version() -> str:
-    text = (_root() / "ccp" / "__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+    return _override or _VERSION_LINE.search((_root() / "ccp" / "__init__.py").read_text()).group(1)
+
+
+def _source(name: str) -> bytes:
+    """A source file's bytes; with a version override, ccp/__init__.py says that version (so the agent reports it)."""
+    data = (_root() / name).read_bytes()
+    if _override and name == "ccp/__init__.py":
+        data = _VERSION_LINE.sub(f'__version__ = "{_override}"', data.decode(), count=1).encode()
+    return data
 
 
 def agent_files() -> list[str]:
@@ -90,12 +101,25 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None) -> str:
-    """Write the wheel into ``wheel_directory``; returns its file name."""
-    root, records = _root(), []
+    """Write the wheel into ``wheel_directory``; returns its file name. ``config_settings={"version": "1.2.3"}``
+    builds it under another version (tests of the agent's self-update; ``pip wheel -C version=...``)."""
+    global _override
+    wanted = (config_settings or {}).get("version")
+    if wanted is not None and not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$", str(wanted)):
+        raise ValueError(f"ccp-agent build: version {wanted!r} is not a version string")
+    _override = str(wanted) if wanted else None
+    try:
+        return _build_wheel(Path(wheel_directory))
+    finally:
+        _override = None
+
+
+def _build_wheel(wheel_directory: Path) -> str:
+    records = []
     target = Path(wheel_directory) / _wheel_name()
     with zipfile.ZipFile(target, "w") as zf:
         for name in agent_files():
-            data = (root / name).read_bytes()
+            data = _source(name)
             _add(zf, name, data)
             records.append(_record_line(name, data))
         for name, data in _dist_info_files().items():
