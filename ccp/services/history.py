@@ -132,7 +132,7 @@ def preview_rollback(instance, upgrade_id) -> RollbackPreview:
 
     Raises RollbackRefused, or what preview_release raises (AgentUnavailable, AgentTooOld, RenderFailed...)."""
     target = rollback_target(instance, upgrade_id)
-    plan = upgrade_svc.plan_release(instance, target.tag)
+    plan = upgrade_svc.plan_release(instance, target.tag, target.image_digest)  # rendered as the apply will
     return RollbackPreview(target=target, preview=Preview.of(instance, plan), drift=_drift(target, plan.files))
 
 

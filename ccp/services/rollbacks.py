@@ -8,9 +8,11 @@ tenant gets a plan-bound Upgrade to Release with its automatic rollback, a wave 
 it, and only one rollout runs at a time.
 
 Tenants the rollout did not change are skipped, each with the reason: its upgrade failed or was rolled back
-automatically (it is back already), it never started, the tenant was deleted, or it has moved on since (it runs
-another tag now: roll it back from its History tab instead). Which tenants go in which wave is decided once, by
-`plan_rollback`, which the preview and the start share; a start can be bound to what a preview showed (`expect`).
+automatically (it is back already), it never started, the tenant was deleted, it is held (ccp.services.windows), or
+it has moved on since (it runs another tag now: roll it back from its History tab instead). A tenant held later, or
+outside its maintenance window when its wave starts, is treated as in any rollout (left out, or waited for).
+Which tenants go in which wave is decided once, by `plan_rollback`, which the preview and the start share; a start
+can be bound to what a preview showed (`expect`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ccp.extensions import db
 from ccp.models import Instance, Rollout, Upgrade, utcnow
+from ccp.services import windows
 from ccp.services.audit import record
 from ccp.services.errors import ServiceError
 from ccp.services.rollout_queue import advance_later
@@ -203,6 +206,9 @@ def _skip_reason(inst: Instance | None, upgrade: Upgrade | None) -> str | None:
     if inst.image_tag != upgrade.to_tag:
         return (f"has moved on since: it runs {inst.image_tag or 'no tag'} now, not {upgrade.to_tag} (roll it back "
                 "from its History tab)")
+    hold = windows.active_hold(inst)
+    if hold is not None:  # a hold pins the tenant to its tag, a rollback's tag too (release it to include it)
+        return f"is {hold.sentence}"
     return None
 
 

@@ -111,3 +111,22 @@ def test_roll_a_rollout_back(app, db, api, make_token, tenant_factory, run_worke
         ("api-a", "v1", "succeeded"), ("api-b", "v1", "succeeded")]
     # a rollback is not rolled back; a running rollout cannot be rolled back yet
     assert_error(api("POST", f"/api/rollouts/{body['id']}/rollback/preview", op), 409, "rollback_not_possible")
+
+
+def test_a_held_tenant_is_rolled_back_only_when_confirmed_and_audited_so(app, db, api, make_token, tenant,
+                                                                          run_worker):
+    from ccp.services import windows
+
+    op = make_token("operate")
+    v1 = _release(api, op, run_worker, db, tenant.slug, "v1")
+    _release(api, op, run_worker, db, tenant.slug, "v2")
+    windows.set_hold(tenant, "freeze", actor="user:ann")
+    plan = api("GET", f"/api/instances/{tenant.slug}/releases/{v1['id']}/rollback/preview", op).get_json()
+    url = f"/api/instances/{tenant.slug}/releases/{v1['id']}/rollback"
+    count = Upgrade.query.count()
+    assert_error(api("POST", url, op, json={"plan": plan["preview"]["plan_hash"]}), 409, "held")
+    assert Upgrade.query.count() == count
+    started = api("POST", url, op, json={"plan": plan["preview"]["plan_hash"], "heldOk": True})
+    assert started.status_code == 202, started.get_json()
+    event = AuditEvent.query.filter_by(action="upgrade.start.release", result="ok").order_by(AuditEvent.id.desc())
+    assert event.first().detail.get("held") is True

@@ -113,6 +113,29 @@ def test_a_changed_template_set_is_named_file_by_file(app, db, tenant, run_worke
     assert {d.change for d in bumped.drift} == {"differs"}
 
 
+def test_the_recorded_digest_is_rendered_by_the_preview_as_by_the_apply(app, db, tenant, run_worker, tmp_path):
+    sets = tmp_path / "sets"
+    shutil.copytree(BUNDLED_DIR / "default", sets / "default")
+    conf = sets / "default" / "nginx" / "nginx.conf.j2"
+    conf.write_text(conf.read_text() + "\n# image {{ image_tag }}{% if image_digest %}@{{ image_digest }}{% endif %}\n")
+    app.config["CCP"].template_sets_dir = str(sets)
+    digest = "sha256:" + "d" * 64
+    try:
+        v1 = _release(db, run_worker, tenant, "v1")
+        v1.image_digest = digest  # as a receiver records what the tag resolved to
+        db.session.commit()
+        _release(db, run_worker, tenant, "v2")
+        preview = history.preview_rollback(tenant, v1.id)
+        back = history.start_rollback(tenant, v1.id, plan=preview.preview.plan_hash, actor="t")  # not stale
+        run_worker()
+    finally:
+        app.config["CCP"].template_sets_dir = None
+    db.session.refresh(back)
+    assert back.status == "succeeded", back.error
+    assert back.image_digest == digest
+    assert f"# image v1@{digest}" in (Path(tenant.install_dir) / "nginx" / "nginx.conf").read_text()
+
+
 def test_an_unrecorded_release_previews_without_a_file_comparison(app, db, tenant, run_worker):
     _release(db, run_worker, tenant, "v2")
     old = Upgrade(instance_id=tenant.id, kind="release", status="succeeded", actor="user:old", from_tag="v0",

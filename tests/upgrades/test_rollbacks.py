@@ -82,6 +82,19 @@ def test_tenants_already_back_or_never_started_are_skipped_with_the_reason(app, 
     assert Rollout.query.count() == 1
 
 
+def test_a_held_tenant_is_skipped_with_its_hold(app, db, tenant_factory, run_worker):
+    from ccp.services import windows
+
+    tenant_factory(slug="hd-a")
+    b = tenant_factory(slug="hd-b")
+    forward = _rollout(db, run_worker, "v2", ["hd-a", "hd-b"])
+    windows.set_hold(db.session.get(Instance, b.id), "quarter-end close", actor="user:ann")
+    plan = rollbacks.plan_rollback(forward)
+    assert [t.slug for t in plan.tenants] == ["hd-a"]
+    assert [(s.slug, s.reason) for s in plan.skipped] == [
+        ("hd-b", "is held until released by user:ann: quarter-end close")]
+
+
 def test_refusals_start_nothing(app, db, tenant_factory, run_worker):
     tenant_factory(slug="rf-a"), tenant_factory(slug="rf-b")
     done = _rollout(db, run_worker, "v2", ["rf-a"])

@@ -132,3 +132,21 @@ def test_a_running_rollout_offers_no_rollback_and_the_preview_says_one_runs_at_a
     assert refused.status_code == 409 and "still running" in refused.get_data(as_text=True)
     waits = client.get(f"/rollouts/{done.id}/rollback").get_data(as_text=True)
     assert "one rollout runs at a time" in waits and f'href="/rollouts/{running.id}"' in waits
+
+
+def test_a_held_tenant_is_rolled_back_after_roll_back_anyway(db, client, login, post, tenant, run_worker):
+    from ccp.services import windows
+
+    v1 = _release(db, run_worker, tenant, "v1")
+    _release(db, run_worker, tenant, "v2")
+    windows.set_hold(tenant, "freeze", actor="user:ann")
+    login("operator")
+    body = client.get(f"/instances/{tenant.slug}/releases/{v1.id}/rollback", headers=HX).get_data(as_text=True)
+    plan = re.search(r'name="plan" value="([0-9a-f]{64})"', body).group(1)
+    url = f"/instances/{tenant.slug}/releases/{v1.id}/rollback"
+    refused = post(url, {"plan": plan}, token_from=f"/instances/{tenant.slug}")
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "Roll back anyway" in text and f'hx-post="{url}"' in text
+    assert 'name="held_ok" value="1"' in text and f'name="plan" value="{plan}"' in text
+    started = post(url, {"plan": plan, "held_ok": "1"}, token_from=f"/instances/{tenant.slug}")
+    assert started.status_code == 202
