@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def new_backup_id(upgrade_id: int, root: Path) -> str:
 
 
 def folder_size(path: Path) -> int:
-    """Bytes of every regular file under ``path`` (symlinks are not followed)."""
+    """Bytes of every regular file under ``path`` (symlinks are neither followed nor counted)."""
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
@@ -88,7 +89,8 @@ def folder_size(path: Path) -> int:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
                 continue
-            total += st.st_size if not os.path.islink(os.path.join(dirpath, name)) else 0
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
     return total
 
 
@@ -153,7 +155,7 @@ class HookRunner:
         return {**self.run("restore", content, deadline_s, upgrade_id, tags, backup_dir=folder / "data"),
                 "backup_id": backup_id}
 
-    def list(self) -> list[dict]:
+    def backups(self) -> list[dict]:
         """Complete backups, oldest first: ``{"id", "created", "size_bytes", "duration_s", "upgrade_id"}``."""
         out = []
         if not self.backups_dir.is_dir():
@@ -162,11 +164,11 @@ class HookRunner:
             meta = self._meta(path)
             if meta is not None:
                 out.append({k: meta.get(k) for k in ("id", "created", "size_bytes", "duration_s", "upgrade_id")})
-        return sorted(out, key=lambda m: (str(m["created"]), m["id"]))
+        return sorted(out, key=lambda m: (str(m["created"]), m["upgrade_id"] or 0, m["id"]))
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` complete backups, and incomplete folders; returns the ids deleted."""
-        keep_ids = {m["id"] for m in self.list()[-keep:]}
+        keep_ids = {m["id"] for m in self.backups()[-keep:]}
         deleted = []
         for path in self.backups_dir.iterdir():
             if path.name not in keep_ids:

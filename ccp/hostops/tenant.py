@@ -278,7 +278,7 @@ class TenantHost:
 
     def list_backups(self) -> dict:
         """``{"backups": [{"id", "created", "size_bytes", "duration_s", "upgrade_id"}]}``, oldest first."""
-        return {"backups": self.hooks.list()}
+        return {"backups": self.hooks.backups()}
 
 
 def _check_deadline(deadline_s: object) -> float:

@@ -202,10 +202,11 @@ def _hook_file(value: object, files: tuple[str, ...], what: str, where: str) -> 
     """The set file a hook runs: ``value`` as listed in the set, or the template ``value + ".j2"``."""
     if not isinstance(value, str) or not value.strip():
         raise TemplateSetError(f"{where}: {what} must name a file of the set (e.g. \"hooks/backup.sh\")")
-    if value in files:
-        return value
-    if value + ".j2" in files:
-        return value + ".j2"
+    source = value if value in files else value + ".j2" if value + ".j2" in files else None
+    if source is not None and TemplateSet.output_path(source).rsplit("/", 1)[-1].startswith(".env"):
+        raise TemplateSetError(f"{where}: {what} = {value!r} renders an .env file, which is never sent to run")
+    if source is not None:
+        return source
     raise TemplateSetError(f"{where}: {what} = {value!r} is not a file of the set (paths are relative to the set "
                            "folder, e.g. \"hooks/backup.sh\")")
 

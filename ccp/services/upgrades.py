@@ -266,21 +266,21 @@ def start_restore(instance, upgrade: Upgrade, *, actor: str, confirm: bool = Fal
     RenderFailed (the set no longer declares a [backup]) or UpgradeConflict; refusals are audited like other starts.
     The automatic rollback of a release never restores data: this is the only way it happens.
     """
-    if upgrade.instance_id != instance.id or upgrade.kind == "restore" or not upgrade.backup_id \
-            or not BACKUP_ID.fullmatch(upgrade.backup_id):
-        raise NoBackup(f"upgrade #{upgrade.id} took no data backup of {instance.slug}: nothing to restore")
-    if confirm is not True:
-        raise ConfirmationRequired(
-            f"restoring backup {upgrade.backup_id} overwrites the current data of {instance.slug} with the data it "
-            f"had before upgrade #{upgrade.id}: confirm to restore", {"confirm": "must be true"})
-    try:
-        tset = template_set(instance)
-    except TemplateSetError as exc:
-        raise RenderFailed(f"cannot load the template set of {instance.slug}: {exc}") from None
-    if tset.backup is None:
-        raise RenderFailed(f"template set {tset.name} {tset.version} no longer declares a [backup] with a restore "
-                           "hook: nothing can restore this backup")
     with _audited_refusal(actor, "restore", instance, None, instance.image_tag):
+        if upgrade.instance_id != instance.id or upgrade.kind == "restore" or not upgrade.backup_id \
+                or not BACKUP_ID.fullmatch(upgrade.backup_id):
+            raise NoBackup(f"upgrade #{upgrade.id} took no data backup of {instance.slug}: nothing to restore")
+        if confirm is not True:
+            raise ConfirmationRequired(
+                f"restoring backup {upgrade.backup_id} overwrites the current data of {instance.slug} with the data "
+                f"it had before upgrade #{upgrade.id}: confirm to restore", {"confirm": "must be true"})
+        try:
+            tset = template_set(instance)
+        except TemplateSetError as exc:
+            raise RenderFailed(f"cannot load the template set of {instance.slug}: {exc}") from None
+        if tset.backup is None:
+            raise RenderFailed(f"template set {tset.name} {tset.version} no longer declares a [backup] with a "
+                               "restore hook: nothing can restore this backup")
         return _enqueue(instance, "restore", actor, to_tag=instance.image_tag, backup_id=upgrade.backup_id)
 
 

@@ -65,3 +65,11 @@ def test_mistakes_are_refused_with_a_clear_message(tmp_path, change, message):
     with pytest.raises(TemplateSetError) as err:
         load_template_set("hooked", [_set(tmp_path, manifest)])
     assert message in str(err.value) and "set.toml" in str(err.value)
+
+
+def test_a_hook_that_renders_an_env_file_is_refused(tmp_path):
+    manifest = GOOD.replace("hooks/pre-upgrade.sh", "hooks/.env")
+    sets = _set(tmp_path, manifest, files=("hooks/.env.j2", "hooks/post-upgrade.sh", "hooks/backup.sh",
+                                           "hooks/restore.sh"))
+    with pytest.raises(TemplateSetError, match="renders an .env file"):
+        load_template_set("hooked", [sets])

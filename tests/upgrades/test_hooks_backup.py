@@ -164,6 +164,8 @@ def test_restore_is_refused_for_an_upgrade_without_a_backup(app, db, tenant, run
         "the template set declares no [backup]"
     with pytest.raises(upgrades.NoBackup, match="took no data backup"):
         upgrades.start_restore(tenant, upgrade, actor="user:ann", confirm=True)
+    refused = db.session.query(AuditEvent).filter_by(action="upgrade.start.restore").one()
+    assert (refused.actor, refused.result) == ("user:ann", "refused:no_backup")
 
 
 def test_an_agent_without_the_capabilities_is_too_old_for_a_set_with_hooks(app, db, hooked, run_worker,
