@@ -121,6 +121,20 @@ def test_failing_pre_upgrade_hook_leaves_the_tenant_untouched(app, db, hooked, r
     assert db.session.get(type(hooked), hooked.id).image_tag == "v1"
 
 
+def test_failing_backup_stops_the_release_before_anything_is_written(app, db, hooked, run_worker):
+    (Path(hooked.install_dir) / "fail-backup").write_text("")
+    before = _tree(hooked)
+    upgrade = upgrades.start_release(hooked, "v2", actor="user:ann")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "failed", _why(upgrade)
+    assert _steps(upgrade)["pre_upgrade"] == "succeeded" and _steps(upgrade)["backup"] == "failed"
+    assert all(_steps(upgrade)[n] == "skipped" for n in ("write", "env_patch", "pull", "up", "verify", "post_upgrade"))
+    assert "backup failed (exit code 7); nothing written" in upgrade.error
+    assert _tree(hooked) == before and upgrade.backup_id is None
+    assert not any((Path(hooked.install_dir) / ".ccp" / "backups").iterdir()), "a failed backup left its folder"
+
+
 def test_failing_post_upgrade_rolls_back_files_not_data_then_a_confirmed_restore_does(app, db, hooked, run_worker):
     (Path(hooked.install_dir) / "fail-post_upgrade").write_text("")
     before = _tree(hooked)
