@@ -50,6 +50,7 @@ class Settings:
     local_compose_command: list[str] | None = None
     proxy_hops: int = 0
     max_body_bytes: int = 1024 * 1024
+    agent_wheel: Path | None = None  # the agent wheel agent updates push (default: built from this CCP's source)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -79,6 +80,8 @@ class Settings:
         s.status_reuse_s = _number(env, "CCP_STATUS_REUSE_S", s.status_reuse_s, minimum=0)
         s.proxy_hops = int(_number(env, "CCP_PROXY_HOPS", 0, minimum=0))
         s.max_body_bytes = int(_number(env, "CCP_MAX_BODY", s.max_body_bytes, minimum=1024))
+        if env.get("CCP_AGENT_WHEEL"):
+            s.agent_wheel = Path(env["CCP_AGENT_WHEEL"]).expanduser().resolve()
         if env.get("CCP_LOCAL_COMPOSE_COMMAND"):
             s.local_compose_command = shlex.split(env["CCP_LOCAL_COMPOSE_COMMAND"])
         s.validate()

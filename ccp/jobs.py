@@ -49,3 +49,10 @@ def deliver_notification(channel_id: int, title: str, body: str, events: list) -
     from ccp.services.notify import deliver
 
     return deliver(channel_id, title, body, events)
+
+
+def run_agent_update(update_id: int) -> str:
+    """Update one agent to CCP's agent version and let its agent update move on (see ccp.services.agent_updates)."""
+    from ccp.services.agent_updates import run_agent_update as _run
+
+    return _run(update_id)

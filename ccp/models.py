@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ccp.extensions import db
@@ -491,3 +491,48 @@ def as_utc(dt: datetime) -> datetime:
 def iso_utc(dt: datetime | None) -> str | None:
     """ISO 8601 with the UTC offset, or None."""
     return as_utc(dt).isoformat() if dt else None
+
+
+class AgentRollout(db.Model):
+    """Agents updated to one agent version in waves (issue #15, ccp.services.agent_updates): a canary wave, then
+    waves of a fixed size, halted at the first wave where an agent did not come back answering the new version.
+    `waves` lists each wave's agent URLs; each agent's progress is an AgentUpdate row."""
+
+    __tablename__ = "agent_rollouts"
+    __table_args__ = (
+        Index("uq_agent_rollouts_one_running", "status", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    wheel_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="running")  # succeeded|halted|cancelled
+    waves: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    current_wave: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    deadline_s: Mapped[int] = mapped_column(Integer, nullable=False, default=120)
+    error: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(200), nullable=False, default="system")
+    source: Mapped[str] = mapped_column(String(20), nullable=False, default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AgentUpdate(db.Model):
+    """One agent's part in an AgentRollout: waiting, running, then succeeded / failed (with why) / not_started."""
+
+    __tablename__ = "agent_updates"
+    __table_args__ = (UniqueConstraint("rollout_id", "agent_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("agent_rollouts.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    agent_url: Mapped[str] = mapped_column(String(500), nullable=False)
+    slugs: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # the tenants it serves, when planned
+    wave: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="waiting")
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str | None] = mapped_column(String(64))  # what it answered last
+    reason: Mapped[str | None] = mapped_column(String(500))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
