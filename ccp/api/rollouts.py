@@ -69,7 +69,7 @@ def rollout_json(rollout: Rollout) -> dict:
                           for t in wave.tenants]}
              for wave in rollout_waves(rollout)]
     return {"id": rollout.id, "tag": rollout.tag, "image_digest": rollout.image_digest, "status": rollout.status,
-            "source": rollout.source,
+            "source": rollout.source, "kind": rollout.kind, "rollback_of": rollout.rollback_of,
             "actor": rollout.actor, "error": rollout.error, "cancel_requested": rollout.cancel_requested,
             "created_at": iso_utc(rollout.created_at), "finished_at": iso_utc(rollout.finished_at),
             "skipped": list(svc.skipped_of(rollout)[0]),

@@ -66,6 +66,7 @@ class RolloutSummary:
     upgraded: int  # of those, tenants whose upgrade succeeded
     from_tags: tuple[str, ...] = ()  # the tags its tenants were (or are, until upgraded) on, sorted
     image_digest: str | None = None  # what `tag` resolved to at the registry (rollouts a receiver started)
+    rollback_of: int | None = None  # a rollback rollout: the rollout it takes back (ccp.services.rollbacks)
     held: tuple[tuple[str, str], ...] = ()  # (slug, why) of tenants a hold kept out of it
 
     @property
@@ -130,6 +131,7 @@ def summarize(rollout: Rollout, upgraded: int, from_tags=()) -> RolloutSummary:
         finished_at=rollout.finished_at, skipped=skipped_of(rollout)[0], held=skipped_of(rollout)[1],
         planned=sum(len(wave["instances"]) for wave in rollout.waves or ()), upgraded=upgraded,
         from_tags=tuple(sorted(from_tags, key=_tag_order)), image_digest=rollout.image_digest,
+        rollback_of=rollout.rollback_of if rollout.kind == "rollback" else None,
     )
 
 

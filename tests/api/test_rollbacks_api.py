@@ -107,6 +107,7 @@ def test_roll_a_rollout_back(app, db, api, make_token, tenant_factory, run_worke
     db.session.expire_all()
     body = api("GET", back.headers["Location"], op).get_json()
     assert body["status"] == "succeeded", body
+    assert (body["kind"], body["rollback_of"]) == ("rollback", rid)
     assert [(t["instance"], t["to_tag"], t["status"]) for w in body["waves"] for t in w["tenants"]] == [
         ("api-a", "v1", "succeeded"), ("api-b", "v1", "succeeded")]
     # a rollback is not rolled back; a running rollout cannot be rolled back yet

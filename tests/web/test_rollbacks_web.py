@@ -114,6 +114,8 @@ def test_roll_back_a_rollout_from_its_page(db, client, login, post, tenant_facto
     assert "<code>v2</code> → <code>v1</code>" in back
     forward_page = client.get(f"/rollouts/{forward.id}").get_data(as_text=True)
     assert f'href="/rollouts/{back_id}">rollout #{back_id}</a>' in forward_page  # "Rolled back by"
+    listing = client.get("/rollouts").get_data(as_text=True)
+    assert f'#{back_id}</a> <span class="muted">rollback of #{forward.id}</span>' in listing
     client.post("/logout", headers={"X-CSRFToken": csrf_token(client)})
     login("viewer")
     assert "Roll back this rollout" not in client.get(f"/rollouts/{forward.id}").get_data(as_text=True)
