@@ -7,7 +7,7 @@ def init_app(app: Flask) -> None:
     """Register the API, health and metrics blueprints (each answers its errors in the JSON shape: ccp.api.errors;
     CSRF-exempt: bearer tokens)."""
     from ccp.api import (  # noqa: F401
-        audit, awareness, health, instances, metrics, openapi, rollbacks, rollouts, upgrades, webhooks,
+        agent_updates, audit, awareness, health, instances, metrics, openapi, rollbacks, rollouts, upgrades, webhooks,
     )
     from ccp.api.base import bp
     from ccp.extensions import csrf

@@ -7,6 +7,7 @@ from ccp.api import openapi_intake
 from ccp.api import openapi_awareness
 from ccp.api import openapi_rollbacks
 from ccp.api import openapi_backups
+from ccp.api import openapi_agent_updates
 from ccp.api.base import MAX_PER_PAGE, bp
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -159,8 +160,6 @@ SCHEMAS = {
         "image_digest": {**_NULLSTR, "description": "what the tag resolved to at the registry (receivers)"},
         "status": {"enum": ["running", "succeeded", "halted", "cancelled"]},
         "source": {"enum": ["api", "webhook", "ui"]}, "actor": {"type": "string"}, "error": _NULLSTR,
-        "kind": {"enum": ["release", "rollback"]},
-        "rollback_of": {"type": ["integer", "null"], "description": "kind rollback: the rollout it takes back"},
         "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
         "held": _HELD,
@@ -204,6 +203,7 @@ SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.
 SCHEMAS.update(openapi_awareness.SCHEMAS)  # fleet findings, scans, schedules, channels (ccp.api.openapi_awareness)
 SCHEMAS.update(openapi_rollbacks.SCHEMAS)  # release history and rollbacks (ccp.api.openapi_rollbacks)
 SCHEMAS.update(openapi_backups.SCHEMAS)  # data backups and their restore (ccp.api.openapi_backups)
+SCHEMAS.update(openapi_agent_updates.SCHEMAS)  # agents and their self-update (ccp.api.openapi_agent_updates)
 
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
 _UPGRADE_ERRORS = {**_E, "502": _ERR}
@@ -307,6 +307,7 @@ PATHS = {
     **openapi_awareness.PATHS,
     **openapi_rollbacks.PATHS,
     **openapi_backups.PATHS,
+    **openapi_agent_updates.PATHS,
     "/api/openapi.json": {
         "get": {"summary": "This document", "security": [], "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}

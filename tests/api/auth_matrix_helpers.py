@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from ccp.extensions import get_queue
 
 DB_TABLES = ("instances", "upgrades", "upgrade_steps", "audit_events", "api_tokens", "users", "rollouts",
-             "webhook_deliveries", "receivers", "scan_runs", "scan_schedules", "notification_channels")
+             "webhook_deliveries", "receivers", "scan_runs", "scan_schedules", "notification_channels",
+             "agent_rollouts", "agent_updates")
 
 
 def snapshot(db) -> dict:

@@ -66,6 +66,12 @@ ROUTES = [
     ("PATCH", "/api/channels/{channel}", {"enabled": False}, "admin", 200),
     ("POST", "/api/channels/{channel}/test", None, "admin", 202),
     ("DELETE", "/api/channels/{channel}", None, "admin", 204),
+    ("GET", "/api/agents", None, "read", 200),
+    ("POST", "/api/agent-updates/preview", None, "admin", 200),
+    ("POST", "/api/agent-updates", None, "admin", 409),  # the fixture's agent update is running
+    ("GET", "/api/agent-updates", None, "read", 200),
+    ("GET", "/api/agent-updates/{agent_update}", None, "read", 200),
+    ("POST", "/api/agent-updates/{agent_update}/cancel", None, "admin", 200),
     ("GET", "/metrics", None, "read", 200),
 ]
 NARROWER = {"operate": "read", "admin": "operate"}
@@ -87,7 +93,11 @@ def matrix_target(app, db, tenant):
     delivery = WebhookDelivery(source="github", event="release.published", receiver_id=receiver.id, status="accepted",
                                decision="ignored", repository="acme/app", tag="v2",
                                detail={"hints": [{"repository": "acme/app", "tag": "v2", "digest": None}]})
-    db.session.add_all([done, queued, rollout, delivery])
+    from ccp.models import AgentRollout
+
+    agent_update = AgentRollout(target_version="9.9.9", wheel_sha256="0" * 64, status="running",
+                                waves=[["http://127.0.0.1:9"]])
+    db.session.add_all([done, queued, rollout, delivery, agent_update])
     db.session.commit()
     from ccp.services.notify import create_channel
     from ccp.services.scan_runs import start_scan
@@ -96,7 +106,8 @@ def matrix_target(app, db, tenant):
     scan = start_scan(["agents"], actor="test")
     get_queue().empty()
     return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id,
-            "receiver": receiver.name, "delivery": delivery.id, "channel": channel.id, "scan": scan.id}
+            "receiver": receiver.name, "delivery": delivery.id, "channel": channel.id, "scan": scan.id,
+            "agent_update": agent_update.id}
 
 
 @pytest.mark.parametrize("method, path, body, permission, ok", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
