@@ -21,7 +21,7 @@ class MaintenanceView:
     window_open: bool = True
     window_text: str | None = None  # 'open now, closes 04:00 (in 40 min)' / 'opens Tue 02:00 Europe/Berlin (in 3 h)'
     hold_active: bool = False
-    hold_text: str | None = None  # 'Held until Tue 1 Dec 09:00 Europe/Berlin by user:ann: DB freeze'
+    hold_text: str | None = None  # 'Held until 2026-12-01 09:00 Europe/Berlin (DB freeze), by user:ann'
     hold_reason: str | None = None
     # What the forms show: the saved window, and the hold's end on the tenant's wall clock (datetime-local value).
     cron: str = ""
@@ -75,13 +75,13 @@ def maintenance_view(instance, now: datetime | None = None) -> MaintenanceView:
     hold = windows.hold_of(instance)
     if hold is not None:
         zone = ZoneInfo(instance.window_timezone or "UTC")
-        by = f" by {hold.by}" if hold.by else ""
+        by = f", by {hold.by}" if hold.by else ""
         if hold.until is None:
-            text = f"Held until released{by}: {hold.reason}"
+            text = f"Held until released ({hold.reason}){by}"
         else:
             until = f"{as_utc(hold.until).astimezone(zone):%Y-%m-%d %H:%M} {instance.window_timezone or 'UTC'}"
-            text = (f"Held until {until}{by}: {hold.reason}" if hold.active(now)
-                    else f"Hold expired {until} (set{by}: {hold.reason})")
+            text = (f"Held until {until} ({hold.reason}){by}" if hold.active(now)
+                    else f"Hold expired {until} ({hold.reason}){by}")
             fields["hold_until_local"] = f"{as_utc(hold.until).astimezone(zone):%Y-%m-%dT%H:%M}"
         fields.update(hold_active=hold.active(now), hold_text=text, hold_reason=hold.reason)
     elif instance.window_timezone:

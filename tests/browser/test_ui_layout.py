@@ -114,6 +114,30 @@ def _backup_and_its_restore(db, instance):
     return backed_up, restoring
 
 
+def _maintenance_pages(walk, base, tenant_factory):
+    """Issue #16: a tenant held and outside its window: its badges, the Settings tab's Maintenance section, the
+    fleet's Held filter and the release preview's warning (tests/browser/test_ui_maintenance.py looks at a refused
+    field and the "Apply anyway" answer: their 4xx answers are console errors this walk refuses)."""
+    from ccp.models import utcnow
+    from ccp.services import windows
+
+    hooli = tenant_factory(slug="hooli")
+    closed_at = (utcnow().hour + 12) % 24  # a window 12 hours away is closed now
+    windows.set_window(hooli, f"30 {closed_at} * * 1-5", 90, "Europe/Berlin", actor="user:ada")
+    windows.set_hold(hooli, "quarter-end close: finance runs its reports", None, actor="user:ada")
+    page = walk.page
+    walk.visit("instance-maintenance", base + "/instances/hooli/settings")
+    walk.visit("fleet-held", base + "/?filter=held")
+    page.goto(base + "/instances/hooli/updates")
+    page.click("a:has-text('Upgrade to Release')")
+    page.wait_for_selector("[role=dialog]")
+    page.fill("#release-tag", "v2")
+    page.click("#release-form button[type=submit]")
+    page.wait_for_selector("#maintenance-note")
+    walk.look("release-preview-held")
+    walk.visit("instance-held", base + "/instances/hooli")  # the header badges (and the dialog closed)
+
+
 def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_server, app, tenant_factory, worker,
                                                                    screenshot_dir, blocked_requests):
     from ccp.extensions import db
@@ -188,6 +212,7 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     db.session.expire_all()
     forward = db.session.execute(db.select(Upgrade).filter_by(rollout_id=rollout.id, to_tag="v2")).scalars().first()
     walk.visit("rollback-dialog", base + f"/instances/{forward.instance.slug}/releases/{forward.id}/rollback")
+    _maintenance_pages(walk, base, tenant_factory)
     page.click("button:has-text('Log out')")
     page.wait_for_url(lambda url: "/login" in url)
 

@@ -62,7 +62,7 @@ def test_hold_and_release_from_the_settings_tab(client, login, post, db, tenant)
     resp = post(f"/instances/{tenant.slug}/hold", {"reason": "waiting for sign-off", "until": ""})
     body = resp.get_data(as_text=True)
     assert resp.status_code == 200 and 'id="hold-badge"' in body
-    assert f"Held until released by user:{user.username}: waiting for sign-off" in body
+    assert f"Held until released (waiting for sign-off), by user:{user.username}" in body
     db.session.expire_all()
     assert db.session.get(Instance, tenant.id).hold_reason == "waiting for sign-off"
     resp = post(f"/instances/{tenant.slug}/hold/release")
