@@ -10,6 +10,7 @@ backup is an operator's decision (ccp.services.upgrades.start_restore).
 from __future__ import annotations
 
 from ccp.models import Instance
+from ccp.rendering.render import RenderError
 from ccp.services.backups import backup_line, hook_text, needed_caps, restore_text, template_set
 from ccp.services.upgrades import AgentTooOld
 
@@ -63,8 +64,8 @@ def restore_data(run) -> None:
     with run.step("restore_data") as box:
         try:
             tset, text = restore_text(run.instance)
-        except LookupError as exc:
-            raise HookFailed(str(exc)) from None
+        except (LookupError, RenderError, ValueError) as exc:  # ValueError: TemplateSetError, a bad tag
+            raise HookFailed(f"cannot render the restore hook: {exc}") from None
         spec = tset.backup.restore
         run.say(box, f"$ sh {spec.output}  (restore from backup {upgrade.backup_id}; deadline {spec.deadline_s:g} s; "
                      "its output arrives when it ends)")

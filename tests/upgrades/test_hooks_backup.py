@@ -197,3 +197,17 @@ def test_an_agent_without_the_capabilities_is_too_old_for_a_set_with_hooks(app, 
     assert upgrade.status == "failed" and "lacks hooks.run, backups" in upgrade.error, _why(upgrade)
     assert _steps(upgrade)["check_plan"] == "failed"
     assert _tree(hooked) == before and _log(hooked) == []
+
+
+def test_restore_fails_clearly_when_the_set_dropped_its_backup_meanwhile(app, db, hooked, run_worker):
+    upgrade = upgrades.start_release(hooked, "v2", actor="user:ann")
+    run_worker()
+    db.session.refresh(upgrade)
+    restore = upgrades.start_restore(hooked, upgrade, actor="user:ann", confirm=True)
+    manifest = Path(app.config["CCP"].template_sets_dir) / "default" / "set.toml"
+    manifest.write_text(manifest.read_text().split("\n[backup]")[0] + "\n")
+    run_worker()
+    db.session.refresh(restore)
+    assert restore.status == "failed", _why(restore)
+    assert "cannot render the restore hook: template set default" in restore.error
+    assert "declares no [backup]" in restore.error and _steps(restore)["up"] == "skipped"
