@@ -15,6 +15,7 @@ from ccp import __version__
 from ccp.agent import update as agent_update
 from ccp.agent.config import AgentConfig
 from ccp.agent.runtime import Answer, RuntimeFacts, dir_entries, disk_free, running_image_digests
+from ccp.agent.waiting import wait_for_services
 from ccp import protocol
 from ccp.protocol import PROTOCOL_VERSION
 from ccp.protocol.signing import RequestVerifier, SignatureError
@@ -149,6 +150,16 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     def env_patch(slug):
         data = body()
         return jsonify(host_for(slug).env_patch(data.get("set"), data.get("fence"), data.get("snapshot_id")))
+
+    @app.post("/v1/instances/<slug>/compose/wait")
+    def compose_wait(slug):
+        host = host_for(slug)
+        wait_s = deadline(body())
+        if not isinstance(wait_s, (int, float)) or isinstance(wait_s, bool) or wait_s < 0:
+            raise BadRequest("deadline_s must be a number of seconds >= 0")
+        ps_deadline = max(10.0, min(60.0, float(wait_s)))
+        return jsonify(wait_for_services(host.project, float(wait_s), lambda: host.compose("ps", ps_deadline),
+                                         use_engine=not is_dry_run(config.compose_command)))
 
     @app.post("/v1/instances/<slug>/compose/<action>")
     def compose(slug, action):

@@ -145,6 +145,11 @@ class Driver(Protocol):
         """Run the set's restore hook with `$CCP_BACKUP_DIR` at backup `backup_id` (404 when it is gone)."""
         ...
 
+    def compose_wait(self, wait_s: float) -> dict:
+        """Look at the containers until they settle or `wait_s` passes (capability `compose.wait`; 0 = one look):
+        `{"ok", "settled", "services", "waited_s", "looks", "source"}` (ccp.agent.waiting)."""
+        ...
+
     def image_digests(self) -> dict[str, str]:
         """Image repository -> registry digest of what the tenant's containers run (capability `images.digests`);
         `{}` on the dry-run runtime or for images never pulled from a registry."""

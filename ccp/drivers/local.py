@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ccp import __version__
 from ccp.agent.runtime import Answer, running_image_digests
+from ccp.agent.waiting import wait_for_services
 from ccp.protocol import PROTOCOL_VERSION, host_capabilities
 from ccp.drivers.base import AgentRejected, DriverError, FileDiff
 from ccp.hostops.dryrun import is_dry_run
@@ -42,6 +43,12 @@ class LocalDriver:
         caps = host_capabilities(is_dry_run(self.host.compose_spec.command))
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "capabilities": caps,
                 "instances": [self.host.project]}
+
+    def compose_wait(self, wait_s: float) -> dict:
+        ps_deadline = max(10.0, min(60.0, wait_s))
+        return self._call(wait_for_services, self.host.project, wait_s,
+                          lambda: self.host.compose("ps", ps_deadline),
+                          use_engine=not is_dry_run(self.host.compose_spec.command))
 
     def image_digests(self) -> dict[str, str]:
         if is_dry_run(self.host.compose_spec.command):

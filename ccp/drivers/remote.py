@@ -56,6 +56,9 @@ class RemoteDriver:
     def health(self) -> dict:
         return self._request("GET", "/v1/health")
 
+    def compose_wait(self, wait_s: float) -> dict:
+        return self._request("POST", self._inst("compose/wait"), {"deadline_s": wait_s}, timeout=wait_s + 30)
+
     def image_digests(self) -> dict[str, str]:
         return self._request("GET", self._inst("images")).get("image_digests") or {}
 

@@ -14,6 +14,8 @@ ENV_VALUES_CAPABILITY = "env.values"
 HOOKS_CAPABILITY = "hooks.run"
 # backups (create, list) and backups/<id>/restore run the set's backup and restore hooks into/from a backup folder.
 BACKUPS_CAPABILITY = "backups"
+# compose/wait looks at the containers until they settle (running and healthy, or failed) or a short wait ends.
+WAIT_CAPABILITY = "compose.wait"
 # images (GET) answers the registry digests of the images the tenant's containers run (issue #15's update check).
 IMAGES_CAPABILITY = "images.digests"
 # agent/update and agent/update/confirm: CCP pushes a new agent version (a wheel) and confirms it came back; reported
@@ -21,7 +23,7 @@ IMAGES_CAPABILITY = "images.digests"
 AGENT_UPDATE_CAPABILITY = "agent.update"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
-                HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY)
+                HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY, WAIT_CAPABILITY)
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
 
 

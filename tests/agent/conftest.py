@@ -47,3 +47,17 @@ def client(agent):
     c = AgentClient(agent.url, KEY_ID, KEY, connect_timeout=2, read_timeout=10)
     yield c
     c.close()
+
+
+@pytest.fixture
+def dry_client(world):
+    """A signed client of an agent whose compose command is the dry-run runtime."""
+    from ccp.hostops.dryrun import dry_run_command
+
+    config = AgentConfig(keys={KEY_ID: KEY}, instances={"acme": InstanceConfig(world / "tenant", "acme")},
+                         state_dir=world / "state", compose_command=dry_run_command()).validate()
+    handle = start_agent_in_thread(config, "127.0.0.1", 0)
+    client = AgentClient(handle.url, KEY_ID, KEY, connect_timeout=2, read_timeout=10)
+    yield client
+    client.close()
+    handle.stop()

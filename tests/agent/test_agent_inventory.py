@@ -8,23 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ccp.agent.config import AgentConfig, InstanceConfig
 from ccp.agent.runtime import disk_free, split_reference
-from ccp.agent.server import start_agent_in_thread
-from ccp.drivers.agent_client import AgentClient
-from ccp.hostops.dryrun import dry_run_command
-from tests.agent.conftest import KEY, KEY_ID
-
-
-@pytest.fixture
-def dry_client(world):
-    config = AgentConfig(keys={KEY_ID: KEY}, instances={"acme": InstanceConfig(world / "tenant", "acme")},
-                         state_dir=world / "state", compose_command=dry_run_command()).validate()
-    handle = start_agent_in_thread(config, "127.0.0.1", 0)
-    client = AgentClient(handle.url, KEY_ID, KEY, connect_timeout=2, read_timeout=10)
-    yield client
-    client.close()
-    handle.stop()
 
 
 def test_health_tells_the_host_clock_and_free_disk(client, world):

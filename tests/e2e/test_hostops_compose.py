@@ -122,3 +122,33 @@ def test_down_removes_the_project(tenant, host):
     assert host.compose("down", deadline_s=120)["ok"]
     res = host.compose("ps", deadline_s=30)
     assert res["ok"] and res["services"] == []
+
+
+def _comparable(services: list[dict]) -> list[tuple]:
+    return [(s["name"], s["image"], s["state"], s["health"], s["exit_code"] or 0) for s in services]
+
+
+def test_compose_wait_reads_the_engine_like_compose_ps_and_answers_on_health(tenant, host):
+    """The agent's compose/wait looks at the engine API (ms a look) and sees what `compose ps --all` sees: the
+    healthy tenant is answered as soon as Docker marks it, a crashed one at once with its exit code."""
+    from ccp.agent.waiting import engine_services, wait_for_services
+
+    assert host.compose("up", deadline_s=120)["ok"]
+    answer = wait_for_services(tenant.project, 45, lambda: host.compose("ps", 30))
+    assert answer["settled"] and answer["source"] == "engine", answer
+    assert {s["health"] for s in answer["services"] if s["name"] == "web"} == {"healthy"}
+    assert _comparable(answer["services"]) == _comparable(host.compose("ps", 30)["services"])
+    t0 = time.monotonic()
+    looks = [engine_services(tenant.project) for _ in range(20)]
+    assert (time.monotonic() - t0) / 20 < 0.05 and all(look == looks[0] for look in looks)
+
+
+def test_compose_wait_answers_a_crash_at_once(compose_project, tmp_path):
+    from ccp.agent.waiting import wait_for_services
+
+    t = compose_project("broken")
+    host = TenantHost(t.path, t.project, state_dir=tmp_path / "state")
+    host.compose("up", deadline_s=120)
+    answer = wait_for_services(t.project, 30, lambda: host.compose("ps", 30))
+    web = {s["name"]: s for s in answer["services"]}["web"]
+    assert answer["settled"] and web["state"] == "exited" and web["exit_code"] == 3
