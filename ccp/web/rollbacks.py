@@ -111,10 +111,12 @@ def refused(exc: ServiceError):
         fields.update({flag: "1" for flag in CONFIRMS.values() if request.form.get(flag) == "1"})
         fields[CONFIRMS[exc.code]] = "1"
         confirm = {"url": apply_url, "fields": fields, "label": "Roll back anyway"}
+    # htmx swaps no 5xx answer (base.html's responseHandling): an agent that is down must still be said in the dialog
+    status = 200 if exc.status >= 500 and htmx.wants_fragment() else exc.status
     if request.endpoint == "rollbacks.dialog":  # no preview to show: the dialog with the reason
-        return htmx.render(*_DIALOG, status=exc.status, inst=inst, upgrade_id=upgrade_id, result=None,
+        return htmx.render(*_DIALOG, status=status, inst=inst, upgrade_id=upgrade_id, result=None,
                            error=exc, target="modal", confirm=None)
-    response = htmx.render(*_DIALOG[:1], "releases/_error.html", status=exc.status, inst=inst, upgrade_id=upgrade_id,
+    response = htmx.render(*_DIALOG[:1], "releases/_error.html", status=status, inst=inst, upgrade_id=upgrade_id,
                            result=None, error=exc, target="modal", confirm=confirm)
     response.headers["HX-Retarget"] = "#release-preview"
     response.headers["HX-Reswap"] = "innerHTML"

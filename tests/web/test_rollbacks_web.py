@@ -152,3 +152,18 @@ def test_a_held_tenant_is_rolled_back_after_roll_back_anyway(db, client, login, 
     assert 'name="held_ok" value="1"' in text and f'name="plan" value="{plan}"' in text
     started = post(url, {"plan": plan, "held_ok": "1"}, token_from=f"/instances/{tenant.slug}")
     assert started.status_code == 202
+
+
+def test_an_unreachable_agent_is_said_in_the_dialog(db, client, login, tenant_factory, run_worker):
+    inst = tenant_factory(driver="remote")
+    v1 = _release(db, run_worker, inst, "v1")
+    _release(db, run_worker, inst, "v2")
+    inst.agent_url = "http://127.0.0.1:9"  # nothing listens there
+    db.session.commit()
+    login("operator")
+    dialog = client.get(f"/instances/{inst.slug}/releases/{v1.id}/rollback", headers=HX)
+    body = dialog.get_data(as_text=True)
+    # htmx swaps no 5xx: the fragment answers 200 so the dialog opens and says why; a plain page keeps the 502
+    assert dialog.status_code == 200 and 'role="dialog"' in body and "unreachable" in body
+    assert 'data-code="agent_unavailable"' in body
+    assert client.get(f"/instances/{inst.slug}/releases/{v1.id}/rollback").status_code == 502
