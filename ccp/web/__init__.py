@@ -9,7 +9,7 @@ from flask_login import current_user
 def init_app(app: Flask) -> None:
     """Register the UI blueprints, the login loader, template helpers and the UI's error pages."""
     from ccp.web import admin, auth, errors, fleet, instances, receivers, releases, rollouts, static_routes, upgrades
-    from ccp.web import enroll, notify_admin, rollbacks
+    from ccp.web import agent_updates, enroll, notify_admin, rollbacks
     from ccp.web.diffview import diff_view
     from ccp.web.presenters import register_filters
 
@@ -24,6 +24,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(rollbacks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(notify_admin.bp)
+    app.register_blueprint(agent_updates.bp)
     app.register_blueprint(receivers.bp)
     app.register_blueprint(static_routes.bp)
 

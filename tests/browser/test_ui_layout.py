@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from tests.browser.agent_update_pages import agent_update_pages
 from tests.browser.flows import log_in
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -213,6 +214,7 @@ def test_every_page_fits_a_phone_has_dark_mode_focus_and_a_favicon(page, live_se
     forward = db.session.execute(db.select(Upgrade).filter_by(rollout_id=rollout.id, to_tag="v2")).scalars().first()
     walk.visit("rollback-dialog", base + f"/instances/{forward.instance.slug}/releases/{forward.id}/rollback")
     _maintenance_pages(walk, base, tenant_factory)
+    agent_update_pages(walk, base, db)  # issue #15: the agents and an agent update that halted
     page.click("button:has-text('Log out')")
     page.wait_for_url(lambda url: "/login" in url)
 
