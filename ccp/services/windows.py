@@ -290,11 +290,11 @@ def set_hold(instance, reason, until: datetime | None = None, *, actor: str) -> 
     """Hold the instance at its tag with `reason` until `until` (None: until released); replaces any hold.
     WindowInvalid (nothing saved) on a missing reason or an end in the past."""
     reason, until = check_hold(reason, until)
-    instance.hold_reason, instance.hold_until, instance.hold_by = reason, until, actor
+    instance.hold_reason, instance.hold_until, instance.hold_by = reason, until, actor[:200]  # the column's size
     db.session.commit()
     record(actor, "instance.hold.set", instance=instance,
            detail={"reason": reason, "until": until.isoformat() if until else None, "tag": instance.image_tag})
-    return Hold(reason, until, actor)
+    return Hold(reason, until, instance.hold_by)
 
 
 def clear_hold(instance, *, actor: str) -> None:
