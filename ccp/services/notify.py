@@ -256,6 +256,7 @@ def _ended_lines(since, now, wanted: set[str]) -> tuple[list[str], list[str]]:
             extra = f"; {len(failed)} upgrade(s) did not succeed: " + ", ".join(
                 f"{u.slug} ({u.status})" for u in failed[:LISTED]) if failed else ""
             lines.append(f"Rollout #{rollout.id} to {rollout.tag}: {rollout.status}{extra}")
+    lines += _agent_update_lines(since, now, wanted, events)
     in_rollouts = {r.id for r in rollouts}
     for u in ups:
         event = UPGRADE_EVENTS[u.status]
@@ -263,6 +264,24 @@ def _ended_lines(since, now, wanted: set[str]) -> tuple[list[str], list[str]]:
             events.append(event)
             lines.append(f"{EVENT_LABELS[event]}: {u.slug} #{u.id} ({u.from_tag or '?'} -> {u.to_tag or '?'})")
     return lines, sorted(set(events), key=list(NOTIFY_EVENTS).index)
+
+
+def _agent_update_lines(since, now, wanted: set[str], events: list[str]) -> list[str]:
+    """Agent updates (ccp.services.agent_updates) that ended count as rollouts: halted, or finished."""
+    from ccp.models import AgentRollout, AgentUpdate
+
+    lines = []
+    for rollout in db.session.execute(select(AgentRollout).where(
+            AgentRollout.finished_at > since, AgentRollout.finished_at <= now,
+            AgentRollout.status.in_(ROLLOUT_EVENTS)).order_by(AgentRollout.id)).scalars():
+        event = ROLLOUT_EVENTS[rollout.status]
+        if event in wanted:
+            events.append(event)
+            failed = db.session.execute(select(AgentUpdate.agent_url).where(
+                AgentUpdate.rollout_id == rollout.id, AgentUpdate.status == "failed")).scalars().all()
+            extra = f"; {len(failed)} agent(s) did not come back on it: " + ", ".join(failed[:LISTED]) if failed else ""
+            lines.append(f"Agent update #{rollout.id} to {rollout.target_version}: {rollout.status}{extra}")
+    return lines
 
 
 def _enqueue(channel_id: int, title: str, body: str, events: list[str]) -> str:
