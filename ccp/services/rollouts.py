@@ -196,7 +196,8 @@ def advance(rollout_id: int) -> str:
                 _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
             elif wave["status"] == "pending":
                 _start_wave(rollout, wave_no, wave)
-            elif wave.get("waiting") and not rollout.cancel_requested and _start_waiting(rollout, wave_no, wave):
+            elif wave.get("waiting") and not rollout.cancel_requested and not _failing(rollout, wave) \
+                    and _start_waiting(rollout, wave_no, wave):
                 continue  # some waiting tenants started (or could not): look at the wave again
             else:
                 outcome = _wave_outcome(rollout, wave)
@@ -214,7 +215,9 @@ def advance(rollout_id: int) -> str:
                     wave["waiting"], wave["not_started"] = {}, waiting
                 _save_wave(rollout, wave_no, wave)
                 if outcome:
-                    _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome))
+                    unstarted = f"; not started: {', '.join(waiting)} (waiting for a maintenance window)" \
+                        if waiting else ""
+                    _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome) + unstarted)
         return rollout.status
 
 
@@ -222,21 +225,23 @@ def nudge_stalled() -> list[int]:
     """Queue `advance` for running rollouts that have had no active upgrade for STALL_S (their event was lost), and
     for those with a tenant waiting for a maintenance window that is open now (or no longer there).
 
-    A rollout whose tenants wait for windows still closed is left alone: advancing it would only find them waiting."""
+    A rollout whose tenants wait for windows still closed is left alone (advancing it would only find them waiting),
+    unless its wave is failing: then its lost event is re-queued like any other, so it halts without them."""
     nudged = []
     now = utcnow()
     cutoff = now - timedelta(seconds=STALL_S)
     for rollout in db.session.execute(select(Rollout).filter_by(status="running")).scalars():
         _, wave = _current_wave(rollout)
         waiting = (wave or {}).get("waiting") or {}
-        if waiting and not rollout.cancel_requested:
-            if _any_window_open(waiting, now):
-                advance_later(rollout.id)
-                nudged.append(rollout.id)
+        if waiting and not rollout.cancel_requested and _any_window_open(waiting, now):
+            advance_later(rollout.id)
+            nudged.append(rollout.id)
             continue
         active, last_end = db.session.execute(
             select(func.count(Upgrade.id).filter(Upgrade.status.in_(ACTIVE_STATUSES)), func.max(Upgrade.finished_at))
             .where(Upgrade.rollout_id == rollout.id)).one()
+        if waiting and not rollout.cancel_requested and not _failing(rollout, wave):
+            continue  # its tenants wait for windows still closed: advancing would only find them waiting
         if active == 0 and as_utc(last_end or rollout.created_at) < cutoff:
             advance_later(rollout.id)
             nudged.append(rollout.id)
@@ -378,12 +383,22 @@ def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:
         Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]))).scalars())
     if any(u.status in ACTIVE_STATUSES for u in upgrades):
         return None
-    if wave.get("waiting") and not rollout.cancel_requested:  # complete only when every tenant ran
-        return None
     reasons = [f"{slug} could not start ({why})" for slug, why in sorted(wave["errors"].items())]
     reasons += [f"{u.instance.slug} {u.status.replace('_', ' ')}" + (f" ({u.error})" if u.error else "")
                 for u in upgrades if u.status != "succeeded"]
+    if wave.get("waiting") and not rollout.cancel_requested and not reasons:
+        return None  # complete only when every tenant ran (a failure ends it: the waiting ones never start)
     return reasons
+
+
+def _failing(rollout: Rollout, wave: dict) -> bool:
+    """True once a tenant of the wave could not start or its upgrade ended other than succeeded: the wave will not
+    succeed, so its tenants still waiting for their windows are not started."""
+    if wave["errors"]:
+        return True
+    return db.session.execute(select(func.count(Upgrade.id)).where(
+        Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]),
+        Upgrade.status.not_in((*ACTIVE_STATUSES, "succeeded")))).scalar() > 0
 
 
 def _finish(rollout: Rollout, status: str, error: str | None = None) -> None:

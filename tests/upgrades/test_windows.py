@@ -171,6 +171,24 @@ def test_the_next_wave_waits_until_every_tenant_of_this_one_ran(app, db, tenant_
         assert rollout.status == "succeeded" and set(_upgrades(db, rollout)) == {"seq-a", "seq-b"}
 
 
+def test_a_failing_wave_does_not_start_its_waiting_tenants(app, db, tenant_factory, run_worker):
+    with time_machine.travel(at("2026-01-10T09:00:00+00:00")) as clock:
+        tenant_factory(slug="fail-open")
+        waits = tenant_factory(slug="fail-waits")
+        windows.set_window(waits, "0 10 * * *", 60, None, actor="test")
+        rollout = rollouts.start_rollout("broken", canary=2, actor="user:ann")  # "broken" never comes up healthy
+        run_worker()
+        db.session.refresh(rollout)
+        assert rollout.status == "halted" and set(_upgrades(db, rollout)) == {"fail-open"}
+        assert "fail-open rolled back" in rollout.error
+        assert "not started: fail-waits (waiting for a maintenance window)" in rollout.error
+        assert rollout.waves[0]["status"] == "failed" and rollout.waves[0]["not_started"] == ["fail-waits"]
+        clock.move_to(at("2026-01-10T10:05:00+00:00"))
+        assert rollouts.nudge_stalled() == []
+        run_worker()
+        assert set(_upgrades(db, rollout)) == {"fail-open"}
+
+
 def test_a_held_tenant_is_skipped_with_its_reason_and_an_expired_hold_no_longer_is(app, db, tenant_factory,
                                                                                    run_worker):
     with time_machine.travel(at("2026-05-04T12:00:00+00:00")) as clock:
