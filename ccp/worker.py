@@ -14,6 +14,7 @@ from flask import Flask
 from rq import Queue, SimpleWorker
 
 from ccp.extensions import get_queue, get_redis
+from ccp.services.agent_updates import end_lost_jobs
 from ccp.services.reaper import reap_interrupted
 from ccp.services.notify import collect_ended
 from ccp.services.rollouts import nudge_stalled
@@ -64,7 +65,7 @@ def _housekeeping(app: Flask, stop: threading.Event, interval_s: float = HOUSEKE
     whose schedule is due, end scan runs a killed job left open, and queue notifications of upgrades and rollouts
     that ended (every `interval_s`)."""
     while not stop.is_set():
-        for chore in (reap_interrupted, nudge_stalled, run_due, end_stale_runs, collect_ended):
+        for chore in (reap_interrupted, nudge_stalled, run_due, end_stale_runs, collect_ended, end_lost_jobs):
             try:
                 with app.app_context():
                     chore()

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 import ccp
 from ccp.drivers.agent_client import AgentClient, AgentUnreachable
 from ccp.extensions import db, get_queue
-from ccp.models import AgentRollout, AgentUpdate, Instance, InstanceScan, iso_utc, utcnow
+from ccp.models import AgentRollout, AgentUpdate, Instance, InstanceScan, as_utc, iso_utc, utcnow
 from ccp.protocol import AGENT_UPDATE_CAPABILITY
 from ccp.services.audit import record
 from ccp.services.errors import ServiceError
@@ -49,6 +49,7 @@ DEFAULT_DEADLINE_S = 120
 POLL_S = 1.0
 SEND_TIMEOUT_S = 120.0
 MAX_WAVE_SIZE = 1000
+LOST_MARGIN_S = 300  # beyond the deadline and the send: an agent's job running this long was lost
 
 
 class AgentUpdateInvalid(ServiceError):
@@ -449,6 +450,27 @@ def _finish(rollout_id: int, status: str, error: str | None) -> None:
         record(rollout.actor if status != "cancelled" else "system", f"agent_update.{status}",
                target=f"agent-update:{rollout_id}", result="ok" if status == "succeeded" else status,
                detail={"version": rollout.target_version, "error": error})
+
+
+def end_lost_jobs(now=None) -> int:
+    """Housekeeping: an agent's job that has run far past what it can take (its worker died) counts as failed, so
+    its wave ends and the rollout halts instead of waiting for ever. Returns how many were ended."""
+    now, ended = now or utcnow(), 0
+    rows = db.session.execute(select(AgentUpdate, AgentRollout).join(AgentRollout)
+                              .where(AgentRollout.status == "running", AgentUpdate.status == "running")).all()
+    for item, rollout in rows:
+        limit = rollout.deadline_s + SEND_TIMEOUT_S + LOST_MARGIN_S
+        if item.started_at is not None and (now - as_utc(item.started_at)).total_seconds() > limit:
+            claimed = db.session.execute(update(AgentUpdate).where(AgentUpdate.id == item.id,
+                                                                   AgentUpdate.status == "running")
+                                         .values(status="failed", finished_at=now,
+                                                 reason="its job was lost (the worker stopped); check the agent's "
+                                                        "version by hand")).rowcount
+            db.session.commit()
+            if claimed:
+                ended += 1
+                wave_ended(rollout.id, item.wave)
+    return ended
 
 
 # --- reading ----------------------------------------------------------------------------------------------------

@@ -114,3 +114,25 @@ def test_a_missing_agent_wheel_file_is_named(api, make_token, app, db, tmp_path)
     app.config["CCP"].agent_wheel = tmp_path / "nowhere.whl"
     err = assert_error(api("POST", "/api/agent-updates/preview", make_token("admin"), json={}), 503, "no_agent_wheel")
     assert "CCP_AGENT_WHEEL" in err["message"]
+
+
+def test_housekeeping_ends_an_agent_job_whose_worker_died(app, db):
+    from datetime import timedelta
+
+    from ccp.models import utcnow
+    from ccp.services.agent_updates import end_lost_jobs
+
+    rollout = AgentRollout(target_version="9.9.9", wheel_sha256="0" * 64, status="running", deadline_s=60,
+                           waves=[["http://127.0.0.1:1"], ["http://127.0.0.1:2"]])
+    db.session.add(rollout)
+    db.session.flush()
+    db.session.add_all([
+        AgentUpdate(rollout_id=rollout.id, agent_url="http://127.0.0.1:1", wave=0, status="running", slugs=[],
+                    started_at=utcnow() - timedelta(minutes=30)),
+        AgentUpdate(rollout_id=rollout.id, agent_url="http://127.0.0.1:2", wave=1, status="waiting", slugs=[])])
+    db.session.commit()
+    assert end_lost_jobs(now=utcnow() - timedelta(minutes=25)) == 0  # 5 min: not past deadline + send + margin
+    assert end_lost_jobs() == 1 and end_lost_jobs() == 0
+    db.session.expire_all()
+    assert rollout.status == "halted" and "job was lost" in rollout.error
+    assert [u.status for u in AgentUpdate.query.order_by(AgentUpdate.wave)] == ["failed", "not_started"]
