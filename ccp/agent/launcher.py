@@ -12,7 +12,7 @@ What it starts (``choose``), settling the ``pending`` marker first:
 - ``confirmed``: CCP confirmed the new code -> it becomes current (``last_update``: succeeded);
 - ``staged``: the old code accepted an update and exited -> start the new code on trial until ``deadline``;
 - ``started`` with the deadline passed (the launcher itself was restarted meanwhile) -> restore the previous code;
-- no marker -> the current code.
+- no marker -> the current code (the installed package once it changed since: an install by hand wins).
 
 While the new code is on trial, the launcher restores the previous code when the child exits before it was
 confirmed (``the new version exited with code N``) or when the deadline passes (the child is stopped), and records
@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccp import __version__ as INSTALLED  # the launcher's own code is always the installed package
 from ccp.agent.update import LAUNCHED_ENV, read_json, update_dir, write_json
 
 log = logging.getLogger("ccp.agent.launcher")
@@ -70,7 +71,8 @@ def restore(folder: Path, pending: dict, reason: str) -> None:
 
 def promote(folder: Path, pending: dict) -> None:
     """The confirmed update becomes the current code; old version folders beyond KEEP_VERSIONS are removed."""
-    write_json(folder / "current.json", {"version": pending["target"], "path": pending["path"]})
+    write_json(folder / "current.json", {"version": pending["target"], "path": pending["path"],
+                                         "installed": INSTALLED})
     write_json(folder / "last_update.json", {"target": pending["target"], "outcome": "succeeded",
                                              "previous": pending.get("previous"), "reason": "confirmed by CCP",
                                              "at": time.time()})
@@ -84,9 +86,15 @@ def promote(folder: Path, pending: dict) -> None:
 
 
 def current(folder: Path) -> Start:
-    """The current code: current.json's version folder, or the installed package."""
+    """The current code: current.json's version folder, or the installed package -- also when the installed package
+    changed since that version was confirmed (installed by hand, or a new container image): a by-hand install wins."""
     data = read_json(folder / "current.json") or {}
     path = data.get("path")
+    if path and data.get("installed") != INSTALLED:
+        log.warning("the installed agent is now %s (it was %s when %s was confirmed): running the installed package",
+                    INSTALLED, data.get("installed"), data.get("version"))
+        (folder / "current.json").unlink(missing_ok=True)
+        return Start(None, None)
     if path and not _usable(path):
         log.error("current agent code %s is missing: starting the installed package", path)
         return Start(None, None)

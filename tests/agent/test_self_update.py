@@ -169,7 +169,7 @@ def test_choose_starts_a_staged_update_on_trial_with_its_deadline(tmp_path):
 
 def test_choose_restores_the_previous_code_once_the_deadline_passed(tmp_path):
     old = _version_dir(tmp_path, "1")
-    _write(tmp_path, "current.json", {"version": "1", "path": old})
+    _write(tmp_path, "current.json", {"version": "1", "path": old, "installed": __version__})
     _write(tmp_path, "pending.json", {"target": "2", "path": _version_dir(tmp_path, "2"), "previous": "1",
                                       "deadline_s": 30, "deadline": 1030.0, "state": "started"})
     start = choose(tmp_path, 1031.0)
@@ -187,6 +187,14 @@ def test_choose_makes_a_confirmed_update_current(tmp_path):
     assert (start.version, start.path, start.on_trial) == ("2", path, False)
     assert json.loads((tmp_path / "current.json").read_text())["version"] == "2"
     assert json.loads((tmp_path / "last_update.json").read_text())["outcome"] == "succeeded"
+
+
+def test_an_agent_installed_by_hand_since_wins_over_the_version_ccp_pushed(tmp_path):
+    pushed = _version_dir(tmp_path, "2")
+    _write(tmp_path, "current.json", {"version": "2", "path": pushed, "installed": __version__})
+    assert choose(tmp_path, 0).path == pushed
+    _write(tmp_path, "current.json", {"version": "2", "path": pushed, "installed": "0.0.1"})  # pip install -U since
+    assert choose(tmp_path, 0).path is None and not (tmp_path / "current.json").exists()
 
 
 def test_choose_restores_when_the_new_code_is_missing(tmp_path):
