@@ -227,9 +227,40 @@ def exit_soon(delay: float = 0.2) -> None:
     threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
 
+class InFlight:
+    """Counts the requests being served, so an update never stops the agent in the middle of a tenant's operation:
+    the update is refused (409 busy) while one runs, and once it is accepted new requests get 503 until the agent
+    has restarted (health and the update endpoints excepted)."""
+
+    QUIET = ("health", "agent_update", "agent_update_confirm")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.restarting = False
+
+    def enter(self) -> bool:
+        with self.lock:
+            if self.restarting:
+                return False
+            self.active += 1
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+
+    def begin_restart(self) -> int:
+        """Mark the agent restarting when nothing is in flight; returns how many requests are (0 = marked)."""
+        with self.lock:
+            if self.active == 0:
+                self.restarting = True
+            return self.active
+
+
 def register(app, error) -> None:
     """Add the update endpoints to the agent's Flask ``app`` when it runs under the launcher."""
-    from flask import request
+    from flask import g, request
 
     from ccp.bodies import parse_json
 
@@ -237,6 +268,21 @@ def register(app, error) -> None:
     if folder is None:
         return
     updater = Updater(folder)
+    flight = InFlight()
+
+    @app.before_request
+    def count_in():  # runs after the signature check (registered after it)
+        if request.endpoint in InFlight.QUIET:
+            return None
+        if not flight.enter():
+            return error(503, "restarting", "the agent is restarting into a new version: try again in a moment")
+        g.in_flight = True
+        return None
+
+    @app.teardown_request
+    def count_out(_exc):
+        if g.pop("in_flight", False):
+            flight.leave()
 
     def body() -> dict:
         try:
@@ -249,10 +295,17 @@ def register(app, error) -> None:
 
     @app.post("/v1/agent/update")
     def agent_update():
+        busy = flight.begin_restart()
+        if busy:
+            return error(409, "busy", f"{busy} operation(s) in flight on this agent: try again when they end")
         try:
             answer = updater.stage(body())
         except UpdateRefused as exc:
+            flight.restarting = False
             return error(exc.status, exc.code, str(exc))
+        except Exception:
+            flight.restarting = False
+            raise
         response = app.json.response(answer)
         response.status_code = 202
         response.call_on_close(exit_soon)

@@ -47,6 +47,7 @@ FINAL = ("succeeded", "halted", "cancelled")
 AGENT_FINAL = ("succeeded", "failed", "not_started")
 DEFAULT_DEADLINE_S = 120
 POLL_S = 1.0
+BUSY_RETRY_S = 2.0
 SEND_TIMEOUT_S = 120.0
 MAX_WAVE_SIZE = 1000
 LOST_MARGIN_S = 300  # beyond the deadline and the send: an agent's job running this long was lost
@@ -352,10 +353,16 @@ def _update_agent(url: str, rollout: AgentRollout) -> tuple[str, str, str | None
         before = health.get("last_update")
         body = {"version": wheel.version, "sha256": wheel.sha256, "wheel": base64.b64encode(wheel.data).decode(),
                 "deadline_s": rollout.deadline_s}
-        try:
-            status, answer = client.request("POST", "/v1/agent/update", json=body, timeout=SEND_TIMEOUT_S)
-        except AgentUnreachable as exc:
-            return "failed", f"sending the update: {exc}", version
+        busy_until = time.monotonic() + rollout.deadline_s
+        while True:
+            try:
+                status, answer = client.request("POST", "/v1/agent/update", json=body, timeout=SEND_TIMEOUT_S)
+            except AgentUnreachable as exc:
+                return "failed", f"sending the update: {exc}", version
+            busy = status == 409 and ((answer or {}).get("error") or {}).get("code") == "busy"
+            if not busy or time.monotonic() > busy_until:
+                break
+            time.sleep(BUSY_RETRY_S)  # a tenant's operation runs on the agent: it is never cut short
         if status != 202:
             error = (answer or {}).get("error") or {}
             hint = " (raise the agent's limits.max_body_bytes)" if status == 413 else ""

@@ -286,3 +286,27 @@ def test_killing_the_launcher_takes_its_agent_with_it(tmp_path):
             return
         time.sleep(0.2)
     raise AssertionError("the agent child outlived its launcher")
+
+
+def test_an_update_waits_for_the_operations_in_flight_and_then_holds_new_ones(launched, wheels, world):
+    import threading
+
+    client, folder, exits = launched
+    script = world / "tenant" / "scripts" / "upgrade.sh"
+    script.parent.mkdir()
+    script.write_text("sleep 2\n")
+    results = []
+    running = threading.Thread(target=lambda: results.append(
+        AgentClient(client.base_url, KEY_ID, KEY, read_timeout=20).request(
+            "POST", "/v1/instances/acme/scripts/upgrade", {"deadline_s": 20})))
+    running.start()
+    time.sleep(0.7)
+    status, answer = client.request("POST", "/v1/agent/update", _update_body(wheels["good"], "9.9.1"))
+    assert (status, answer["error"]["code"]) == (409, "busy") and not (folder / "pending.json").exists()
+    running.join(timeout=20)
+    assert results[0][0] == 200  # the tenant's script ran to its end
+    status, _ = client.request("POST", "/v1/agent/update", _update_body(wheels["good"], "9.9.1"))
+    assert status == 202
+    status, answer = client.request("POST", "/v1/instances/acme/compose/ps", {"deadline_s": 5})
+    assert (status, answer["error"]["code"]) == (503, "restarting")  # until the new code answers
+    assert client.request("GET", "/v1/health")[0] == 200
