@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 import ccp
 from ccp.drivers.agent_client import AgentClient, AgentUnreachable
 from ccp.extensions import db, get_queue
-from ccp.models import AgentRollout, AgentUpdate, Instance, InstanceScan, as_utc, iso_utc, utcnow
+from ccp.models import AgentRollout, AgentUpdate, Instance, InstanceScan, Upgrade, as_utc, iso_utc, utcnow
 from ccp.protocol import AGENT_UPDATE_CAPABILITY
 from ccp.services.audit import record
 from ccp.services.errors import ServiceError
@@ -354,6 +354,10 @@ def _update_agent(url: str, rollout: AgentRollout) -> tuple[str, str, str | None
         body = {"version": wheel.version, "sha256": wheel.sha256, "wheel": base64.b64encode(wheel.data).decode(),
                 "deadline_s": rollout.deadline_s}
         busy_until = time.monotonic() + rollout.deadline_s
+        while _upgrading(url):  # a tenant of this agent is being upgraded: let it end first
+            if time.monotonic() > busy_until:
+                return "failed", "a tenant of this agent was being upgraded for the whole deadline", version
+            time.sleep(BUSY_RETRY_S)
         while True:
             try:
                 status, answer = client.request("POST", "/v1/agent/update", json=body, timeout=SEND_TIMEOUT_S)
@@ -370,6 +374,15 @@ def _update_agent(url: str, rollout: AgentRollout) -> tuple[str, str, str | None
         return _await(client, rollout, version, before)
     finally:
         client.close()
+
+
+def _upgrading(url: str) -> bool:
+    """Whether an upgrade of a tenant this agent serves is running (in another worker; a queued one may wait behind
+    this job in the same worker, so it is not waited for)."""
+    db.session.expire_all()
+    return db.session.execute(select(Upgrade.id).join(Instance, Instance.id == Upgrade.instance_id)
+                              .where(Instance.agent_url == url, Upgrade.status == "running")
+                              .limit(1)).first() is not None
 
 
 def _await(client: AgentClient, rollout: AgentRollout, old: str, before) -> tuple[str, str, str | None]:

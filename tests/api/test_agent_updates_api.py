@@ -136,3 +136,33 @@ def test_housekeeping_ends_an_agent_job_whose_worker_died(app, db):
     db.session.expire_all()
     assert rollout.status == "halted" and "job was lost" in rollout.error
     assert [u.status for u in AgentUpdate.query.order_by(AgentUpdate.wave)] == ["failed", "not_started"]
+
+
+def test_an_agent_whose_tenant_is_being_upgraded_is_not_sent_the_update(app, db, monkeypatch, tmp_path):
+    from ccp.agent import update as agent_side
+    from ccp.agent.config import AgentConfig, InstanceConfig
+    from ccp.agent.server import start_agent_in_thread
+    from ccp.models import Upgrade
+    from ccp.services import agent_updates
+
+    key = "busy-agent-key-0123456789abcdef0123"
+    monkeypatch.setattr(agent_updates, "BUSY_RETRY_S", 0.05)
+    monkeypatch.setenv(agent_side.LAUNCHED_ENV, str(tmp_path / "state" / "_agent"))  # as under its launcher
+    monkeypatch.setattr(agent_side, "exit_soon", lambda: None)
+    (tmp_path / "busy-1").mkdir()
+    agent = start_agent_in_thread(AgentConfig(keys={"k1": key.encode()}, state_dir=tmp_path / "state",
+                                              instances={"busy-1": InstanceConfig(tmp_path / "busy-1", "b")}))
+    try:
+        inst = make_instance(slug="busy-1", agent_url=agent.url, agent_key_id="k1", agent_key=key)
+        db.session.add(Upgrade(instance_id=inst.id, kind="quick", status="running", actor="test"))
+        db.session.commit()
+        from tests.deploy.agent_wheels import build_wheel
+
+        app.config["CCP"].agent_wheel = build_wheel(tmp_path / "wheels", "9.9.9")
+        wheel = agent_updates.agent_wheel()
+        rollout = AgentRollout(target_version="9.9.9", deadline_s=1, waves=[[agent.url]], wheel_sha256=wheel.sha256)
+        status, reason, answered = agent_updates._update_agent(agent.url, rollout)
+    finally:
+        agent.stop()
+    assert status == "failed" and "being upgraded" in reason and answered == agent_updates.ccp.__version__
+    assert not (tmp_path / "state" / "_agent" / "pending.json").exists()
