@@ -3,8 +3,9 @@
 Run: python3 bench/bench_diff.py [--repeat N]
 
 Goals (issues 3 and 17): within 2x of GNU diff on ordinary config files, within 3x on adversarial repetitive files and
-on large files of distinct lines (one change in 50,000 lines, dense changes, a whole replacement), never over 1 s. GNU diff is timed as a process (that is how it would be used); ours in-process, as the
-agent calls it. Every output of ours is also checked with GNU `patch`.
+on large files of distinct lines (one change in 50,000 lines, dense changes, a whole replacement), never over 1 s.
+GNU diff is timed as a process (that is how it would be used); ours in-process, as the agent calls it. Every output
+of ours is also checked with GNU `patch`.
 """
 from __future__ import annotations
 
