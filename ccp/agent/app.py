@@ -5,10 +5,13 @@ Every request -- health included -- must be signed; verification runs before any
 """
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import threading
 from datetime import datetime, timezone
 
-from flask import Flask, abort, g, jsonify, request
+from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ccp import __version__
@@ -165,11 +168,48 @@ def create_agent_app(config: AgentConfig, *, verifier: RequestVerifier | None = 
     def compose(slug, action):
         if action not in ("pull", "up", "ps", "down"):
             abort(404)
-        return jsonify(host_for(slug).compose(action, deadline(body())))
+        host, data = host_for(slug), body()
+        limit = deadline(data)  # checked before an answer starts streaming
+        if data.get("stream") is True:
+            return streamed(lambda on_output: host.compose(action, limit, on_output))
+        return jsonify(host.compose(action, limit))
 
     @app.post("/v1/instances/<slug>/scripts/<name>")
     def scripts(slug, name):
-        return jsonify(host_for(slug).run_script(name, deadline(body())))
+        host, data = host_for(slug), body()
+        limit = deadline(data)
+        if data.get("stream") is True:
+            return streamed(lambda on_output: host.run_script(name, limit, on_output))
+        return jsonify(host.run_script(name, limit))
+
+    def streamed(run):
+        """Answer a command as JSON lines: `{"output": text}` as it writes (masked, whole lines), then
+        `{"result": {...}}` (a refusal inside it carries `status` and `error`). The command runs in its own thread;
+        the request's thread writes what it hands over."""
+        lines: queue.SimpleQueue = queue.SimpleQueue()
+        done = object()
+
+        def work() -> None:
+            try:
+                result = run(lambda text: lines.put(text))
+            except HostOpsError as exc:
+                result = {**exc.to_dict(), "status": exc.status}
+            except Exception:  # noqa: BLE001 - the stream has begun: the error must travel inside it
+                log.exception("agent error in a streamed command")
+                result = {"error": {"code": "internal_error", "message": "the agent hit an unexpected error; "
+                                                                         "see its log"}, "status": 500}
+            lines.put((done, result))
+
+        threading.Thread(target=work, daemon=True, name="agent-stream").start()
+
+        def generate():
+            while True:
+                item = lines.get()
+                if isinstance(item, tuple) and item and item[0] is done:
+                    yield json.dumps({"result": item[1]}) + "\n"
+                    return
+                yield json.dumps({"output": item}) + "\n"
+        return Response(generate(), mimetype="application/x-ndjson")
 
     @app.post("/v1/instances/<slug>/hooks/<hook>/run")
     def hook_run(slug, hook):

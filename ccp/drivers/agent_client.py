@@ -9,6 +9,7 @@ import requests
 from ccp.protocol.signing import sign_request
 
 GET_RETRIES = 2
+STREAM_TYPE = "application/x-ndjson"
 
 
 class AgentUnreachable(Exception):
@@ -60,6 +61,44 @@ class AgentClient:
             return resp.status_code, data
         kind = "timed out" if isinstance(last_exc, requests.Timeout) else "is unreachable"
         raise AgentUnreachable(f"agent at {self.base_url} {kind}: {type(last_exc).__name__}") from last_exc
+
+    def stream(self, method: str, path: str, json: dict, on_output, timeout: float | None = None) -> tuple[int, dict]:
+        """Send a signed request whose 200 answer is streamed as JSON lines (`{"output": text}` as the agent's
+        command writes it, passed to ``on_output``, then one `{"result": {...}}`); return (status, result). Any
+        other status is answered like `request`. Never retried (the request runs a command). ``timeout`` is the
+        longest silence between two lines.
+        """
+        method = method.upper()
+        body = jsonlib.dumps(json, separators=(",", ":")).encode()
+        headers = {**sign_request(self.key_id, self.key, method, path, body), "Content-Type": "application/json"}
+        try:
+            with self.session.request(method, self.base_url + path, data=body, headers=headers, stream=True,
+                                      timeout=(self.connect_timeout, timeout or self.read_timeout)) as resp:
+                if resp.status_code != 200 or not resp.headers.get("Content-Type", "").startswith(STREAM_TYPE):
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        data = None
+                    if not isinstance(data, dict):
+                        data = {"error": {"code": "bad_response", "message": f"agent at {self.base_url} answered "
+                                          f"HTTP {resp.status_code} without a JSON object"}}
+                    return resp.status_code, data
+                for line in resp.iter_lines():
+                    if not line:
+                        continue
+                    try:
+                        item = jsonlib.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(item, dict) and isinstance(item.get("output"), str):
+                        on_output(item["output"])
+                    elif isinstance(item, dict) and isinstance(item.get("result"), dict):
+                        result = item["result"]
+                        return int(result.pop("status", 200)), result
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            kind = "timed out" if isinstance(exc, requests.Timeout) else "is unreachable"
+            raise AgentUnreachable(f"agent at {self.base_url} {kind}: {type(exc).__name__}") from exc
+        raise AgentUnreachable(f"agent at {self.base_url} ended its answer before the command's result")
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -116,16 +116,17 @@ class Driver(Protocol):
         With `snapshot_id`, the .env joins that snapshot, so one restore undoes the files and the patch."""
         ...
 
-    def compose(self, action: str, deadline_s: float) -> dict:
+    def compose(self, action: str, deadline_s: float, on_output=None) -> dict:
         """Run `docker compose <action>` (pull, up, ps, down) within `deadline_s` seconds.
 
         Returns `{"ok", "exit_code", "signal", "timed_out", "duration_s", "output_tail"}` (+ `services` for ps);
-        .env values the output printed are masked."""
+        .env values the output printed are masked. `on_output(text)`, when given, gets the (masked) output as it
+        is written, whole lines at a time, in the caller's thread (a remote host needs `output.stream`)."""
         ...
 
-    def run_script(self, name: str, deadline_s: float) -> dict:
+    def run_script(self, name: str, deadline_s: float, on_output=None) -> dict:
         """Run an allow-listed tenant script (`upgrade`, `image-upgrade`) within `deadline_s`; the same answer
-        as `compose`."""
+        and `on_output` as `compose`."""
         ...
 
     def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,

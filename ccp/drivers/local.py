@@ -74,11 +74,11 @@ class LocalDriver:
     def env_patch(self, values: dict[str, str], fence: int, snapshot_id: str | None = None) -> dict:
         return self._call(self.host.env_patch, values, fence, snapshot_id)
 
-    def compose(self, action: str, deadline_s: float) -> dict:
-        return self._call(self.host.compose, action, deadline_s)
+    def compose(self, action: str, deadline_s: float, on_output=None) -> dict:
+        return self._call(self.host.compose, action, deadline_s, on_output)
 
-    def run_script(self, name: str, deadline_s: float) -> dict:
-        return self._call(self.host.run_script, name, deadline_s)
+    def run_script(self, name: str, deadline_s: float, on_output=None) -> dict:
+        return self._call(self.host.run_script, name, deadline_s, on_output)
 
     def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,
                  to_tag: str | None = None) -> dict:

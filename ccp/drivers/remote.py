@@ -38,6 +38,9 @@ class RemoteDriver:
             status, data = self.client.request(method, path, json=body, timeout=timeout)
         except ClientUnreachable as exc:
             raise AgentUnreachable(str(exc), status=503, code="agent_unreachable", target=self.target) from None
+        return self._answer(status, data, path)
+
+    def _answer(self, status: int, data: dict, path: str) -> dict:
         if 200 <= status < 300:
             return data
         error = (data or {}).get("error") or {}
@@ -84,13 +87,25 @@ class RemoteDriver:
             body["snapshot_id"] = snapshot_id
         return self._request("POST", self._inst("env/patch"), body)
 
-    def compose(self, action: str, deadline_s: float) -> dict:
-        return self._request("POST", self._inst(f"compose/{action}"), {"deadline_s": deadline_s},
-                             timeout=deadline_s + DEADLINE_MARGIN_S)
+    def compose(self, action: str, deadline_s: float, on_output=None) -> dict:
+        return self._run(f"compose/{action}", deadline_s, on_output)
 
-    def run_script(self, name: str, deadline_s: float) -> dict:
-        return self._request("POST", self._inst(f"scripts/{name}"), {"deadline_s": deadline_s},
-                             timeout=deadline_s + DEADLINE_MARGIN_S)
+    def run_script(self, name: str, deadline_s: float, on_output=None) -> dict:
+        return self._run(f"scripts/{name}", deadline_s, on_output)
+
+    def _run(self, suffix: str, deadline_s: float, on_output) -> dict:
+        """A command on the host; with `on_output` its output is streamed as it is written (capability
+        output.stream: the caller checks it), else it arrives with the answer."""
+        if on_output is None:
+            return self._request("POST", self._inst(suffix), {"deadline_s": deadline_s},
+                                 timeout=deadline_s + DEADLINE_MARGIN_S)
+        path = self._inst(suffix)
+        try:
+            status, data = self.client.stream("POST", path, {"deadline_s": deadline_s, "stream": True}, on_output,
+                                              timeout=deadline_s + DEADLINE_MARGIN_S)
+        except ClientUnreachable as exc:
+            raise AgentUnreachable(str(exc), status=503, code="agent_unreachable", target=self.target) from None
+        return self._answer(status, data, path)
 
     def run_hook(self, hook: str, content: str, deadline_s: float, fence: int, *, from_tag: str | None = None,
                  to_tag: str | None = None) -> dict:

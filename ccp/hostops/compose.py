@@ -109,14 +109,15 @@ def parse_ps(output: str) -> list[dict]:
     return sorted(services, key=lambda s: (s["name"], s["container"] or ""))
 
 
-def run_compose(spec: ComposeSpec, action: str, deadline_s: float) -> dict:
-    """Run one compose action; returns the run_with_deadline dict, plus ``services`` for ``ps``.
+def run_compose(spec: ComposeSpec, action: str, deadline_s: float, on_output=None) -> dict:
+    """Run one compose action; returns the run_with_deadline dict, plus ``services`` for ``ps`` (the output also
+    passed to ``on_output`` as it is written, when given).
 
     Raises BadRequest (unknown action) or ComposeUnavailable (no compose, or it cannot be started).
     """
     argv = spec.argv(action)
     try:
-        result = run_with_deadline(argv, spec.install_dir, deadline_s)
+        result = run_with_deadline(argv, spec.install_dir, deadline_s, on_output=on_output)
     except OSError as exc:
         raise ComposeUnavailable(f"cannot run {argv[0]}: {exc.strerror}") from exc
     if action == "ps":

@@ -11,8 +11,9 @@ from ccp.hostops.process import run_with_deadline, scrubbed_env
 ALLOWED_SCRIPTS = {"upgrade": "scripts/upgrade.sh", "image-upgrade": "scripts/image-upgrade.sh"}
 
 
-def run_script(install_dir: Path, project: str, name: str, deadline_s: float) -> dict:
-    """Run the allow-listed script ``name`` from the install dir; returns the run_with_deadline dict.
+def run_script(install_dir: Path, project: str, name: str, deadline_s: float, on_output=None) -> dict:
+    """Run the allow-listed script ``name`` from the install dir; returns the run_with_deadline dict (its output
+    also passed to ``on_output`` as it is written, when given).
 
     Executable scripts run directly (their shebang decides); others through ``/bin/sh``. Raises BadRequest for a
     name not on the list, NotFound if the tenant has no such script, PathRefused if it is a symlink leaving the
@@ -26,6 +27,6 @@ def run_script(install_dir: Path, project: str, name: str, deadline_s: float) ->
     argv = [str(path)] if os.access(path, os.X_OK) else ["/bin/sh", str(path)]
     env = scrubbed_env({"COMPOSE_PROJECT_NAME": project})
     try:
-        return run_with_deadline(argv, install_dir, deadline_s, env=env)
+        return run_with_deadline(argv, install_dir, deadline_s, env=env, on_output=on_output)
     except OSError as exc:
         raise BadRequest(f"cannot run {ALLOWED_SCRIPTS[name]}: {exc.strerror}") from exc

@@ -83,17 +83,32 @@ class TenantHost:
     def env_path(self) -> Path:
         return resolve_inside(self.install_dir, envops.ENV_FILE)
 
+    def _secret_values(self) -> list[str]:
+        try:
+            return envops.secret_values(self.env_path, min_len=8)
+        except HostOpsError:  # .env unreadable or a symlink leaving the dir: nothing we may read to mask
+            return []
+
     def _mask_output(self, result: dict) -> dict:
         """Hide .env values that a command may have printed."""
         tail = result.get("output_tail", "")
-        try:
-            values = envops.secret_values(self.env_path, min_len=8)
-        except HostOpsError:  # .env unreadable or a symlink leaving the dir: nothing we may read to mask
-            values = []
-        for value in values:
+        for value in self._secret_values():
             tail = tail.replace(value, MASK)
         result["output_tail"] = tail
         return result
+
+    def _masked(self, on_output):
+        """`on_output` behind the same masking, for output passed on while a command runs (whole lines: a value
+        is never split between two calls). The .env is read once, before the command (it may rewrite it)."""
+        if on_output is None:
+            return None
+        values = self._secret_values()
+
+        def masked(text: str) -> None:
+            for value in values:
+                text = text.replace(value, MASK)
+            on_output(text)
+        return masked
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def diff_files(self, files: dict, env_secret_keys: object = None) -> dict:
@@ -230,15 +245,18 @@ class TenantHost:
             return recover(self.state_dir)
 
     # -- commands ------------------------------------------------------------------------------------------------
-    def compose(self, action: str, deadline_s: float) -> dict:
-        """Run ``docker compose <action>`` (pull/up/ps/down) with a deadline; see compose.run_compose."""
+    def compose(self, action: str, deadline_s: float, on_output=None) -> dict:
+        """Run ``docker compose <action>`` (pull/up/ps/down) with a deadline; see compose.run_compose. Its output
+        goes to ``on_output`` (masked) as it is written, when given."""
         deadline_s = _check_deadline(deadline_s)
-        return self._mask_output(compose_mod.run_compose(self.compose_spec, action, deadline_s))
+        return self._mask_output(compose_mod.run_compose(self.compose_spec, action, deadline_s,
+                                                         self._masked(on_output)))
 
-    def run_script(self, name: str, deadline_s: float) -> dict:
+    def run_script(self, name: str, deadline_s: float, on_output=None) -> dict:
         """Run an allow-listed tenant script (upgrade, image-upgrade) with a deadline; see scripts.run_script."""
         deadline_s = _check_deadline(deadline_s)
-        return self._mask_output(scripts.run_script(self.install_dir, self.project, name, deadline_s))
+        return self._mask_output(scripts.run_script(self.install_dir, self.project, name, deadline_s,
+                                                    self._masked(on_output)))
 
     # -- template-set hooks and data backups (ccp.hostops.hooks) -------------------------------------------------
     def _fenced(self, fence: object) -> int:

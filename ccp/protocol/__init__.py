@@ -14,6 +14,8 @@ ENV_VALUES_CAPABILITY = "env.values"
 HOOKS_CAPABILITY = "hooks.run"
 # backups (create, list) and backups/<id>/restore run the set's backup and restore hooks into/from a backup folder.
 BACKUPS_CAPABILITY = "backups"
+# compose/<action> and scripts/<name> with "stream": true answer the command's output as it is written (JSON lines).
+STREAM_CAPABILITY = "output.stream"
 # compose/wait looks at the containers until they settle (running and healthy, or failed) or a short wait ends.
 WAIT_CAPABILITY = "compose.wait"
 # images (GET) answers the registry digests of the images the tenant's containers run (issue #15's update check).
@@ -23,7 +25,8 @@ IMAGES_CAPABILITY = "images.digests"
 AGENT_UPDATE_CAPABILITY = "agent.update"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
-                HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY, WAIT_CAPABILITY)
+                HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY, WAIT_CAPABILITY,
+                STREAM_CAPABILITY)
 DRY_RUN_CAPABILITY = "runtime.dry-run"  # reported by hosts whose compose command is the dry-run runtime
 
 

@@ -8,15 +8,18 @@ Every commit of the job goes through `_commit`, which announces the change to th
 Hook and backup steps (pre_upgrade, backup, post_upgrade, restore_data) live in ccp.services.hook_steps.
 
 Step output: a step records its output tail when it ends, and, while it runs, every line the runner learns on the
-way (`Run.say`): the command a compose/script step waits for, and each new observation of the verify step (services
+way (`Run.say`): the command a compose/script step runs, and each new observation of the verify step (services
 starting, a health URL not answering yet, the monitor window begun). The output of `docker compose` and of
-`scripts/upgrade.sh` itself arrives only when the command returns: the drivers and the agent protocol answer once.
+`scripts/upgrade.sh` is recorded as the command writes it (every STREAM_FLUSH_S at most) when the host streams it
+(capability output.stream: the agent answers JSON lines, the local driver passes lines on); an older agent's
+arrives when the command returns.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 
 from flask import current_app
@@ -25,6 +28,7 @@ from ccp.services.changes import announce
 from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
+from ccp.protocol import STREAM_CAPABILITY
 from ccp.services import hook_steps
 from ccp.services.audit import record
 from ccp.services.hook_steps import HookFailed
@@ -35,6 +39,7 @@ from ccp.services.verify import VerifyFailed, verify_tenant
 
 log = logging.getLogger(__name__)
 TAIL_CHARS = 4000
+STREAM_FLUSH_S = 0.5  # a streaming command's output is written to the step at most this often
 
 
 def _commit(upgrade_id: int) -> None:
@@ -128,13 +133,33 @@ class Run:
             raise Cancelled("cancelled by an operator")
 
     def compose(self, box: dict, action: str) -> dict:
-        self.say(box, f"$ docker compose {action}  (deadline {self.settings.step_deadline_s:g} s; "
-                      "its output arrives when it ends)")
-        result = self.driver.compose(action, self.settings.step_deadline_s)
-        box["output"] = f"$ docker compose {action}\n{result.get('output_tail') or ''}".rstrip("\n")
+        result = self.command(box, f"docker compose {action}",
+                              lambda out: self.driver.compose(action, self.settings.step_deadline_s, out))
         if not result.get("ok"):
             raise StepFailed(f"docker compose {action} failed ({_why(result)})")
         return result
+
+    def command(self, box: dict, label: str, call) -> dict:
+        """Run a host command, `call(on_output)`: its output is recorded as it is written when the host streams it
+        (output.stream), at most every STREAM_FLUSH_S; else it arrives when the command ends. The step's output is
+        then the command line and the host's (masked) tail."""
+        streams = STREAM_CAPABILITY in (self.instance.agent_capabilities or ())
+        self.say(box, f"$ {label}  (deadline {self.settings.step_deadline_s:g} s"
+                      + (")" if streams else "; its output arrives when it ends)"))
+        result = call(self._live_output(box) if streams else None)
+        box["output"] = f"$ {label}\n{result.get('output_tail') or ''}".rstrip("\n")
+        return result
+
+    def _live_output(self, box: dict):
+        flushed = [0.0]
+
+        def on_output(text: str) -> None:
+            box["output"] = (box["output"] + ("" if box["output"].endswith("\n") else "\n") + text)[-2 * TAIL_CHARS:]
+            if time.monotonic() - flushed[0] >= STREAM_FLUSH_S:
+                flushed[0] = time.monotonic()
+                box["row"].output_tail = self.mask(box["output"].rstrip("\n"))
+                _commit(self.upgrade.id)
+        return on_output
 
 
 def run_upgrade(upgrade_id: int) -> str:
@@ -239,10 +264,8 @@ def _quick(run: Run) -> None:
 def _full(run: Run) -> None:
     with run.step("script") as box:
         run.runtime_touched = True
-        run.say(box, f"$ scripts/upgrade.sh  (deadline {run.settings.step_deadline_s:g} s; "
-                     "its output arrives when it ends)")
-        result = run.driver.run_script("upgrade", run.settings.step_deadline_s)
-        box["output"] = f"$ scripts/upgrade.sh\n{result.get('output_tail') or ''}".rstrip("\n")
+        result = run.command(box, "scripts/upgrade.sh",
+                             lambda out: run.driver.run_script("upgrade", run.settings.step_deadline_s, out))
         if not result.get("ok"):
             raise StepFailed(f"scripts/upgrade.sh failed (exit code {result.get('exit_code')})")
     with run.step("verify") as box:

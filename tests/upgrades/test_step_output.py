@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ccp.models import UpgradeStep
 from ccp.services import upgrades
-from tests.tenants import CANARY
+from tests.tenants import CANARY, FAKE_COMPOSE
 
 
 @pytest.fixture
@@ -68,7 +68,8 @@ def test_running_steps_show_their_output_as_it_goes(app, tenant_factory, run_wor
     assert upgrade.status == "succeeded", upgrade.error
 
     pull = _while_running(announced, "pull")
-    assert any(tail.startswith("$ docker compose pull") and "arrives when it ends" in tail for tail in pull), pull
+    assert any(tail.startswith("$ docker compose pull  (deadline") for tail in pull), pull
+    assert any("DRY RUN" in tail for tail in pull), pull  # the host streams: compose's own lines while it runs
     verify = _while_running(announced, "verify")
     assert any("services: " in tail for tail in verify), verify
     assert any(f"waiting: health URL {health_url} answered HTTP 503" in tail for tail in verify), verify
@@ -95,3 +96,27 @@ def test_a_failing_verify_keeps_what_it_saw_then_its_cause(app, tenant_factory, 
     lines = next(s for s in upgrade.steps if s.name == "verify").output_tail.split("\n")
     assert lines[0].startswith("services: ") and lines[1].startswith("waiting: health URL ")
     assert lines[-1] == f"health URL {health_url} answered HTTP 503 at the deadline"
+
+
+@pytest.mark.parametrize("driver", ["local", "remote"])
+def test_a_script_step_shows_its_output_as_it_writes_it(app, tenant_factory, run_worker, db, announced, driver):
+    """scripts/upgrade.sh prints, waits, prints again: the first line is in the step while it still runs (through
+    the agent's stream, or the local host), masked; an agent without output.stream keeps the old way."""
+    from pathlib import Path
+
+    inst = tenant_factory(driver=driver)
+    script = Path(inst.install_dir) / "scripts" / "upgrade.sh"
+    compose = " ".join(FAKE_COMPOSE)  # the tenant's own script restarts its stack (the fake compose runtime)
+    script.write_text(f"#!/bin/sh\nset -e\necho 'phase 1 with {CANARY}-postgres_password'\nsleep 1.2\necho 'phase 2'\n"
+                      f"{compose} -p {inst.compose_project} -f docker-compose.yml up -d\n")
+    script.chmod(0o755)
+    upgrade = upgrades.start_full(inst, actor="t")
+    run_worker()
+    db.session.refresh(upgrade)
+    assert upgrade.status == "succeeded", upgrade.error
+    running = _while_running(announced, "script")
+    assert any("phase 1 with ********" in tail and "phase 2" not in tail for tail in running), running
+    final = next(s for s in upgrade.steps if s.name == "script").output_tail
+    assert final.startswith("$ scripts/upgrade.sh\n") and "phase 2" in final
+    everything = "".join(tail or "" for snapshot in announced for _, tail in snapshot.values())
+    assert CANARY not in everything
