@@ -28,12 +28,13 @@ from ccp.services.changes import announce
 from ccp.drivers import DriverError, driver_for
 from ccp.extensions import db
 from ccp.models import Instance, Upgrade, UpgradeStep, utcnow
-from ccp.protocol import STREAM_CAPABILITY
+from ccp.protocol import IMAGES_CAPABILITY, STREAM_CAPABILITY
 from ccp.services import hook_steps
 from ccp.services.audit import record
 from ccp.services.hook_steps import HookFailed
 from ccp.services.plan import build_plan, record_release
 from ccp.services.rollout_queue import upgrade_ended
+from ccp.services.scans import release_image_digest
 from ccp.services.upgrades import CAPS_BY_KIND, ROLLBACK_STEPS, UpgradeError, check_agent
 from ccp.services.verify import VerifyFailed, verify_tenant
 
@@ -280,6 +281,23 @@ def _pull_up_verify(run: Run) -> None:
         run.compose(box, "up")
     with run.step("verify") as box:
         run.verify(box)
+        _note_running_digest(run, box)
+
+
+def _note_running_digest(run: Run, box: dict) -> None:
+    """Record the digest the tenant now runs for its release image (agents with images.digests), so a Quick Upgrade
+    or a release without a receiver's digest can be rolled back to exactly this image; a digest the upgrade already
+    carries is kept. Best effort: a failure to ask changes nothing."""
+    if IMAGES_CAPABILITY not in (run.instance.agent_capabilities or ()):
+        return
+    try:
+        found = release_image_digest(run.instance, run.upgrade.to_tag or "", run.driver.image_digests())
+    except DriverError:
+        return
+    if found:
+        image, digest = found
+        run.upgrade.image_digest = run.upgrade.image_digest or digest
+        box["output"] += f"\nrunning {image}:{run.upgrade.to_tag} @ {digest}"
 
 
 def _fail_or_roll_back(run: Run | None, upgrade: Upgrade, cause: str, final_if_clean: str = "failed") -> None:

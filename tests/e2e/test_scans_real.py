@@ -103,8 +103,13 @@ def test_the_agent_reports_what_the_containers_run(app, registry, registry_tag, 
         run_worker()
         row = _row(inst.id)
         assert row.agent_facts["running_digests"][f"{image}:{tag}"] == first and row.update_state == "update_available"
-        start_quick(inst, actor="test")
+        quick = start_quick(inst, actor="test")
         run_worker()
+        db.session.expire_all()
+        quick = db.session.get(Upgrade, quick.id)  # Quick Upgrade records the digest it pulled: a way back to it
+        assert quick.status == "succeeded" and quick.image_digest == second
+        verify = next(s for s in quick.steps if s.name == "verify").output_tail
+        assert f"running {image}:{tag} @ {second}" in verify
         start_scan(["agents", "updates"], actor="test")
         run_worker()
         row = _row(inst.id)
