@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ccp.extensions import db
-from ccp.models import Instance, Rollout
+from ccp.models import ACTIVE_STATUSES, Instance, Rollout, Upgrade
 from ccp.services import upgrades as upgrade_svc
 from ccp.services import windows
 from ccp.services.rollouts import plan_waves
@@ -57,6 +57,10 @@ class TenantPreview:
     plan_hash: str | None = None
     # Outside its maintenance window now: when its wave starts, it waits for the window (not a blocker).
     window_note: str | None = None
+    # An upgrade of this tenant is queued or running now (a tenant has one at a time): in the canary wave, which
+    # starts at once, its upgrade could not start and the rollout would halt; in a later wave it has likely ended.
+    busy: str | None = None
+    busy_blocks: bool = False
 
     @property
     def files_changed(self) -> int:
@@ -66,7 +70,7 @@ class TenantPreview:
     def blocked(self) -> bool:
         """True when, as things stand, this tenant's upgrade would not start or would stop at its plan check (which
         refuses missing required variables) - and halt the rollout at its wave."""
-        return self.state != READY or bool(self.missing_env)
+        return self.state != READY or bool(self.missing_env) or self.busy_blocks
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,9 @@ def preview_rollout(tag, *, instances=None, canary=1, wave_size=5, deadline_s: f
     results = _preview_all(current_app._get_current_object(), todo, plan.tag, deadline_s, workers)
     return RolloutPreview(running=tuple(running) if running else None,
         tag=plan.tag, canary=canary, wave_size=wave_size, skipped=skipped, digest=digest, held=held,
-        waves=tuple(WavePreview(number=n, tenants=tuple(replace(results[iid], window_note=notes[iid])
-                                                        for iid, _, _ in wave))
-                    for n, wave in enumerate(waves, 1)),
+        waves=tuple(WavePreview(number=n, tenants=tuple(
+            replace(results[iid], window_note=notes[iid], busy_blocks=n == 1 and bool(results[iid].busy))
+            for iid, _, _ in wave)) for n, wave in enumerate(waves, 1)),
         elapsed_s=round(time.monotonic() - started, 3))
 
 
@@ -195,6 +199,10 @@ def _preview_one(app, instance_id: int, slug: str, from_tag: str | None, tag: st
             return TenantPreview(instance_id, slug, from_tag, tag, FAILED,
                                  f"unexpected error ({type(exc).__name__}); see the server log")
         summary = preview.summary
+        active = instance.upgrades.filter(Upgrade.status.in_(ACTIVE_STATUSES)).first()
+        busy = (f"upgrade #{active.id} ({active.kind}) is {active.status} now: a tenant runs one upgrade at a time"
+                if active else None)
         return TenantPreview(instance_id, slug, from_tag, tag, READY, modified=summary.get("modified", 0),
                              created=summary.get("created", 0), secrets_changed=tuple(preview.secrets_changed),
-                             missing_env=tuple(preview.coverage.get("missing") or ()), plan_hash=preview.plan_hash)
+                             missing_env=tuple(preview.coverage.get("missing") or ()), plan_hash=preview.plan_hash,
+                             busy=busy)

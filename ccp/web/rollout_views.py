@@ -185,6 +185,8 @@ def preview_state(tenant: TenantPreview) -> tuple[str, str]:
     """(label, status class) of a previewed tenant: ready, why it could not be previewed, or its missing env."""
     if tenant.state == "ready" and tenant.missing_env:
         return "Env missing", "failed"
+    if tenant.state == "ready" and tenant.busy_blocks:
+        return "Upgrade running", "failed"
     return PREVIEW_STATES.get(tenant.state, (tenant.state.replace("_", " ").capitalize(), "failed"))
 
 

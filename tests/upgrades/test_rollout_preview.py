@@ -178,3 +178,18 @@ def test_nothing_to_do_when_every_tenant_is_on_the_tag(app, db, tenant_factory):
     preview = preview_rollout("v2")
     assert preview.waves == () and preview.tenants == () and preview.skipped == ("on-a",)
     assert preview.halts_at is None
+
+
+def test_a_tenant_with_an_upgrade_running_is_flagged_and_blocks_only_the_canary(app, db, tenant_factory):
+    from ccp.services import upgrades
+
+    first, later = tenant_factory(slug="busy-a"), tenant_factory(slug="busy-b")
+    tenant_factory(slug="busy-c")
+    running = [upgrades.start_quick(inst, actor="t") for inst in (first, later)]  # queued: not run by any worker
+    preview = preview_rollout("v2", instances=["busy-a", "busy-b", "busy-c"], canary=1, wave_size=2)
+    rows = _by_slug(preview)
+    assert rows["busy-a"].busy == f"upgrade #{running[0].id} (quick) is queued now: a tenant runs one upgrade at a time"
+    assert rows["busy-a"].blocked and preview.halts_at == 1  # the canary wave starts at once
+    assert rows["busy-b"].busy and not rows["busy-b"].blocked  # a later wave: it will likely have ended
+    assert rows["busy-c"].busy is None and not rows["busy-c"].blocked
+    assert rows["busy-a"].state == "ready" and rows["busy-a"].plan_hash  # still previewed
