@@ -248,6 +248,7 @@ def clear_window(instance, *, actor: str) -> None:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may carry one ("\ud800"); no database can store it
 
 
 def check_hold(reason, until, now: datetime | None = None) -> tuple[str, datetime | None]:
@@ -257,8 +258,8 @@ def check_hold(reason, until, now: datetime | None = None) -> tuple[str, datetim
     reason = reason.strip() if isinstance(reason, str) else reason
     if not isinstance(reason, str) or not reason:
         errors["reason"] = "required: say why the tenant is held (people and receivers read it)"
-    elif len(reason) > MAX_REASON or _CONTROL.search(reason):
-        errors["reason"] = f"one line of at most {MAX_REASON} characters"
+    elif len(reason) > MAX_REASON or _CONTROL.search(reason) or _SURROGATE.search(reason):
+        errors["reason"] = f"one line of at most {MAX_REASON} characters (of text: no lone surrogates)"
     if until is not None:
         if not isinstance(until, datetime) or until.tzinfo is None:
             errors["until"] = "a date and time with its UTC offset, e.g. 2026-12-01T08:00:00+01:00"
