@@ -50,7 +50,7 @@ POLL_S = 1.0
 BUSY_RETRY_S = 2.0
 SEND_TIMEOUT_S = 120.0
 MAX_WAVE_SIZE = 1000
-LOST_MARGIN_S = 300  # beyond the deadline and the send: an agent's job running this long was lost
+LOST_MARGIN_S = 180  # beyond the job's own limit: an agent's job running this long was lost
 
 
 class AgentUpdateInvalid(ServiceError):
@@ -271,10 +271,16 @@ def start(*, actor: str, source: str = "api", canary: int = 1, wave_size: int = 
 
 
 def _start_wave(rollout: AgentRollout, wave: int) -> None:
-    timeout = int(rollout.deadline_s + SEND_TIMEOUT_S + 120)
+    timeout = int(_job_limit_s(rollout))
     for item in AgentUpdate.query.filter_by(rollout_id=rollout.id, wave=wave).order_by(AgentUpdate.id):
         get_queue().enqueue("ccp.jobs.run_agent_update", item.id, job_timeout=timeout,
                             description=f"agent update #{rollout.id}: {item.agent_url}")
+
+
+def _job_limit_s(rollout: AgentRollout) -> float:
+    """The longest an agent's job can take: waiting for a busy agent (up to the deadline), sending, then waiting for
+    it to come back (the deadline and 30 s), with room for the health checks and the confirm."""
+    return 2 * rollout.deadline_s + SEND_TIMEOUT_S + 120
 
 
 def cancel(rollout_id: int, *, actor: str) -> AgentRollout:
@@ -306,6 +312,8 @@ def run_agent_update(update_id: int) -> str:
     db.session.commit()
     try:
         status, reason, answered = _update_agent(item.agent_url, rollout)
+    except ServiceError as exc:  # e.g. no tenant of the agent has a key any more
+        status, reason, answered = "failed", exc.message, None
     except Exception as exc:  # noqa: BLE001 - recorded on the agent's row; the rollout must still move on
         log.exception("agent update of %s", item.agent_url)
         status, reason, answered = "failed", f"CCP error: {type(exc).__name__}", None
@@ -479,7 +487,7 @@ def end_lost_jobs(now=None) -> int:
     rows = db.session.execute(select(AgentUpdate, AgentRollout).join(AgentRollout)
                               .where(AgentRollout.status == "running", AgentUpdate.status == "running")).all()
     for item, rollout in rows:
-        limit = rollout.deadline_s + SEND_TIMEOUT_S + LOST_MARGIN_S
+        limit = _job_limit_s(rollout) + LOST_MARGIN_S
         if item.started_at is not None and (now - as_utc(item.started_at)).total_seconds() > limit:
             claimed = db.session.execute(update(AgentUpdate).where(AgentUpdate.id == item.id,
                                                                    AgentUpdate.status == "running")
