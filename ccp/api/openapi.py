@@ -160,6 +160,8 @@ SCHEMAS = {
         "image_digest": {**_NULLSTR, "description": "what the tag resolved to at the registry (receivers)"},
         "status": {"enum": ["running", "succeeded", "halted", "cancelled"]},
         "source": {"enum": ["api", "webhook", "ui"]}, "actor": {"type": "string"}, "error": _NULLSTR,
+        "kind": {"enum": ["release", "rollback"]},
+        "rollback_of": {"type": ["integer", "null"], "description": "kind rollback: the rollout it takes back"},
         "cancel_requested": {"type": "boolean"}, "created_at": _TIME, "finished_at": _TIME,
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
         "held": _HELD,
