@@ -50,7 +50,7 @@ def preview(slug: str):
     inst = load(slug)
     preview = upgrades.preview_release(inst, _form_tag())
     return htmx.render("releases/page.html", "releases/_preview.html", inst=inst, preview=preview,
-                       files=changed_first(preview.files), tag=preview.tag)
+                       files=changed_first(preview.files), tag=preview.tag, page_mode=_page_mode())
 
 
 @bp.get("/<slug:slug>/release/diff")
@@ -146,11 +146,17 @@ def refused(exc: ServiceError):
               else "diff" if request.endpoint == "releases.file_diff" else "modal")
     response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst,
                            tag=_form_tag() if target == "modal" else None, error=exc, target=target,
-                           confirm=_confirmation(exc))
+                           confirm=_confirmation(exc), page_mode=_page_mode())
     if target == "modal":  # apply's form targets the status widget; its refusal belongs in the dialog
         response.headers["HX-Retarget"] = "#release-preview"
         response.headers["HX-Reswap"] = "innerHTML"
     return response
+
+
+def _page_mode() -> bool:
+    """The request comes from the release page (/instances/<slug>/release), not the dialog: its Apply is a plain
+    form post that lands on the upgrade's page (the page has no status widget to swap)."""
+    return request.values.get("page") == "1"
 
 
 def _form_tag() -> str | None:

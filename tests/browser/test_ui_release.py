@@ -79,3 +79,21 @@ def test_broken_tag_rolls_back_with_cause(page, live_server, app, tenant_factory
     text = page.locator("#upgrade-status").inner_text()
     assert "Rolled back" in text and "Cause:" in text
     page.screenshot(path=str(screenshot_dir / "ui-rolled-back.png"), full_page=True)
+
+
+def test_the_release_page_previews_and_applies_without_the_dialog(page, live_server, app, tenant_factory, worker,
+                                                                 operator):
+    """/instances/<slug>/release (the dialog as a page, for links and no-JS): Preview swaps in the preview, and its
+    Apply is a plain form post that lands on the upgrade's page (there is no status widget on this page)."""
+    tenant_factory(slug="acme")
+    base = live_server(app)
+    page.on("dialog", lambda dialog: dialog.accept())
+    log_in(page, base, *operator)
+    page.goto(base + "/instances/acme/release")
+    page.fill("#release-tag", "v2")
+    page.wait_for_selector("#tag-feedback:has-text('is a valid tag')")
+    page.click("#release-form button[type=submit]")
+    page.wait_for_selector("#preview")
+    page.click("#preview button:has-text('Apply v2')")
+    page.wait_for_url(lambda url: "/upgrades/" in url)
+    page.wait_for_selector("#upgrade-status[data-status=succeeded]", timeout=FINISH_TIMEOUT_MS)
