@@ -656,6 +656,7 @@ def ui_forms(world: World) -> list[UiForm]:
         UiForm("receivers.rotate", "/receivers/{name}/rotate", {}),
         UiForm("receivers.replay", "/deliveries/{delivery_id}/replay", {}),
         UiForm("fleet.scan", "/fleet/scan", {}),
+        UiForm("fleet.scan_instance", "/instances/{slug}/scan", {}),
         UiForm("notify_admin.update_schedule", "/admin/schedules/{kind}", {"cron": "*/5 * * * *", "enabled": "on"}),
         UiForm("notify_admin.run_schedule", "/admin/schedules/{kind}/run", {}),
         UiForm("notify_admin.create_channel", "/admin/channels",
@@ -664,6 +665,10 @@ def ui_forms(world: World) -> list[UiForm]:
         UiForm("notify_admin.test_channel", "/admin/channels/{channel_id}/test", {}),
         UiForm("notify_admin.toggle_channel", "/admin/channels/{channel_id}/enabled", {"enabled": "on"}),
         UiForm("notify_admin.delete_channel", "/admin/channels/{channel_id}/delete", {}),
+        UiForm("agent_updates.preview", "/admin/agents/preview", {"canary": "1", "wave_size": "5", "deadline_s": "120"}),
+        UiForm("agent_updates.start", "/admin/agents/updates",
+               {"canary": "1", "wave_size": "5", "deadline_s": "120", "expect": "0" * 16}),
+        UiForm("agent_updates.cancel", "/admin/agents/updates/{rollout_id}/cancel", {}),
     ]
     posts = {rule.endpoint for rule in world.app.url_map.iter_rules()
              if "POST" in (rule.methods or ()) and not rule.rule.startswith(("/api", "/metrics", "/static"))}
