@@ -144,7 +144,10 @@ def refused(exc: ServiceError):
     inst = load(request.view_args["slug"])
     target = ("status" if request.endpoint in STATUS_SLOT_ENDPOINTS
               else "diff" if request.endpoint == "releases.file_diff" else "modal")
-    response = htmx.render("releases/page.html", "releases/_error.html", status=exc.status, inst=inst,
+    # htmx swaps no 5xx answer (base.html's responseHandling, so a polled widget survives a proxy's 502): a refusal
+    # such as an agent that is down must still be said where the operator acted, so htmx gets it as a 200.
+    status = 200 if exc.status >= 500 and htmx.wants_fragment() else exc.status
+    response = htmx.render("releases/page.html", "releases/_error.html", status=status, inst=inst,
                            tag=_form_tag() if target == "modal" else None, error=exc, target=target,
                            confirm=_confirmation(exc), page_mode=_page_mode())
     if target == "modal":  # apply's form targets the status widget; its refusal belongs in the dialog

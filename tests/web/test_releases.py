@@ -190,3 +190,16 @@ def test_cancel_queued_upgrade_from_the_widget(client, login, post, tenant, db):
     upgrade = db.session.execute(select(Upgrade)).scalar_one()
     response = post(f"/upgrades/{upgrade.id}/cancel")
     assert response.status_code == 286 and "Cancelled" in response.get_data(as_text=True)
+
+
+def test_an_agent_down_at_preview_is_said_in_the_dialog(client, login, post, db):
+    """htmx swaps no 5xx answer: the dialog gets the refusal as a 200 fragment naming the agent; a plain form post
+    keeps the 502."""
+    from tests.factories import make_instance
+
+    inst = make_instance(agent_url="http://127.0.0.1:9", image_tag="v1")  # nothing listens there
+    login("operator")
+    response = post(f"/instances/{inst.slug}/release/preview", {"tag": "v2"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "127.0.0.1:9" in body and "alert" in body and "<html" not in body
+    assert post(f"/instances/{inst.slug}/release/preview", {"tag": "v2"}, htmx=False).status_code == 502
