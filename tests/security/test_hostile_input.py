@@ -258,6 +258,8 @@ def baseline(op: Op, world: World) -> dict:
         "StartRequest": {"outsideWindowOk": True, "heldOk": True},
         "WindowRequest": {"cron": "0 2 * * *", "minutes": 120, "timezone": "Europe/Berlin"},
         "HoldRequest": {"reason": "probe hold", "until": None},
+        "AgentUpdatePreviewRequest": {"canary": 1, "waveSize": 5, "deadlineS": 120},
+        "AgentUpdateRequest": {"canary": 1, "waveSize": 5, "deadlineS": 120, "expect": "0" * 16},
         "ScheduleChange": {"cron": "*/5 * * * *", "enabled": True},
         "ChannelWrite": {"name": "probe-channel-new", "url": "json://127.0.0.1:9/hook", "events": ["scan.drift"],
                          "enabled": True, "unreachableAfterS": 600},
