@@ -8,7 +8,10 @@ import logging
 
 from ccp.extensions import get_queue
 
-LOCK_S = 1800  # a wave start plans each tenant (agent timeouts apply); the lock expires if its holder dies
+LOCK_S = 1800  # how long an `advance` waits for another's lock (a wave start plans each tenant in turn)
+# The lock's time to live, renewed before each tenant a wave start plans (one plan is bounded by the agent
+# timeouts): a worker killed while it holds the lock blocks its rollout for at most this long, not LOCK_S.
+LOCK_TTL_S = 120
 log = logging.getLogger(__name__)
 
 

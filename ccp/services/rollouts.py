@@ -27,6 +27,7 @@ Statuses: running (active); succeeded, halted, cancelled (final).
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -45,7 +46,7 @@ from ccp.rules import check_tag
 from ccp.services import upgrades as upgrade_svc
 from ccp.services import windows
 from ccp.services.audit import record
-from ccp.services.rollout_queue import LOCK_S, advance_later
+from ccp.services.rollout_queue import LOCK_S, LOCK_TTL_S, advance_later
 from ccp.services.errors import ServiceError
 from ccp.services.upgrades import UpgradeError
 
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 FINAL = ("succeeded", "halted", "cancelled")
 MAX_WAVE_SIZE = 1000
+# The Redis lock the running `advance` holds (renewed per tenant a wave start plans; see LOCK_TTL_S).
+_lock: contextvars.ContextVar = contextvars.ContextVar("rollout_lock")
 STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
 
 
@@ -183,42 +186,51 @@ def advance(rollout_id: int) -> str:
     # Named under this install's queue (CCP_QUEUE), like its other Redis keys: two CCPs sharing a Redis database have
     # rollouts with the same ids and must not wait on each other's locks.
     lock = f"ccp:{current_app.config['CCP'].queue_name}:rollout:{rollout_id}"
-    with get_redis().lock(lock, timeout=LOCK_S, blocking_timeout=LOCK_S):
-        db.session.expire_all()
-        rollout = db.session.get(Rollout, rollout_id)
-        if rollout is None:
-            return "missing"
-        while rollout.status == "running":
-            wave_no, wave = _current_wave(rollout)
-            if wave is None:
-                _finish(rollout, "succeeded")
-            elif rollout.cancel_requested and wave["status"] == "pending":
-                _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
-            elif wave["status"] == "pending":
-                _start_wave(rollout, wave_no, wave)
-            elif wave.get("waiting") and not rollout.cancel_requested and not _failing(rollout, wave) \
-                    and _start_waiting(rollout, wave_no, wave):
-                continue  # some waiting tenants started (or could not): look at the wave again
-            else:
-                outcome = _wave_outcome(rollout, wave)
-                if outcome is None:  # upgrades still queued/running: their ends will call us again
-                    break
-                waiting = sorted(wave.get("waiting") or ())
-                if waiting and not outcome:  # cancelled while these waited for their windows: they never start
-                    _save_wave(rollout, wave_no, {**wave, "status": "cancelled", "waiting": {},
-                                                  "not_started": waiting, "finished_at": iso_utc(utcnow())})
-                    _finish(rollout, "cancelled", f"cancelled in wave {wave_no + 1} while {', '.join(waiting)} "
-                            "waited for a maintenance window (not started)")
-                    break
-                wave = {**wave, "status": "succeeded" if not outcome else "failed", "finished_at": iso_utc(utcnow())}
-                if waiting:
-                    wave["waiting"], wave["not_started"] = {}, waiting
-                _save_wave(rollout, wave_no, wave)
-                if outcome:
-                    unstarted = f"; not started: {', '.join(waiting)} (waiting for a maintenance window)" \
-                        if waiting else ""
-                    _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome) + unstarted)
-        return rollout.status
+    with get_redis().lock(lock, timeout=LOCK_TTL_S, blocking_timeout=LOCK_S) as held:
+        token = _lock.set(held)
+        try:
+            return _advance_locked(rollout_id)
+        finally:
+            _lock.reset(token)
+
+
+def _advance_locked(rollout_id: int) -> str:
+    """`advance` while its lock is held."""
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout_id)
+    if rollout is None:
+        return "missing"
+    while rollout.status == "running":
+        wave_no, wave = _current_wave(rollout)
+        if wave is None:
+            _finish(rollout, "succeeded")
+        elif rollout.cancel_requested and wave["status"] == "pending":
+            _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
+        elif wave["status"] == "pending":
+            _start_wave(rollout, wave_no, wave)
+        elif wave.get("waiting") and not rollout.cancel_requested and not _failing(rollout, wave) \
+                and _start_waiting(rollout, wave_no, wave):
+            continue  # some waiting tenants started (or could not): look at the wave again
+        else:
+            outcome = _wave_outcome(rollout, wave)
+            if outcome is None:  # upgrades still queued/running: their ends will call us again
+                break
+            waiting = sorted(wave.get("waiting") or ())
+            if waiting and not outcome:  # cancelled while these waited for their windows: they never start
+                _save_wave(rollout, wave_no, {**wave, "status": "cancelled", "waiting": {},
+                                              "not_started": waiting, "finished_at": iso_utc(utcnow())})
+                _finish(rollout, "cancelled", f"cancelled in wave {wave_no + 1} while {', '.join(waiting)} "
+                        "waited for a maintenance window (not started)")
+                break
+            wave = {**wave, "status": "succeeded" if not outcome else "failed", "finished_at": iso_utc(utcnow())}
+            if waiting:
+                wave["waiting"], wave["not_started"] = {}, waiting
+            _save_wave(rollout, wave_no, wave)
+            if outcome:
+                unstarted = f"; not started: {', '.join(waiting)} (waiting for a maintenance window)" \
+                    if waiting else ""
+                _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome) + unstarted)
+    return rollout.status
 
 
 def nudge_stalled() -> list[int]:
@@ -355,6 +367,12 @@ def _start_or_wait(rollout: Rollout, wave: dict, inst: Instance, now, errors: di
                    held: dict) -> None:
     """Start `inst`'s upgrade in the rollout, or record why not: held (left out), outside its window (waits until
     it opens), or the start's refusal."""
+    held_lock = _lock.get(None)
+    if held_lock is not None:
+        held_lock.reacquire()  # each plan may take the agent timeouts: keep the lock while this job is alive
+    if db.session.execute(select(Upgrade.id).where(Upgrade.rollout_id == rollout.id,
+                                                   Upgrade.instance_id == inst.id).limit(1)).first():
+        return  # started by an earlier `advance` that died before it saved the wave: never a second upgrade
     hold = windows.active_hold(inst, now)
     if hold is not None:
         held[inst.slug] = hold.sentence

@@ -192,3 +192,29 @@ def test_the_rollout_lock_is_named_under_this_install_s_queue(app, db, tenant_fa
     finally:
         for lock in others:
             lock.release()
+
+
+def test_an_advance_that_died_mid_wave_does_not_start_a_tenant_twice(app, db, tenant_factory, run_worker):
+    """A worker killed while it started a wave leaves the wave 'pending' with some upgrades already queued; the next
+    `advance` (housekeeping's nudge) starts the others and never a second upgrade for the same tenant."""
+    from ccp.services import upgrades as upgrade_svc
+    from ccp.services.rollout_queue import LOCK_TTL_S, LOCK_S
+
+    a, b, c = (tenant_factory(slug=f"died-{x}") for x in "abc")
+    get_queue().empty()
+    rollout = rollouts.start_rollout("v2", canary=2, wave_size=1, actor="user:ann")
+    get_queue().empty()  # the first `advance` is lost with its worker...
+    rollout = db.session.get(Rollout, rollout.id)
+    assert rollout.waves[0]["status"] == "pending" and rollout.waves[0]["instances"] == [a.id, b.id]
+    plan = upgrade_svc.plan_release(a, "v2")  # ...after it had started the first tenant of wave 1
+    first = upgrade_svc.start_release(a, "v2", plan=plan.plan_hash, actor=f"rollout:{rollout.id}",
+                                      rollout_id=rollout.id, plan_checked=True)
+    rollouts.advance(rollout.id)  # what housekeeping's nudge runs
+    run_worker()
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout.id)
+    assert rollout.status == "succeeded", rollout.error
+    ups = db.session.execute(select(Upgrade).where(Upgrade.rollout_id == rollout.id)).scalars().all()
+    assert sorted(u.instance.slug for u in ups) == ["died-a", "died-b", "died-c"]  # one each
+    assert next(u for u in ups if u.instance_id == a.id).id == first.id
+    assert LOCK_TTL_S * 10 <= LOCK_S  # a dead holder's lock lapses long before a waiting advance gives up
