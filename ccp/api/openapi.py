@@ -70,6 +70,15 @@ _CONFIRMS = {
                "description": "start although the tenant is held (else 409 held); audited"},
 }
 
+_ROLLOUT_BODY = {"type": "object", "required": ["tag"], "additionalProperties": False, "properties": {
+    "tag": {"type": "string", "description": "image tag to roll out"},
+    "instances": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                  "description": "slugs, in wave order; absent: every instance (by slug)"},
+    "canary": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1,
+               "description": "tenants in the first wave"},
+    "waveSize": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5,
+                 "description": "tenants in each later wave"}}}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message", "details"],
@@ -147,14 +156,11 @@ SCHEMAS = {
         "instance_id": {"type": ["integer", "null"]}, "target": _NULLSTR, "plan_hash": _NULLSTR,
         "result": {"type": "string"}, "detail": {"type": "object"}}},
     "AuditPage": _page_of("AuditEvent"),
-    "RolloutRequest": {"type": "object", "required": ["tag"], "additionalProperties": False, "properties": {
-        "tag": {"type": "string", "description": "image tag to roll out"},
-        "instances": {"type": "array", "minItems": 1, "items": {"type": "string"},
-                      "description": "slugs, in wave order; absent: every instance (by slug)"},
-        "canary": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1,
-                   "description": "tenants in the first wave"},
-        "waveSize": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5,
-                     "description": "tenants in each later wave"}}},
+    "RolloutRequest": {**_ROLLOUT_BODY, "properties": {**_ROLLOUT_BODY["properties"], "expect": {
+        "type": "string", "pattern": "^[0-9a-f]{64}$",
+        "description": "a preview's digest: the start is refused (409 preview_stale, nothing recorded) when the "
+                       "tenants or waves changed since that preview"}}},
+    "RolloutPreviewRequest": _ROLLOUT_BODY,
     "Rollout": {"type": "object", "required": ["id", "tag", "status", "waves", "skipped"], "properties": {
         "id": {"type": "integer"}, "tag": {"type": "string"},
         "image_digest": {**_NULLSTR, "description": "what the tag resolved to at the registry (receivers)"},
@@ -184,6 +190,7 @@ SCHEMAS = {
         "skipped": {"type": "array", "items": {"type": "string"}, "description": "slugs already on the tag"},
         "held": _HELD,
         "elapsed_s": {"type": "number"},
+        "digest": {"type": "string", "description": "binds a start to these tenants and waves (its `expect`)"},
         "waves": {"type": "array", "items": {"type": "object", "properties": {
             "number": {"type": "integer"}, "canary": {"type": "boolean"},
             "tenants": {"type": "array", "items": {"type": "object", "properties": {
@@ -198,7 +205,9 @@ SCHEMAS = {
                 "missing_env": {"type": "array", "items": {"type": "string"}},
                 "blocked": {"type": "boolean"}, "plan_hash": _NULLSTR,
                 "window": {**_NULLSTR,
-                           "description": "outside its maintenance window now: its wave waits for it"}}}}}}}}},
+                           "description": "outside its maintenance window now: its wave waits for it"},
+                "busy": {**_NULLSTR, "description": "an upgrade of this tenant is queued or running now (blocks "
+                                                    "the canary wave)"}}}}}}}}},
 }
 
 SCHEMAS.update(openapi_intake.SCHEMAS)  # receivers, deliveries, hooks (ccp.api.openapi_intake)
@@ -275,7 +284,7 @@ PATHS = {
     },
     "/api/rollouts/preview": {
         "post": _op("Preview a rollout (read-only): per tenant what would change, and the waves", "operate",
-                    {**_ok("RolloutPreview"), **_E}, body="RolloutRequest", body_required=True),
+                    {**_ok("RolloutPreview"), **_E}, body="RolloutPreviewRequest", body_required=True),
     },
     "/api/rollouts/{rollout_id}": {
         "get": _op("Get a rollout (waves, tenants, why it halted)", "read", {**_ok("Rollout"), "404": _ERR},

@@ -80,13 +80,14 @@ def preview_json(preview: RolloutPreview) -> dict:
     """A rollout preview as JSON (secret names only, never values)."""
     return {"tag": preview.tag, "canary": preview.canary, "waveSize": preview.wave_size,
             "tenants": len(preview.tenants), "blocked": len(preview.blocked), "halts_at_wave": preview.halts_at,
-            "skipped": list(preview.skipped), "elapsed_s": preview.elapsed_s,
+            "skipped": list(preview.skipped), "elapsed_s": preview.elapsed_s, "digest": preview.digest,
             "held": [{"instance": slug, "reason": why} for slug, why in preview.held],
             "waves": [{"number": wave.number, "canary": wave.canary, "tenants": [
                 {"instance": t.slug, "from_tag": t.from_tag, "to_tag": t.to_tag, "state": t.state,
                  "problem": t.problem, "files": {"modified": t.modified, "created": t.created},
                  "secrets_changed": list(t.secrets_changed), "missing_env": list(t.missing_env),
-                 "blocked": t.blocked, "plan_hash": t.plan_hash, "window": t.window_note} for t in wave.tenants]}
+                 "blocked": t.blocked, "plan_hash": t.plan_hash, "window": t.window_note, "busy": t.busy}
+                for t in wave.tenants]}
                       for wave in preview.waves]}
 
 
@@ -101,7 +102,15 @@ def _rollout_args(data: dict) -> dict:
 
 
 def _start(data: dict, *, actor: str, source: str) -> Rollout:
-    return svc.start_rollout(**_rollout_args(data), actor=actor, source=source)
+    """A start may carry `expect`, a preview's `digest`: the start is then refused (409 preview_stale, nothing
+    recorded) when the tenants or waves differ from what that preview showed."""
+    expect = data.get("expect")
+    if "expect" in data and not (isinstance(expect, str) and len(expect) == 64
+                                 and all(c in "0123456789abcdef" for c in expect)):
+        raise svc.RolloutInvalid("expect must be a preview's digest (64 lowercase hex digits)",
+                                 {"expect": "a preview's digest"})
+    args = _rollout_args({k: v for k, v in data.items() if k != "expect"})
+    return svc.start_rollout(**args, actor=actor, source=source, expect=expect)
 
 
 def _accepted(rollout: Rollout):

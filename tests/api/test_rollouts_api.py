@@ -128,3 +128,22 @@ def test_rollout_tenants_say_from_which_tag_and_how_long(app, db, api, make_toke
     (tenant,) = api("GET", f"/api/rollouts/{rid}", op).get_json()["waves"][0]["tenants"]
     assert (tenant["from_tag"], tenant["to_tag"], tenant["status"]) == ("v1", "v2", "succeeded")
     assert tenant["started_at"] <= tenant["finished_at"] and tenant["duration_s"] >= 0
+
+
+def test_a_start_bound_to_a_preview_refuses_a_changed_fleet(app, db, api, make_token, tenant_factory):
+    """The preview's `digest` binds a start (`expect`): a tenant added since is a 409 and nothing is recorded; a
+    malformed `expect` is a 422; the preview itself takes no `expect`."""
+    tenant_factory(slug="bind-a"), tenant_factory(slug="bind-b")
+    op = make_token("operate")
+    preview = api("POST", "/api/rollouts/preview", op, json={"tag": "v2"}).get_json()
+    assert len(preview["digest"]) == 64
+    tenant_factory(slug="bind-c")  # the fleet changed since the preview
+    assert_error(api("POST", "/api/rollouts", op, json={"tag": "v2", "expect": preview["digest"]}), 409,
+                 "preview_stale")
+    assert_error(api("POST", "/api/rollouts", op, json={"tag": "v2", "expect": "nope"}), 422, "validation_failed")
+    assert_error(api("POST", "/api/rollouts/preview", op, json={"tag": "v2", "expect": preview["digest"]}), 422,
+                 "validation_failed")  # unknown field there
+    assert _count(db, Rollout) == 0
+    again = api("POST", "/api/rollouts/preview", op, json={"tag": "v2"}).get_json()
+    started = api("POST", "/api/rollouts", op, json={"tag": "v2", "expect": again["digest"]})
+    assert started.status_code == 202 and _count(db, Rollout) == 1
