@@ -137,9 +137,11 @@ def restore(upgrade_id: int):
     upgrade = db.session.get(Upgrade, upgrade_id)
     if upgrade is None:
         abort(404, description=f"No upgrade {upgrade_id}.")
+    confirm = request.form.get("confirm")
+    if confirm not in (None, "", "1"):  # the form sends 1 or nothing: anything else is not an answer
+        abort(400, description="confirm must be 1 (restore) or absent (ask first)")
     try:
-        started = upgrades.start_restore(upgrade.instance, upgrade, actor=ui_actor(),
-                                         confirm=request.form.get("confirm") == "1")
+        started = upgrades.start_restore(upgrade.instance, upgrade, actor=ui_actor(), confirm=confirm == "1")
     except upgrades.UpgradeError as exc:
         db.session.rollback()
         view = widget_view(upgrade_id)

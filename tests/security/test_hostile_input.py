@@ -244,6 +244,7 @@ def baseline(op: Op, world: World) -> dict:
         "ReleaseRequest": {"imageTag": "v2", "plan": "0" * 64},
         "Empty": {},
         "RolloutRequest": {"tag": "v2", "instances": [world.slug], "canary": 1, "waveSize": 5},
+        "RolloutPreviewRequest": {"tag": "v2", "instances": [world.slug], "canary": 1, "waveSize": 5},
         "ReceiverCreate": {"name": "probe-hook-new", "kind": "gitea", "image": "127.0.0.1:9/acme/app",
                            "repository": "acme/app", "instances": [world.slug], "semver_range": "^1",
                            "tag_include": "v.*", "tag_exclude": "v0.*", "min_age_s": 60, "canary": 1, "wave_size": 5,
