@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ccp.api.openapi_parts import ERR as _ERR, json_of as _json, ok as _ok, op as _op
+
 from ccp import __version__
 from ccp.api import openapi_intake
 from ccp.api import openapi_awareness
@@ -10,7 +12,6 @@ from ccp.api import openapi_backups
 from ccp.api import openapi_agent_updates
 from ccp.api.base import MAX_PER_PAGE, bp
 
-_ERR = {"$ref": "#/components/responses/Error"}
 _REF = {"name": "ref", "in": "path", "required": True, "description": "numeric id or slug",
         "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9][a-z0-9-]*$"}}
 _RID = {"name": "rollout_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
@@ -23,22 +24,6 @@ _PAGING = [
 ]
 _NULLSTR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _json(schema_ref: str) -> dict:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
-
-
-def _op(summary: str, scope: str, responses: dict, *, params=(), body: str | None = None, body_required=False):
-    op = {"summary": summary, "security": [{"bearer": []}], "x-scope": scope, "parameters": list(params),
-          "responses": {**responses, "401": _ERR, "403": _ERR}}
-    if body:
-        op["requestBody"] = {"required": body_required, "content": _json(body)}
-    return op
-
-
-def _ok(schema_ref: str, code: str = "200", description: str = "OK") -> dict:
-    return {code: {"description": description, "content": _json(schema_ref)}}
 
 
 def _page_of(item: str) -> dict:

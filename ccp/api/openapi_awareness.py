@@ -3,10 +3,11 @@ channels (merged into the document by ccp.api.openapi)."""
 
 from __future__ import annotations
 
+from ccp.api.openapi_parts import ERR as _ERR, ok as _ok, op as _op
+
 from ccp.models import NOTIFY_EVENTS, SCAN_KINDS
 from ccp.services.fleet import FLEET_FILTERS
 
-_ERR = {"$ref": "#/components/responses/Error"}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _E = {"400": _ERR, "404": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
 _FLAGS = [key for key, _ in FLEET_FILTERS]
@@ -14,22 +15,6 @@ _ID = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": 
 _RUN = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _KIND = {"name": "kind", "in": "path", "required": True, "schema": {"enum": list(SCAN_KINDS)}}
 _EVENTS = {"type": "array", "items": {"enum": list(NOTIFY_EVENTS)}, "uniqueItems": True}
-
-
-def _json(ref: str) -> dict:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
-
-
-def _op(summary: str, scope: str, responses: dict, *, params=(), body: str | None = None, required=False) -> dict:
-    op = {"summary": summary, "security": [{"bearer": []}], "x-scope": scope, "parameters": list(params),
-          "responses": {**responses, "401": _ERR, "403": _ERR}}
-    if body:
-        op["requestBody"] = {"required": required, "content": _json(body)}
-    return op
-
-
-def _ok(ref: str, code: str = "200", description: str = "OK") -> dict:
-    return {code: {"description": description, "content": _json(ref)}}
 
 
 SCHEMAS = {
@@ -87,15 +72,15 @@ PATHS = {
     "/api/scans/{run_id}": {"get": _op("One scan run", "read", {**_ok("ScanRun"), "404": _ERR}, params=[_RUN])},
     "/api/schedules": {"get": _op("Scan schedules", "admin", _ok("Schedules"))},
     "/api/schedules/{kind}": {"patch": _op("Change a scan schedule", "admin", {**_ok("Schedule"), **_E},
-                                           params=[_KIND], body="ScheduleChange", required=True)},
+                                           params=[_KIND], body="ScheduleChange", body_required=True)},
     "/api/channels": {
         "get": _op("Notification channels", "admin", _ok("Channels")),
         "post": _op("Add a notification channel", "admin", {**_ok("Channel", "201", "Created"), **_E},
-                    body="ChannelWrite", required=True),
+                    body="ChannelWrite", body_required=True),
     },
     "/api/channels/{channel_id}": {
         "patch": _op("Change a notification channel", "admin", {**_ok("Channel"), **_E}, params=[_ID],
-                     body="ChannelWrite", required=True),
+                     body="ChannelWrite", body_required=True),
         "delete": _op("Remove a notification channel", "admin", {"204": {"description": "Deleted"}, "404": _ERR},
                       params=[_ID]),
     },

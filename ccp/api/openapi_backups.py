@@ -3,7 +3,8 @@ into the document by ccp.api.openapi."""
 
 from __future__ import annotations
 
-_ERR = {"$ref": "#/components/responses/Error"}
+from ccp.api.openapi_parts import ERR as _ERR
+
 _UID = {"name": "upgrade_id", "in": "path", "required": True, "description": "the upgrade that took the backup",
         "schema": {"type": "integer", "minimum": 1}}
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from ccp.api.openapi_parts import ERR as _ERR, ok as _ok, op as _op
+
 from ccp.models import DECISIONS, RECEIVER_KINDS
 
-_ERR = {"$ref": "#/components/responses/Error"}
 _NULLSTR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _NAME = {"name": "name", "in": "path", "required": True, "description": "the receiver's name",
@@ -79,20 +80,6 @@ SCHEMAS = {
     "DeliveryPage": _page_of("Delivery"),
     "HookPayload": {"type": "object", "description": "the provider's own JSON event (docs/webhooks.md)"},
 }
-
-
-def _op(summary: str, scope: str, responses: dict, *, params=(), body: str | None = None, body_required=False):
-    op = {"summary": summary, "security": [{"bearer": []}], "x-scope": scope, "parameters": list(params),
-          "responses": {**responses, "401": _ERR, "403": _ERR}}
-    if body:
-        op["requestBody"] = {"required": body_required,
-                             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
-    return op
-
-
-def _ok(schema: str, code: str = "200", description: str = "OK") -> dict:
-    return {code: {"description": description,
-                   "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
 
 
 def _hook(params) -> dict:

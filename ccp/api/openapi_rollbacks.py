@@ -3,7 +3,8 @@ ccp.api.openapi."""
 
 from __future__ import annotations
 
-_ERR = {"$ref": "#/components/responses/Error"}
+from ccp.api.openapi_parts import ERR as _ERR, ok as _ok, op as _op
+
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLSTR = {"type": ["string", "null"]}
 _E = {"400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "415": _ERR, "422": _ERR}
@@ -15,22 +16,6 @@ _RID = {"name": "rollout_id", "in": "path", "required": True, "schema": {"type":
 _SIZE = {"type": "integer", "minimum": 1, "maximum": 1000}
 _CONFIRM = {"outsideWindowOk": {"type": "boolean", "description": "confirm a start outside the maintenance window"},
             "heldOk": {"type": "boolean", "description": "confirm a start of a held tenant"}}
-
-
-def _json(ref: str) -> dict:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
-
-
-def _op(summary: str, scope: str, responses: dict, *, params=(), body: str | None = None) -> dict:
-    op = {"summary": summary, "security": [{"bearer": []}], "x-scope": scope, "parameters": list(params),
-          "responses": {**responses, "401": _ERR, "403": _ERR}}
-    if body:
-        op["requestBody"] = {"required": False, "content": _json(body)}
-    return op
-
-
-def _ok(ref: str, code: str = "200", description: str = "OK") -> dict:
-    return {code: {"description": description, "content": _json(ref)}}
 
 
 _RELEASE = {"type": "object", "required": ["upgrade_id", "tag", "current", "recorded"], "properties": {
