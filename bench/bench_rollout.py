@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_scan import _add_tenants  # noqa: E402 - the same fleet of agents on loopback
+from bench_scan import _add_tenants, scratch_database, stop_all  # noqa: E402 - the same fleet and database
 
 
 def main() -> None:
@@ -46,18 +46,7 @@ def main() -> None:
         sys.exit("REDIS_URL is required (the workers are separate processes)")
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="ccp-bench-rollout-"))
-    pg = os.environ.get("CCP_BENCH_POSTGRES_URL") or os.environ.get("CCP_TEST_POSTGRES_URL")
-    import sqlalchemy as sa
-
-    scratch = admin = None
-    if pg:
-        scratch = f"ccp_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{scratch}"'))
-        db_url = sa.engine.make_url(pg).set(database=scratch).render_as_string(hide_password=False)
-    else:
-        db_url = f"sqlite:///{tmp}/ccp.db"
+    db_url, drop_database = scratch_database(tmp)
     env = {**os.environ, "CCP_ENV": "testing", "DATABASE_URL": db_url, "CCP_INSTANCE_DIR": str(tmp / "instance"),
            "CCP_QUEUE": f"ccp-bench-{uuid.uuid4().hex[:8]}", "CCP_MONITOR_WINDOW_S": "0",
            "DRY_RUN_COMPOSE_SLEEP": f"{args.sleep:g}"}
@@ -81,20 +70,12 @@ def main() -> None:
                 print(_format([rows[-1]], header=n == 0), flush=True)
             get_queue().empty()
     finally:
-        for proc in agents:
-            proc.terminate()
-        for proc in agents:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if scratch:
-            with app.app_context():
-                db.engine.dispose()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
+        stop_all(agents)
+        with app.app_context():
+            db.engine.dispose()
+        drop_database()
     print(f"\n{args.tenants} tenants, canary 1 then waves of {args.wave}, simulated pull and up {args.sleep:g} s "
-          f"each, {args.agents} agent processes, {'PostgreSQL' if pg else 'SQLite'}, load "
+          f"each, {args.agents} agent processes, {'SQLite' if db_url.startswith('sqlite') else 'PostgreSQL'}, load "
           f"{os.getloadavg()[0]:.1f}; worker logs in {tmp}")
     base = rows[0]["wall"] if rows and rows[0]["workers"] == 1 else None
     if base:
@@ -145,13 +126,7 @@ def _one_rollout(tag: str, workers: int, args, env: dict, tmp: Path, db) -> dict
                 "start_spread": statistics.median(start_spread), "gap": statistics.median(gaps) if gaps else 0.0,
                 "gap_max": max(gaps) if gaps else 0.0}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs, wait_s=20)
 
 
 def _format(rows: list[dict], header: bool) -> str:

@@ -56,18 +56,7 @@ def main() -> None:
     if not os.environ.get("REDIS_URL"):
         sys.exit("REDIS_URL is required (the workers are separate processes)")
     tmp = Path(tempfile.mkdtemp(prefix="ccp-bench-scan-"))
-    pg = os.environ.get("CCP_BENCH_POSTGRES_URL") or os.environ.get("CCP_TEST_POSTGRES_URL")
-    import sqlalchemy as sa
-
-    scratch = None
-    if pg:
-        scratch = f"ccp_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{scratch}"'))
-        db_url = sa.engine.make_url(pg).set(database=scratch).render_as_string(hide_password=False)
-    else:
-        db_url = f"sqlite:///{tmp}/ccp.db"
+    db_url, drop_database = scratch_database(tmp)
     env = {**os.environ, "CCP_ENV": "testing", "DATABASE_URL": db_url, "CCP_INSTANCE_DIR": str(tmp / "instance"),
            "CCP_QUEUE": f"ccp-bench-{uuid.uuid4().hex[:8]}"}
     os.environ.update(env)
@@ -107,24 +96,47 @@ def main() -> None:
                       f"{summary.get('unreachable')} unreachable)", flush=True)
             get_queue().empty()
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if scratch:
-            with app.app_context():
-                db.engine.dispose()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
+        stop_all(procs)
+        with app.app_context():
+            db.engine.dispose()
+        drop_database()
     (n1, w1, _), (n2, w2, _) = results
     print(f"worker logs: {tmp}/worker-*.log")
     print(f"\n{args.workers} workers, {args.agents} agents per batch of tenants, load {os.getloadavg()[0]:.1f}")
     print(f"{n1} tenants: {w1:.2f} s -> {'meets' if w1 <= 10 else 'MISSES'} the 10 s goal")
     print(f"{n2} tenants: {w2:.2f} s -> {w2 / w1:.2f}x per doubling "
           f"({'meets' if w2 / w1 <= 2.2 else 'MISSES'} the 2.2x goal)")
+
+
+def scratch_database(tmp: Path):
+    """(database URL, drop) for one bench run: a scratch PostgreSQL database when CCP_BENCH_POSTGRES_URL (or
+    CCP_TEST_POSTGRES_URL) is set, dropped by `drop()` once the app's connections are disposed; else SQLite in
+    `tmp` (drop does nothing)."""
+    pg = os.environ.get("CCP_BENCH_POSTGRES_URL") or os.environ.get("CCP_TEST_POSTGRES_URL")
+    if not pg:
+        return f"sqlite:///{tmp}/ccp.db", lambda: None
+    import sqlalchemy as sa
+
+    scratch = f"ccp_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{scratch}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
+    return sa.engine.make_url(pg).set(database=scratch).render_as_string(hide_password=False), drop
+
+
+def stop_all(procs: list[subprocess.Popen], wait_s: float = 15) -> None:
+    """Terminate the processes, then kill any that have not ended within `wait_s`."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _add_tenants(tmp, start, count, agents, env, procs, create_instance, tenants) -> int:
