@@ -291,7 +291,7 @@ def _note_running_digest(run: Run, box: dict) -> None:
     if IMAGES_CAPABILITY not in (run.instance.agent_capabilities or ()):
         return
     try:
-        found = release_image_digest(run.instance, run.upgrade.to_tag or "", run.driver.image_digests())
+        found = release_image_digest(run.instance, run.upgrade.to_tag or "", run.driver.image_digests)
     except DriverError:
         return
     if found:

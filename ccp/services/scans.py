@@ -206,16 +206,17 @@ def _deployed_digest(instance: Instance, row: InstanceScan, image: str, tag: str
     return None, "baseline"  # first sight (or upgraded since): what the registry says now becomes the baseline
 
 
-def release_image_digest(instance: Instance, tag: str, running: dict[str, str]) -> tuple[str, str] | None:
-    """(image, digest) of the tenant's release image running at `tag`, from an agent's image digests: the image of
-    a receiver that drives this instance (the release image is the one a registry announces). None when no such
-    receiver, or its image does not run at that tag."""
+def release_image_digest(instance: Instance, tag: str, ask_running) -> tuple[str, str] | None:
+    """(image, digest) of the tenant's release image running at `tag`: the image of a receiver that drives this
+    instance (the one a registry announces), found in `ask_running()` (the agent's image digests), which is called
+    only when such a receiver exists. None when there is none, or its image does not run at that tag."""
     receivers = db.session.execute(select(Receiver.image, Receiver.instances).order_by(Receiver.id)).all()
-    for image, slugs in receivers:
-        if not slugs or instance.slug in slugs:
-            digest = _running_for(image, tag, running)
-            if digest:
-                return image, digest
+    images = [image for image, slugs in receivers if not slugs or instance.slug in slugs]
+    running = ask_running() if images else {}
+    for image in images:
+        digest = _running_for(image, tag, running)
+        if digest:
+            return image, digest
     return None
 
 
