@@ -92,6 +92,8 @@ def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, wave: dict
         status, until = "waiting", datetime.fromisoformat(waiting[key]) if waiting[key] else None
     elif key in held:
         status, error = "held", held[key]
+    elif key in (wave.get("cancelled") or ()):
+        error = "the rollout was cancelled before its upgrade started"
     elif key in (wave.get("not_started") or ()):
         error = "waited for its maintenance window; the rollout ended first"
     return TenantProgress(instance_id=instance_id, slug=slug, deleted=slug is None, upgrade_id=None, status=status,

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -57,6 +58,7 @@ MAX_WAVE_SIZE = 1000
 # The Redis lock the running `advance` holds (renewed per tenant a wave start plans; see LOCK_TTL_S).
 _lock: contextvars.ContextVar = contextvars.ContextVar("rollout_lock")
 STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
+PLAN_THREADS = 8  # a wave's plans made at once (each is mostly waiting on its agent)
 
 
 class RolloutInvalid(ServiceError):
@@ -206,8 +208,8 @@ def _advance_locked(rollout_id: int) -> str:
             _finish(rollout, "succeeded")
         elif rollout.cancel_requested and wave["status"] == "pending":
             _finish(rollout, "cancelled", f"cancelled before wave {wave_no + 1}")
-        elif wave["status"] == "pending":
-            _start_wave(rollout, wave_no, wave)
+        elif wave["status"] == "pending" or (wave.get("starting") and not rollout.cancel_requested):
+            _start_wave(rollout, wave_no, wave)  # `starting`: the advance that started it died part-way
         elif wave.get("waiting") and not rollout.cancel_requested and not _failing(rollout, wave) \
                 and _start_waiting(rollout, wave_no, wave):
             continue  # some waiting tenants started (or could not): look at the wave again
@@ -216,19 +218,33 @@ def _advance_locked(rollout_id: int) -> str:
             if outcome is None:  # upgrades still queued/running: their ends will call us again
                 break
             waiting = sorted(wave.get("waiting") or ())
+            cut = sorted(wave.get("cancelled") or ()) or sorted(_unstarted(rollout, wave) if wave.get("starting")
+                                                                 else ())
+            if cut and not outcome:  # cancelled while the wave's upgrades were being queued: these never start
+                _save_wave(rollout, wave_no, {**_settled(wave), "status": "cancelled", "waiting": {},
+                                              "cancelled": cut, "not_started": waiting,
+                                              "finished_at": iso_utc(utcnow())})
+                _finish(rollout, "cancelled", f"cancelled in wave {wave_no + 1} before {', '.join(cut)} started"
+                        + (f"; not started: {', '.join(waiting)} (waiting for a maintenance window)"
+                           if waiting else ""))
+                break
             if waiting and not outcome:  # cancelled while these waited for their windows: they never start
                 _save_wave(rollout, wave_no, {**wave, "status": "cancelled", "waiting": {},
                                               "not_started": waiting, "finished_at": iso_utc(utcnow())})
                 _finish(rollout, "cancelled", f"cancelled in wave {wave_no + 1} while {', '.join(waiting)} "
                         "waited for a maintenance window (not started)")
                 break
-            wave = {**wave, "status": "succeeded" if not outcome else "failed", "finished_at": iso_utc(utcnow())}
+            wave = {**_settled(wave), "status": "succeeded" if not outcome else "failed",
+                    "finished_at": iso_utc(utcnow())}
             if waiting:
                 wave["waiting"], wave["not_started"] = {}, waiting
+            if cut:
+                wave["cancelled"] = cut
             _save_wave(rollout, wave_no, wave)
             if outcome:
                 unstarted = f"; not started: {', '.join(waiting)} (waiting for a maintenance window)" \
                     if waiting else ""
+                unstarted += f"; not started: {', '.join(cut)} (the rollout was cancelled)" if cut else ""
                 _finish(rollout, "halted", f"wave {wave_no + 1} did not succeed: " + "; ".join(outcome) + unstarted)
     return rollout.status
 
@@ -320,21 +336,98 @@ def _save_wave(rollout: Rollout, number: int, wave: dict) -> None:
 
 def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
     """Plan and start each tenant's upgrade; a tenant that cannot start is recorded with the reason, one outside its
-    maintenance window waits for it (`waiting`), one held since the rollout was planned is left out (`held`)."""
-    errors, waiting, held = {}, {}, {}
-    actor = f"rollout:{rollout.id}"
+    maintenance window waits for it (`waiting`), one held since the rollout was planned is left out (`held`).
+
+    The wave is saved running (with `starting`) before the first plan, so its status is true while upgrades are
+    being queued; the plans are made in parallel (PLAN_THREADS at a time: each is mostly agent round trips) and each
+    upgrade is queued as soon as its plan is ready. A cancel is looked at before each start: the tenants not started
+    yet are then recorded in `cancelled` and never start. An `advance` that finds a wave still `starting` (the one
+    that started it died) starts the rest; tenants already started in this rollout are never started twice."""
+    errors, waiting, held = dict(wave.get("errors") or {}), dict(wave.get("waiting") or {}), \
+        dict(wave.get("held") or {})
+    wave = {**wave, "status": "running", "started_at": wave.get("started_at") or iso_utc(utcnow()),
+            "starting": True, "errors": errors, "waiting": waiting, "held": held}
+    _save_wave(rollout, number, wave)
     now = utcnow()
+    ready = []
     for iid in wave["instances"]:
         inst = db.session.get(Instance, iid)
         if inst is None:
             errors[f"#{iid}"] = "the instance was deleted"
-            continue
-        _start_or_wait(rollout, wave, inst, now, errors, waiting, held)
-    _save_wave(rollout, number, {**wave, "status": "running", "started_at": iso_utc(utcnow()), "errors": errors,
-                                 "waiting": waiting, "held": held})
-    record(actor, "rollout.wave.start", detail={"rollout_id": rollout.id, "wave": number + 1,
-                                                "tenants": len(wave["instances"]), "not_started": len(errors),
-                                                "waiting": sorted(waiting), "held": sorted(held)})
+        elif _may_start(rollout, inst, now, waiting, held):
+            ready.append(inst)
+    cancelled = _start_planned(rollout, wave, ready, errors)
+    wave = {**_settled(wave), "errors": errors, "waiting": waiting, "held": held}
+    if cancelled:
+        wave["cancelled"] = cancelled
+    _save_wave(rollout, number, wave)
+    record(f"rollout:{rollout.id}", "rollout.wave.start",
+           detail={"rollout_id": rollout.id, "wave": number + 1, "tenants": len(wave["instances"]),
+                   "not_started": len(errors), "waiting": sorted(waiting), "held": sorted(held),
+                   "cancelled": cancelled})
+
+
+def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: dict) -> list[str]:
+    """Plan `ready`'s releases in parallel and start each as its plan is done; a refusal goes into `errors`.
+    Returns the slugs left unstarted because the rollout was cancelled meanwhile."""
+    if not ready:
+        return []
+    app = current_app._get_current_object()
+    targets = {inst.id: _target(rollout, wave, inst) for inst in ready}
+    by_id = {inst.id: inst for inst in ready}
+
+    def plan(iid: int):  # in a pool thread: its own app context and database session
+        with app.app_context():
+            try:
+                tag, digest, _ = targets[iid]
+                return upgrade_svc.plan_release(db.session.get(Instance, iid), tag, digest).plan_hash
+            except UpgradeError as exc:
+                return exc
+            finally:
+                db.session.remove()
+
+    started, cancelled = set(), []
+    with ThreadPoolExecutor(max_workers=min(PLAN_THREADS, len(ready)), thread_name_prefix="rollout-plan") as pool:
+        futures = {pool.submit(plan, iid): iid for iid in by_id}
+        try:
+            for future in as_completed(futures):
+                iid = futures[future]
+                if _cancel_requested(rollout):
+                    break
+                held_lock = _lock.get(None)
+                if held_lock is not None:
+                    held_lock.reacquire()  # keep the lock while this job is alive (each plan is bounded by timeouts)
+                result = future.result()
+                started.add(iid)
+                inst, (tag, digest, rollback_of) = by_id[iid], targets[iid]
+                if isinstance(result, UpgradeError):
+                    errors[inst.slug] = result.message
+                    continue
+                try:
+                    upgrade_svc.start_release(inst, tag, plan=result, actor=f"rollout:{rollout.id}",
+                                              rollout_id=rollout.id, plan_checked=True, image_digest=digest,
+                                              rollback_of=rollback_of)
+                except UpgradeError as exc:
+                    db.session.rollback()
+                    errors[inst.slug] = exc.message
+        finally:
+            for future in futures:
+                future.cancel()
+    if len(started) < len(ready):
+        cancelled = sorted(inst.slug for iid, inst in by_id.items() if iid not in started)
+    return cancelled
+
+
+def _cancel_requested(rollout: Rollout) -> bool:
+    """The rollout's cancel flag as the database has it now (an operator's cancel arrives from another process)."""
+    return bool(db.session.execute(select(Rollout.cancel_requested).where(Rollout.id == rollout.id)).scalar())
+
+
+def _target(rollout: Rollout, wave: dict, inst: Instance) -> tuple[str, str | None, int | None]:
+    """(tag, digest, rollback_of) a tenant of the wave goes to: a rollback rollout names each tenant's own target,
+    {"<instance id>": {"tag", "digest", "upgrade_id"}}; else the rollout's tag and digest."""
+    target = (wave.get("targets") or {}).get(str(inst.id)) or {}
+    return target.get("tag") or rollout.tag, target.get("digest", rollout.image_digest), target.get("upgrade_id")
 
 
 def _start_waiting(rollout: Rollout, number: int, wave: dict) -> bool:
@@ -343,56 +436,56 @@ def _start_waiting(rollout: Rollout, number: int, wave: dict) -> bool:
     waiting = dict(wave["waiting"])
     found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(list(waiting)))).scalars()}
     errors, still, held = dict(wave["errors"]), {}, dict(wave.get("held") or {})
-    started = []
+    ready = []
     for slug in waiting:
         inst = found.get(slug)
         if inst is None:
             errors[slug] = "the instance was deleted while it waited for its maintenance window"
-            continue
-        before = len(still)
-        _start_or_wait(rollout, wave, inst, now, errors, still, held)
-        if len(still) == before:
-            started.append(slug)
+        elif _may_start(rollout, inst, now, still, held):
+            ready.append(inst)
+    cancelled = _start_planned(rollout, wave, ready, errors)
+    started = [inst.slug for inst in ready if inst.slug not in cancelled]
     if len(still) == len(waiting):
         if still != waiting:  # the same tenants wait, some until another time (their window was changed)
             _save_wave(rollout, number, {**wave, "waiting": still})
         return False
-    _save_wave(rollout, number, {**wave, "errors": errors, "waiting": still, "held": held})
+    _save_wave(rollout, number, {**wave, "errors": errors, "waiting": still, "held": held,
+                                 **({"cancelled": cancelled} if cancelled else {})})
     record(f"rollout:{rollout.id}", "rollout.wave.window_open",
            detail={"rollout_id": rollout.id, "wave": number + 1, "started": sorted(started), "waiting": sorted(still)})
     return True
 
 
-def _start_or_wait(rollout: Rollout, wave: dict, inst: Instance, now, errors: dict, waiting: dict,
-                   held: dict) -> None:
-    """Start `inst`'s upgrade in the rollout, or record why not: held (left out), outside its window (waits until
-    it opens), or the start's refusal."""
-    held_lock = _lock.get(None)
-    if held_lock is not None:
-        held_lock.reacquire()  # each plan may take the agent timeouts: keep the lock while this job is alive
+def _may_start(rollout: Rollout, inst: Instance, now, waiting: dict, held: dict) -> bool:
+    """True when `inst` is to be started in the rollout now; else why not is recorded: started already by an earlier
+    `advance` (nothing), held (left out), outside its window (waits until it opens)."""
     if db.session.execute(select(Upgrade.id).where(Upgrade.rollout_id == rollout.id,
                                                    Upgrade.instance_id == inst.id).limit(1)).first():
-        return  # started by an earlier `advance` that died before it saved the wave: never a second upgrade
+        return False  # started by an earlier `advance` that died before it saved the wave: never a second upgrade
     hold = windows.active_hold(inst, now)
     if hold is not None:
         held[inst.slug] = hold.sentence
-        return
+        return False
     state = windows.window_state(inst, now)
     if not state.open:
         waiting[inst.slug] = iso_utc(state.next_open) if state.next_open else None
-        return
-    # A rollback rollout names each tenant's own target: {"<instance id>": {"tag", "digest", "upgrade_id"}}.
-    target = (wave.get("targets") or {}).get(str(inst.id)) or {}
-    tag = target.get("tag") or rollout.tag
-    try:
-        digest = target.get("digest", rollout.image_digest)
-        plan = upgrade_svc.plan_release(inst, tag, digest)
-        upgrade_svc.start_release(inst, tag, plan=plan.plan_hash, actor=f"rollout:{rollout.id}",
-                                  rollout_id=rollout.id, plan_checked=True, image_digest=digest,
-                                  rollback_of=target.get("upgrade_id"))
-    except UpgradeError as exc:
-        db.session.rollback()
-        errors[inst.slug] = exc.message
+        return False
+    return True
+
+
+def _settled(wave: dict) -> dict:
+    """The wave without its `starting` mark (its start is over, one way or another)."""
+    return {key: value for key, value in wave.items() if key != "starting"}
+
+
+def _unstarted(rollout: Rollout, wave: dict) -> list[str]:
+    """Slugs of the wave's tenants with no upgrade in the rollout and no recorded reason (a `starting` wave whose
+    start was cut short)."""
+    started = set(db.session.execute(select(Upgrade.instance_id).where(
+        Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]))).scalars())
+    accounted = set(wave.get("errors") or ()) | set(wave.get("waiting") or ()) | set(wave.get("held") or ())
+    rows = db.session.execute(select(Instance.id, Instance.slug).where(Instance.id.in_(wave["instances"])))
+    return [slug for iid, slug in rows if iid not in started and slug not in accounted]
 
 
 def _wave_outcome(rollout: Rollout, wave: dict) -> list[str] | None:

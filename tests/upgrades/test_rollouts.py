@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -218,3 +219,138 @@ def test_an_advance_that_died_mid_wave_does_not_start_a_tenant_twice(app, db, te
     assert sorted(u.instance.slug for u in ups) == ["died-a", "died-b", "died-c"]  # one each
     assert next(u for u in ups if u.instance_id == a.id).id == first.id
     assert LOCK_TTL_S * 10 <= LOCK_S  # a dead holder's lock lapses long before a waiting advance gives up
+
+
+class _HeldAgent:
+    """An agent address on loopback that accepts connections and answers nothing until released, then hangs up:
+    a tenant whose plan is still being made while the rest of its wave starts."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        conns = []
+        self._sock.settimeout(0.1)
+        while not self.release.is_set():
+            try:
+                conns.append(self._sock.accept()[0])
+                self.asked.set()
+            except OSError:
+                continue
+        for conn in conns:
+            conn.close()
+        self._sock.close()
+
+
+def _advance_in_thread(app, rollout_id):
+    import threading
+
+    def run():
+        with app.app_context():
+            rollouts.advance(rollout_id)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wave_now(db, rollout_id) -> tuple[dict, dict[str, str]]:
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout_id)
+    return rollout.waves[0], {s: u.status for s, u in _upgrades(db, rollout).items()}
+
+
+def test_a_wave_is_running_while_its_upgrades_are_queued_and_plans_do_not_wait_for_each_other(
+        app, db, tenant_factory, run_worker):
+    """Plans are made in parallel: the quick tenants' upgrades are queued while a slow agent still holds its plan,
+    and the wave says running (with when it started) from its first upgrade on, not after the last plan."""
+    agent = _HeldAgent()
+    tenant_factory(slug="par-a")
+    make_instance(slug="par-slow", agent_url=agent.url)
+    tenant_factory(slug="par-z")
+    rollout = rollouts.start_rollout("v2", instances=["par-a", "par-slow", "par-z"], canary=3, wave_size=1,
+                                     actor="user:ann")
+    get_queue().empty()
+    thread = _advance_in_thread(app, rollout.id)
+    try:
+        assert agent.asked.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            wave, statuses = _wave_now(db, rollout.id)
+            if len(statuses) == 2:
+                break
+            time.sleep(0.05)
+        assert statuses == {"par-a": "queued", "par-z": "queued"}, "the quick tenants waited for the slow one"
+        assert wave["status"] == "running" and wave["started_at"] and wave["starting"]
+    finally:
+        agent.release.set()
+        thread.join(60)
+    wave, _ = _wave_now(db, rollout.id)
+    assert "starting" not in wave and "par-slow" in wave["errors"]
+    run_worker()
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout.id)
+    assert rollout.status == "halted" and "par-slow could not start" in rollout.error
+
+
+def test_a_cancel_while_a_wave_is_being_started_stops_the_tenants_not_started_yet(app, db, tenant_factory,
+                                                                                   run_worker):
+    agent = _HeldAgent()
+    tenant_factory(slug="cut-a")
+    make_instance(slug="cut-slow", agent_url=agent.url)
+    tenant_factory(slug="cut-later")
+    rollout = rollouts.start_rollout("v2", instances=["cut-a", "cut-slow", "cut-later"], canary=2, wave_size=1,
+                                     actor="user:ann")
+    get_queue().empty()
+    thread = _advance_in_thread(app, rollout.id)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _wave_now(db, rollout.id)[1] != {"cut-a": "queued"}:
+            time.sleep(0.05)
+        assert _wave_now(db, rollout.id)[1] == {"cut-a": "queued"}
+        rollouts.cancel_rollout(db.session.get(Rollout, rollout.id), actor="user:bob")
+    finally:
+        agent.release.set()
+        thread.join(60)
+    run_worker()
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout.id)
+    assert rollout.status == "cancelled", rollout.error
+    assert rollout.error == "cancelled in wave 1 before cut-slow started"
+    assert {s: u.status for s, u in _upgrades(db, rollout).items()} == {"cut-a": "succeeded"}
+    assert [w["status"] for w in rollout.waves] == ["cancelled", "pending"]
+    tenants = {t.slug: t for t in rollout_waves(rollout)[0].tenants}
+    assert tenants["cut-slow"].status == "not_started" and "cancelled" in tenants["cut-slow"].error
+
+
+def test_an_advance_that_died_while_its_wave_was_starting_starts_the_rest(app, db, tenant_factory, run_worker):
+    """The wave is saved running with `starting` before its first plan; a worker killed then leaves it so, and the
+    next `advance` starts the tenants not started yet (never one twice)."""
+    from ccp.services import upgrades as upgrade_svc
+
+    a, b = tenant_factory(slug="rest-a"), tenant_factory(slug="rest-b")
+    rollout = rollouts.start_rollout("v2", canary=2, wave_size=1, actor="user:ann")
+    get_queue().empty()
+    first = upgrade_svc.start_release(a, "v2", plan=upgrade_svc.plan_release(a, "v2").plan_hash,
+                                      actor=f"rollout:{rollout.id}", rollout_id=rollout.id, plan_checked=True)
+    rollout.waves = [{**rollout.waves[0], "status": "running", "started_at": "2026-01-01T00:00:00+00:00",
+                      "starting": True}]
+    db.session.commit()
+    rollouts.advance(rollout.id)
+    wave, statuses = _wave_now(db, rollout.id)
+    assert statuses == {"rest-a": "queued", "rest-b": "queued"} and "starting" not in wave
+    assert wave["started_at"] == "2026-01-01T00:00:00+00:00"  # when it really started
+    run_worker()
+    db.session.expire_all()
+    rollout = db.session.get(Rollout, rollout.id)
+    assert rollout.status == "succeeded", rollout.error
+    ups = _upgrades(db, rollout)
+    assert set(ups) == {"rest-a", "rest-b"} and ups["rest-a"].id == first.id and b.id == ups["rest-b"].instance_id
