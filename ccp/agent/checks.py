@@ -48,6 +48,14 @@ def check_agent(config_path: str | None, env: dict, *, ccp_url: str | None = Non
     return found
 
 
+def trial_findings(config: AgentConfig) -> list[Finding]:
+    """The checks a new agent version runs on trial, before it serves (ccp.agent.update.run_trial_checks): can this
+    version work on this host -- its state dir, each tenant's install dir (and its compose project), compose and
+    the Docker engine. The key files' modes, the listen port (the server's bind tests it) and the clock are left to
+    ``ccp agent check``: they do not change with a version, so they never stop an update."""
+    return _state_dir(config.state_dir) + _instances(config) + _runtime(config)
+
+
 def _mode(path: Path) -> str:
     return oct(stat.S_IMODE(path.stat().st_mode))[2:].zfill(4)
 

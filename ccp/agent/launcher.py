@@ -12,11 +12,17 @@ What it starts (``choose``), settling the ``pending`` marker first:
 - ``confirmed``: CCP confirmed the new code -> it becomes current (``last_update``: succeeded);
 - ``staged``: the old code accepted an update and exited -> start the new code on trial until ``deadline``;
 - ``started`` with the deadline passed (the launcher itself was restarted meanwhile) -> restore the previous code;
-- no marker -> the current code (the installed package once it changed since: an install by hand wins).
+- no marker -> the current code (the installed package once it changed since: an install by hand, or a new
+  container image, wins; and never a pushed version older than the installed package).
 
 While the new code is on trial, the launcher restores the previous code when the child exits before it was
-confirmed (``the new version exited with code N``) or when the deadline passes (the child is stopped), and records
-why in ``last_update`` (outcome ``restored``), which /v1/health then reports beside the old version. Outside a
+confirmed (``the new version exited with code N``; ``its checks failed: ...`` when the new code's own checks failed,
+ccp.agent.update.run_trial_checks) or when the deadline passes (the child is stopped), and records why in
+``last_update`` (outcome ``restored``), which /v1/health then reports beside the old version.
+
+In a container (ccp/deploy/docker/agent.Dockerfile) the launcher is the image's ``ccp-agent`` and the update folder
+lives in the state volume (/var/lib/ccp-agent/_agent), so a confirmed version survives ``docker restart`` and a
+re-created container on the same image; a container started from another image runs that image's code. Outside a
 trial a child that exits by itself ends the launcher with its exit code: the outer supervisor (systemd's
 ``Restart=``) starts it again; the launcher does not need one (tests run it as a plain process).
 """
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccp import __version__ as INSTALLED  # the launcher's own code is always the installed package
-from ccp.agent.update import LAUNCHED_ENV, read_json, update_dir, write_json
+from ccp.agent.update import CHECKS_FAILED_EXIT, LAUNCHED_ENV, older, read_json, update_dir, write_json
 
 log = logging.getLogger("ccp.agent.launcher")
 POLL_S = 0.2
@@ -66,6 +72,7 @@ def restore(folder: Path, pending: dict, reason: str) -> None:
                                              "previous": pending.get("previous"), "reason": reason,
                                              "at": time.time()})
     (folder / "pending.json").unlink(missing_ok=True)
+    (folder / "trial.json").unlink(missing_ok=True)
     log.warning("agent update to %s abandoned, previous code restored: %s", pending.get("target"), reason)
 
 
@@ -77,6 +84,7 @@ def promote(folder: Path, pending: dict) -> None:
                                              "previous": pending.get("previous"), "reason": "confirmed by CCP",
                                              "at": time.time()})
     (folder / "pending.json").unlink(missing_ok=True)
+    (folder / "trial.json").unlink(missing_ok=True)
     log.info("agent update to %s confirmed: it is the current code", pending["target"])
     versions = folder / "versions"
     others = sorted((p for p in versions.iterdir() if p.is_dir() and str(p) != pending["path"]
@@ -87,10 +95,11 @@ def promote(folder: Path, pending: dict) -> None:
 
 def current(folder: Path) -> Start:
     """The current code: current.json's version folder, or the installed package -- also when the installed package
-    changed since that version was confirmed (installed by hand, or a new container image): a by-hand install wins."""
+    changed since that version was confirmed (installed by hand, or a new container image): a by-hand install wins;
+    and when the pushed version is older than the installed one (never run older code than the package ships)."""
     data = read_json(folder / "current.json") or {}
     path = data.get("path")
-    if path and data.get("installed") != INSTALLED:
+    if path and (data.get("installed") != INSTALLED or older(data.get("version"), INSTALLED)):
         log.warning("the installed agent is now %s (it was %s when %s was confirmed): running the installed package",
                     INSTALLED, data.get("installed"), data.get("version"))
         (folder / "current.json").unlink(missing_ok=True)
@@ -110,7 +119,10 @@ def choose(folder: Path, now: float) -> Start:
             promote(folder, pending)
         elif not _usable(pending.get("path")) or not pending.get("target"):
             restore(folder, pending, "the new version's files are missing")
+        elif older(pending["target"], INSTALLED):
+            restore(folder, pending, f"the installed agent ({INSTALLED}) is newer than {pending['target']}")
         elif state == "staged":
+            (folder / "trial.json").unlink(missing_ok=True)  # the checks of an earlier start of this trial
             deadline = now + float(pending.get("deadline_s") or 120)
             write_json(folder / "pending.json", {**pending, "state": "started", "deadline": deadline,
                                                  "started_at": now})
@@ -142,6 +154,14 @@ def child_env(folder: Path, start: Start, base: dict | None = None) -> dict:
     if start.path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (start.path, env.get("PYTHONPATH"))))
     return env
+
+
+def exit_reason(folder: Path, start: Start, code: int) -> str:
+    """Why the new code on trial exited: its failed checks (from trial.json) when that is why, else its exit code."""
+    trial = read_json(folder / "trial.json") or {}
+    if code == CHECKS_FAILED_EXIT and trial.get("target") == start.version and trial.get("checks") == "failed":
+        return "its checks failed: " + "; ".join(trial.get("failed") or ("(none named)",))
+    return f"the new version exited with code {code} before CCP confirmed it"
 
 
 class Launcher:
@@ -206,7 +226,7 @@ class Launcher:
                 pending = read_json(self.folder / "pending.json") or {"target": start.version}
                 if pending.get("state") == "confirmed":
                     continue  # confirmed just before it exited: choose() makes it current
-                restore(self.folder, pending, f"the new version exited with code {code} before CCP confirmed it")
+                restore(self.folder, pending, exit_reason(self.folder, start, code))
                 continue
             pending = read_json(self.folder / "pending.json")
             if pending is not None and pending.get("state") == "staged":

@@ -10,6 +10,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from ccp.agent.app import create_agent_app
 from ccp.agent.config import AgentConfig
+from ccp.agent.update import run_trial_checks
 
 log = logging.getLogger("ccp.agent")
 
@@ -45,7 +46,9 @@ def start_agent_in_thread(config: AgentConfig, host: str = "127.0.0.1", port: in
 
 
 def serve_forever(config: AgentConfig) -> None:
-    """Serve in the foreground until SIGTERM or SIGINT, then stop cleanly."""
+    """Serve in the foreground until SIGTERM or SIGINT, then stop cleanly. A new version on trial runs its checks
+    first, and exits instead of serving when one fails (ccp.agent.update.run_trial_checks)."""
+    run_trial_checks(config)
     server = _server(config, config.listen_host, config.listen_port)
     stopping = threading.Event()
 

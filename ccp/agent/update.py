@@ -11,10 +11,18 @@ Files, under ``<state_dir>/_agent/`` (a name no instance slug can take):
                            "deadline" (epoch s, set when the new code starts), "state"}`` with state ``staged`` (the
                            old code accepted it and exits), ``started`` (the launcher started the new code),
                            ``confirmed`` (CCP confirmed the new code; the launcher makes it current);
-- ``last_update.json``     how the last update ended: ``{"target", "outcome": succeeded|restored, "reason", "at"}``.
+- ``last_update.json``     how the last update ended: ``{"target", "outcome": succeeded|restored, "reason", "at"}``;
+- ``trial.json``           the new code's own checks, run when it starts on trial before it serves (ccp.agent.checks
+                           ``trial_findings``): ``{"target", "checks": passed|failed, "failed": [texts],
+                           "warnings": [texts], "at"}``. On a failure the new code exits with CHECKS_FAILED_EXIT and
+                           the launcher restores the previous code at once, saying which check failed.
 
 The old code writes ``staged`` and exits; only the launcher writes ``started``, ``current.json`` and
-``last_update.json``; only the new code writes ``confirmed``. Every file is replaced atomically.
+``last_update.json``; only the new code writes ``confirmed`` (once its checks passed) and ``trial.json``. Every file
+is replaced atomically.
+
+The code run is never older than the installed package (a container's image): an update to an older version is
+refused, and the launcher runs the installed package whenever it is not older than the pushed one.
 
 The endpoints exist only when the agent runs under the launcher (``CCP_AGENT_LAUNCHED`` names the state folder):
 an agent served any other way (a thread in tests or the demo, ``python -m ccp.agent serve``) cannot restart itself,
@@ -27,6 +35,7 @@ import binascii
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,13 +46,16 @@ import zipfile
 from pathlib import Path
 
 from ccp import __version__
-from ccp.protocol import AGENT_UPDATE_CAPABILITY
+from ccp.protocol import AGENT_UPDATE_CAPABILITY, AGENT_UPDATE_CHECKS_CAPABILITY
 
+log = logging.getLogger("ccp.agent.update")
 LAUNCHED_ENV = "CCP_AGENT_LAUNCHED"  # set by the launcher for its child: the update folder
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MIN_DEADLINE_S, MAX_DEADLINE_S, DEFAULT_DEADLINE_S = 5.0, 900.0, 120.0
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+CHECKS_FAILED_EXIT = 78  # the new code's exit code when its trial checks failed (EX_CONFIG)
+MAX_FINDINGS, MAX_FINDING_CHARS = 5, 300
 REQUIRED_FILES = ("ccp/__init__.py", "ccp/agent/__init__.py", "ccp/agent/__main__.py", "ccp/agent/cli.py",
                   "ccp/agent/launcher.py")
 
@@ -80,6 +92,21 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def version_key(version: str | None) -> tuple[int, ...]:
+    """The release numbers a version starts with ("0.10.2rc1+x" -> (0, 10, 2)): enough to tell an older version
+    (the light agent has no ``packaging``). Pre-release and local parts are ignored, so they never count as older."""
+    found = re.match(r"\d+(?:\.\d+)*", version or "")
+    parts = [int(p) for p in found.group(0).split(".")] if found else []
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def older(version: str | None, than: str | None) -> bool:
+    """Whether ``version``'s release is older than ``than``'s."""
+    return version_key(version) < version_key(than)
+
+
 def launched_dir() -> Path | None:
     """The update folder when this process runs under the launcher, else None."""
     value = os.environ.get(LAUNCHED_ENV)
@@ -88,14 +115,71 @@ def launched_dir() -> Path | None:
 
 def capabilities() -> list[str]:
     """``agent.update`` when the agent can restart itself into new code (it runs under the launcher)."""
-    return [AGENT_UPDATE_CAPABILITY] if launched_dir() else []
+    return [AGENT_UPDATE_CAPABILITY, AGENT_UPDATE_CHECKS_CAPABILITY] if launched_dir() else []
+
+
+def trial_of(folder: Path) -> dict | None:
+    """This code's trial checks while it is the update on its way (pending names this version), else None."""
+    pending = read_json(folder / "pending.json")
+    trial = read_json(folder / "trial.json")
+    if pending is None or pending.get("target") != __version__ or trial is None or trial.get("target") != __version__:
+        return None
+    return trial
 
 
 def health_fields() -> dict:
-    """``last_update`` for /v1/health: how the last self-update ended (absent before the first)."""
+    """For /v1/health: ``last_update``, how the last self-update ended (absent before the first), and ``trial``
+    while this code is an update on trial: its checks (``passed``) and their warnings."""
     folder = launched_dir()
-    last = read_json(folder / "last_update.json") if folder else None
-    return {"last_update": last} if last else {}
+    if folder is None:
+        return {}
+    out = {}
+    last = read_json(folder / "last_update.json")
+    if last:
+        out["last_update"] = last
+    trial = trial_of(folder)
+    if trial:
+        out["trial"] = {k: trial.get(k) for k in ("target", "checks", "failed", "warnings")}
+    return out
+
+
+def installed_version(folder: Path) -> str:
+    """The installed package's version (a container's image): this code's own, unless it is a pushed version."""
+    current = read_json(folder / "current.json") or {}
+    return str(current.get("installed") or __version__) if current.get("path") else __version__
+
+
+def run_trial_checks(config) -> None:
+    """When this process is a new version on trial (its launcher started it, not yet confirmed): run its checks
+    (ccp.agent.checks ``trial_findings``) before serving and record them in ``trial.json``; when one fails, exit
+    with CHECKS_FAILED_EXIT so that the launcher restores the previous code at once. Texts only: no key, no value
+    of a tenant's file is in a finding."""
+    folder = launched_dir()
+    if folder is None:
+        return
+    pending = read_json(folder / "pending.json")
+    if pending is None or pending.get("target") != __version__ or pending.get("state") != "started":
+        return
+    from ccp.agent.checks import Finding, trial_findings
+
+    started = time.monotonic()
+    try:
+        findings = trial_findings(config)
+    except Exception as exc:  # noqa: BLE001 - a check that breaks is a failed check of this version
+        log.exception("the trial checks broke")
+        findings = [Finding("fail", f"the checks could not run: {type(exc).__name__}")]
+
+    def texts(level: str) -> list[str]:
+        return [f.text[:MAX_FINDING_CHARS] for f in findings if f.level == level][:MAX_FINDINGS]
+
+    failed = texts("fail")
+    write_json(folder / "trial.json", {"target": __version__, "checks": "failed" if failed else "passed",
+                                       "failed": failed, "warnings": texts("warn"), "at": time.time()})
+    if failed:
+        log.error("agent %s on trial: its checks failed, exiting so that the previous code is restored: %s",
+                  __version__, "; ".join(failed))
+        raise SystemExit(CHECKS_FAILED_EXIT)
+    log.info("agent %s on trial: its checks passed in %.1f s", __version__, time.monotonic() - started)
 
 
 def wheel_version(data: bytes) -> str:
@@ -185,6 +269,10 @@ class Updater:
             raise UpdateRefused(422, "sha256_mismatch", "the wheel's SHA-256 is not the one named: nothing installed")
         if version == __version__:
             raise UpdateRefused(409, "same_version", f"this agent already runs version {version}")
+        installed = installed_version(self.folder)
+        if older(version, installed):
+            raise UpdateRefused(409, "older_than_installed", f"version {version} is older than the installed agent "
+                                f"({installed}, e.g. the container's image): it would never run")
         if not self.lock.acquire(blocking=False):
             raise UpdateRefused(409, "update_in_progress", "another update request is being handled")
         try:
@@ -217,6 +305,10 @@ class Updater:
             deadline = pending.get("deadline")
             if pending.get("state") == "started" and deadline and time.time() > float(deadline) - 1:
                 raise UpdateRefused(409, "too_late", "the update's deadline has passed: the launcher restores")
+            trial = trial_of(self.folder) or {}
+            if pending.get("state") == "started" and trial.get("checks") != "passed":
+                raise UpdateRefused(409, "checks_not_passed", "this version's checks have not passed: "
+                                    + ("; ".join(trial.get("failed") or ()) or "they did not run"))
             if pending.get("state") != "confirmed":
                 write_json(self.pending_path, {**pending, "state": "confirmed", "confirmed_at": time.time()})
         return {"version": __version__, "state": "confirmed"}

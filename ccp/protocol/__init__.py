@@ -23,6 +23,10 @@ IMAGES_CAPABILITY = "images.digests"
 # agent/update and agent/update/confirm: CCP pushes a new agent version (a wheel) and confirms it came back; reported
 # only by an agent running under its launcher (ccp.agent.launcher), which can restart it and restore the old code.
 AGENT_UPDATE_CAPABILITY = "agent.update"
+# agent.update.checks: a new version on trial runs its checks before it serves and reports them in /v1/health's
+# "trial" block ({"target", "checks": "passed", "warnings"}); it exits (its launcher restores the old code) when one
+# fails, and accepts a confirm only once they passed. CCP confirms such a version only when its trial says passed.
+AGENT_UPDATE_CHECKS_CAPABILITY = "agent.update.checks"
 CAPABILITIES = ("files.diff", "files.write", "snapshots.restore", "env.keys", "env.patch", "compose.pull",
                 "compose.up", "compose.ps", "compose.down", "scripts.run", ENV_TABLE_CAPABILITY, ENV_VALUES_CAPABILITY,
                 HOOKS_CAPABILITY, BACKUPS_CAPABILITY, IMAGES_CAPABILITY, WAIT_CAPABILITY,

@@ -6,8 +6,11 @@ it in the signed request body (agents are often behind NAT and cannot fetch anyt
 
 One RQ job per agent (`ccp.jobs.run_agent_update`): it reads the agent's health (it must report `agent.update`:
 an older agent, or one not run by its launcher, is refused before anything is sent), sends the update, then polls
-/v1/health until the agent answers the target version -- then confirms it (the agent keeps the new code) -- or
-reports that its launcher restored the old one, or the deadline passes (the agent restores itself). The next wave
+/v1/health until the agent answers the target version and, when that version reports `agent.update.checks`, its
+trial says its own checks passed -- then confirms it (the agent keeps the new code) -- or reports that its launcher
+restored the old one (a version whose checks fail exits at once: the reason names the check), or the deadline
+passes (the agent restores itself). A version without `agent.update.checks` (an older protocol) is confirmed as
+soon as it answers. The next wave
 starts when every agent of the current one ended; a wave where any agent failed halts the rollout with the reason,
 and the agents of later waves are never touched (`not_started`). A job that ends is what moves the rollout on: the
 wave's last job starts the next wave with one conditional UPDATE, so two jobs ending at once never start it twice.
@@ -37,7 +40,7 @@ import ccp
 from ccp.drivers.agent_client import AgentClient, AgentUnreachable
 from ccp.extensions import db, get_queue
 from ccp.models import AgentRollout, AgentUpdate, Instance, InstanceScan, Upgrade, as_utc, iso_utc, utcnow
-from ccp.protocol import AGENT_UPDATE_CAPABILITY
+from ccp.protocol import AGENT_UPDATE_CAPABILITY, AGENT_UPDATE_CHECKS_CAPABILITY
 from ccp.services.audit import record
 from ccp.services.errors import ServiceError
 
@@ -50,6 +53,7 @@ POLL_S = 1.0
 BUSY_RETRY_S = 2.0
 SEND_TIMEOUT_S = 120.0
 MAX_WAVE_SIZE = 1000
+RESTART_MARGIN_S = 30  # beyond the agent's deadline: its restart into the new code, and back
 LOST_MARGIN_S = 180  # beyond the job's own limit: an agent's job running this long was lost
 
 
@@ -393,16 +397,40 @@ def _upgrading(url: str) -> bool:
                               .limit(1)).first() is not None
 
 
+def _checks_pending(health: dict, target: str) -> bool:
+    """Whether the target version answers but must not be confirmed yet: it runs its own checks on trial
+    (`agent.update.checks`) and its `trial` block does not say they passed. An agent of an older protocol reports
+    no such capability: it is confirmed on its version alone."""
+    if AGENT_UPDATE_CHECKS_CAPABILITY not in (health.get("capabilities") or ()):
+        return False
+    trial = health.get("trial")
+    return not (isinstance(trial, dict) and trial.get("target") == target and trial.get("checks") == "passed")
+
+
+def _restored_reason(last: dict) -> str:
+    reason = str(last.get("reason") or "")
+    if "exited with code 78 " in reason:  # a launcher older than trial checks reports only the new code's exit
+        reason += " (78: its own checks failed on start; `ccp-agent check` on the host says which)"
+    return reason
+
+
 def _await(client: AgentClient, rollout: AgentRollout, old: str, before) -> tuple[str, str, str | None]:
-    """Poll health until the agent answers the target (then confirm), says it restored the old code, or the
-    deadline (the agent's, plus a margin for its restart) passes."""
-    target, seen = rollout.target_version, old
-    ends = time.monotonic() + rollout.deadline_s + 30
+    """Poll health until the agent answers the target with its checks passed (then confirm), says it restored the
+    old code, or the deadline (the agent's, plus a margin for its restart) passes."""
+    target, seen, unchecked = rollout.target_version, old, False
+    ends = time.monotonic() + rollout.deadline_s + RESTART_MARGIN_S
     while time.monotonic() < ends:
         health = _health(client)
         if health is not None:
             seen = str(health.get("version"))
             last = health.get("last_update")
+            fresh = isinstance(last, dict) and last != before and last.get("target") == target
+            if seen == target and fresh and last.get("outcome") == "succeeded":
+                return "succeeded", f"answered {target} and was confirmed", seen  # confirmed by an earlier try
+            if seen == target and _checks_pending(health, target):
+                unchecked = True
+                time.sleep(POLL_S)
+                continue
             if seen == target:
                 try:
                     status, answer = client.request("POST", "/v1/agent/update/confirm", json={"version": target},
@@ -410,14 +438,18 @@ def _await(client: AgentClient, rollout: AgentRollout, old: str, before) -> tupl
                 except AgentUnreachable as exc:
                     return "failed", f"confirming {target}: {exc}", seen
                 if status == 200:
-                    return "succeeded", f"answered {target} and was confirmed", seen
+                    checked = " after its checks passed" if AGENT_UPDATE_CHECKS_CAPABILITY in (
+                        health.get("capabilities") or ()) else ""
+                    return "succeeded", f"answered {target}{checked} and was confirmed", seen
                 message = ((answer or {}).get("error") or {}).get("message") or f"HTTP {status}"
                 return "failed", f"the agent refused the confirmation: {message}", seen
-            if isinstance(last, dict) and last != before and last.get("target") == target \
-                    and last.get("outcome") == "restored":
-                return "failed", f"the agent restored {seen}: {last.get('reason')}", seen
+            if fresh and last.get("outcome") == "restored":
+                return "failed", f"the agent restored {seen}: {_restored_reason(last)}", seen
         time.sleep(POLL_S)
-    return "failed", f"did not come back answering {target} within {rollout.deadline_s + 30} s", seen
+    waited = rollout.deadline_s + RESTART_MARGIN_S
+    if unchecked and seen == target:
+        return "failed", f"answered {target} but its checks did not report passed within {waited} s", seen
+    return "failed", f"did not come back answering {target} within {waited} s", seen
 
 
 def _rescan(url: str) -> None:

@@ -21,6 +21,7 @@ from ccp.agent.config import AgentConfig, InstanceConfig
 from ccp.agent.launcher import choose
 from ccp.agent.server import start_agent_in_thread
 from ccp.drivers.agent_client import AgentClient
+from ccp.hostops.dryrun import dry_run_command
 from tests.agent.conftest import KEY, KEY_ID, snapshot_tree
 from tests.deploy.agent_wheels import build_wheel
 from tests.deploy.helpers import free_port, stop
@@ -211,7 +212,9 @@ def _launch(tmp_path: Path):
     (tmp_path / "srv" / "acme").mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = tmp_path / "agent.toml"
-    config.write_text(f'listen = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n[keys]\n'
+    compose = f"{dry_run_command()!r}".replace("'", '"')  # a new version's checks need a compose that answers
+    config.write_text(f'listen = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'compose_command = {compose}\n[keys]\n'
                       f'{KEY_ID} = "{SECRET}"\n[instances.acme]\ninstall_dir = "{tmp_path / "srv" / "acme"}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCP_AGENT_")}
     proc = subprocess.Popen([sys.executable, "-m", "ccp.agent", "--config", str(config)], env=env, cwd=tmp_path,

@@ -22,6 +22,16 @@ if _cfg and _os.path.exists(_os.path.join(_os.path.dirname(_cfg), "{CANNOT_START
     raise SystemExit(3)
 '''
 
+# Beside the config, this file makes a version patched with failing_check_on_marked_host report a failing check on
+# trial (the stand-in for "the new version's own checks find something wrong on that host").
+CHECK_FAILS_MARKER = "new-agent-check-fails-here"
+TRIAL_RETURN = "    return _state_dir(config.state_dir) + _instances(config) + _runtime(config)\n"
+FAILING_TRIAL_RETURN = f"""    found = _state_dir(config.state_dir) + _instances(config) + _runtime(config)
+    if config.source and (config.source.parent / "{CHECK_FAILS_MARKER}").exists():
+        found.append(Finding("fail", "stand-in check: this version finds {CHECK_FAILS_MARKER} beside its config"))
+    return found
+"""
+
 
 def _backend(root: Path):
     path = root / "ccp" / "deploy" / "agent" / "ccp_agent_build.py"
@@ -54,3 +64,10 @@ def crash_on_marked_host(text: str) -> str:
     """A patch for ccp/agent/cli.py: the version exits at start where CANNOT_START_MARKER is beside the config."""
     head, sep, rest = text.partition("from __future__ import annotations\n")
     return head + sep + CRASH_ON_MARKED_HOST + rest
+
+
+def failing_check_on_marked_host(text: str) -> str:
+    """A patch for ccp/agent/checks.py: the version's trial checks fail where CHECK_FAILS_MARKER is beside the
+    config (it starts, runs its checks, and exits with ccp.agent.update.CHECKS_FAILED_EXIT)."""
+    assert TRIAL_RETURN in text, "ccp/agent/checks.py's trial_findings changed: update this patch"
+    return text.replace(TRIAL_RETURN, FAILING_TRIAL_RETURN)

@@ -7,6 +7,8 @@ config: the stand-in for "the new version lacks something on that host"). CCP's 
 agents in waves -- canary, then two, then one: the canary and the good agent of wave 2 answer the new version and
 are confirmed; the broken one is restored to the old version by its launcher and says why; the rollout halts at
 wave 2 with that reason; the agent of wave 3 is never touched; the agent without a launcher is never in a wave.
+Each new version runs its own checks before CCP confirms it: a second update, to a version whose checks fail on its
+canary's host, is restored there at once (not at the deadline) with the failed check as the reason, and halts.
 """
 from __future__ import annotations
 
@@ -20,11 +22,18 @@ from ccp import __version__
 from ccp.agent.config import AgentConfig, InstanceConfig
 from ccp.agent.server import start_agent_in_thread
 from ccp.hostops.dryrun import dry_run_command
-from tests.deploy.agent_wheels import CANNOT_START_MARKER, build_wheel, crash_on_marked_host
+from tests.deploy.agent_wheels import (
+    CANNOT_START_MARKER,
+    CHECK_FAILS_MARKER,
+    build_wheel,
+    crash_on_marked_host,
+    failing_check_on_marked_host,
+)
 from tests.deploy.helpers import agent_health, free_port, stop
 
 KEY_ID, KEY = "k1", "agent-update-e2e-key-0123456789abcdef"
 TARGET = "0.1.1+e2e"
+CHECKED = "0.1.2+e2e"  # a version whose own checks fail on a marked host
 
 
 def _agent(root: Path, name: str, slugs: list[str]) -> tuple[subprocess.Popen, str, Path]:
@@ -125,6 +134,34 @@ def test_an_agent_update_in_waves_confirms_the_good_agents_and_restores_the_one_
         assert actions.count("agent_update.agent") == 3 and "agent_update.start" in actions
         assert "agent_update.halted" in actions
         assert KEY not in " ".join(str(e.detail) for e in AuditEvent.query)
+
+        # a version whose own checks fail on its canary's host: restored there at once, the check named, halted
+        for inst in Instance.query.all():
+            scan_agent(inst, scan_row(inst.id))
+        db.session.commit()
+        app.config["CCP"].agent_wheel = build_wheel(tmp_path / "wheels-checked", CHECKED,
+                                                    {"ccp/agent/checks.py": failing_check_on_marked_host})
+        preview = agent_updates.plan(canary=1, wave_size=4, deadline_s=60)
+        (checked,), rest = preview["waves"]
+        was = _version(checked, procs[checked][0])
+        (procs[checked][1].parent / CHECK_FAILS_MARKER).write_text("")
+        sent = time.monotonic()
+        second = agent_updates.start(actor="user:admin", canary=1, wave_size=4, deadline_s=60,
+                                     expect=preview["digest"])
+        run_worker()
+        db.session.expire_all()
+        second = db.session.get(AgentRollout, second.id)
+        rows = {u.agent_url: u for u in AgentUpdate.query.filter_by(rollout_id=second.id)}
+        assert time.monotonic() - sent < 30  # not the 60 s deadline
+        assert second.status == "halted" and second.current_wave == 0
+        assert rows[checked].status == "failed" and rows[checked].to_version == was
+        assert rows[checked].reason == (f"the agent restored {was}: its checks failed: stand-in check: this "
+                                        f"version finds {CHECK_FAILS_MARKER} beside its config")
+        assert f"wave 1: {checked} the agent restored {was}: its checks failed" in second.error
+        assert {rows[u].status for u in rest} == {"not_started"}
+        assert _version(checked, procs[checked][0]) == was
+        assert all(_version(u, procs[u][0]) != CHECKED for u in rest)
+        assert agent_updates.rollout_dict(second)["agents"][0]["reason"] == rows[checked].reason
     finally:
         for proc, _ in procs.values():
             stop(proc)
