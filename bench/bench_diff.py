@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ccp.hostops.diff import unified_diff
 
-DIFFLIB_CAP_S = 10
+DIFFLIB_CAP_S = 3
 
 
 def compose_pair(rng: random.Random, services: int = 60) -> tuple[str, str]:
@@ -95,13 +95,98 @@ def large_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
     return {k: ("\n".join(a) + "\n", "\n".join(b) + "\n") for k, (a, b) in pairs.items()}
 
 
-def _time(fn, repeat):
-    samples = []
+def _lines(rng: random.Random, n: int, salt: str = "") -> list[str]:
+    return [f"{salt}entry {i:06d} value={rng.randrange(10**6)} path=/srv/data/{i % 97}/item" for i in range(n)]
+
+
+def _join(lines: list[str], eol: str = "\n", final: bool = True) -> str:
+    return eol.join(lines) + (eol if final else "")
+
+
+def long_line_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
+    """Long lines: 2-20 kB lines with a few one-character edits, a minified 1 MB one-line file changed in one
+    character, and a bundle of 50-100 kB lines (minified JS/JSON-like) with a few lines edited."""
+    def blob(size):
+        return "".join(rng.choice('abcdefghij{}[]:,"0123456789 ') for _ in range(size))
+
+    long = [blob(rng.randrange(2000, 20000)) for _ in range(300)]
+    long_new = list(long)
+    for i in rng.sample(range(300), 10):
+        k = rng.randrange(len(long_new[i]))
+        long_new[i] = long_new[i][:k] + "#" + long_new[i][k + 1:]
+    one = '{"data":[' + ",".join(f'{{"id":{i},"name":"item{i}","v":{rng.randrange(10**6)}}}' for i in range(25000))
+    one = one[:1 << 20] + "]}"
+    mid = len(one) // 2
+    bundle = [blob(rng.randrange(50000, 100000)) for _ in range(40)]
+    bundle_new = list(bundle)
+    for i in rng.sample(range(40), 5):
+        bundle_new[i] = bundle_new[i][:1000] + "/*patched*/" + bundle_new[i][1000:]
+    return {
+        "(d1) 300 lines of 2-20 kB, 10 one-char edits": (_join(long), _join(long_new)),
+        "(d2) 1 MB single line, one char changed, no EOL": (one, one[:mid] + "X" + one[mid + 1:]),
+        "(d3) 40 lines of 50-100 kB, 5 edited": (_join(bundle), _join(bundle_new)),
+    }
+
+
+def line_ending_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
+    """CRLF files (a CR stays part of its line, as in GNU diff): CRLF throughout with dense edits, a whole file
+    converted LF -> CRLF, mixed endings with some flipped; files without a final newline."""
+    mid = _lines(rng, 20000)
+    dense = [f"{line} edited" if i % 5 == 0 else line for i, line in enumerate(mid)]
+    mixed = [line + ("\r" if rng.random() < 0.5 else "") for line in mid]
+    flipped = list(mixed)
+    for i in rng.sample(range(20000), 200):
+        flipped[i] = flipped[i][:-1] if flipped[i].endswith("\r") else flipped[i] + "\r"
+    big = _lines(rng, 50000)
+    scattered = list(mid)
+    for i in rng.sample(range(19999), 100):
+        scattered[i] += " edited"
+    scattered[-1] += " last"
+    return {
+        "(e1) 20k CRLF lines, every 5th changed": (_join(mid, "\r\n"), _join(dense, "\r\n")),
+        "(e2) 20k lines, LF -> CRLF throughout": (_join(mid), _join(mid, "\r\n")),
+        "(e3) 20k mixed-ending lines, 200 endings flipped": (_join(mixed), _join(flipped)),
+        "(f1) 50k lines, final newline removed": (_join(big), _join(big, final=False)),
+        "(f2) 20k lines, no final EOL, 100 edits + last": (_join(mid, final=False), _join(scattered, final=False)),
+    }
+
+
+def other_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
+    """More adversarial shapes: identical lines with one insertion, every line reordered (reversed, shuffled),
+    binary-ish bytes with NULs (decoded as the agent decodes a file: UTF-8 with replacement), tiny lines."""
+    same = ["    - x"] * 20000
+    distinct = _lines(rng, 20000)
+    shuffled = list(distinct)
+    rng.shuffle(shuffled)
+    raw = bytearray(rng.randbytes(1 << 20))
+    raw_new = bytearray(raw)
+    for i in rng.sample(range(len(raw)), 100):
+        raw_new[i] = rng.randrange(256)
+    tiny = [rng.choice("ab") for _ in range(1_000_000)]
+    tiny_new = list(tiny)
+    for i in rng.sample(range(len(tiny)), 100):
+        tiny_new[i] = "c"
+    return {
+        "(g1) 20k identical lines, one inserted mid-file": (_join(same),
+                                                            _join(same[:10000] + ["    - y"] + same[10000:])),
+        "(g2) 20k distinct lines, order reversed": (_join(distinct), _join(distinct[::-1])),
+        "(g3) 20k distinct lines, shuffled": (_join(distinct), _join(shuffled)),
+        "(g4) 1 MB random bytes with NULs, 100 changed": (raw.decode("utf-8", "replace"),
+                                                          raw_new.decode("utf-8", "replace")),
+        "(g5) 1M one-char lines, 100 changed": (_join(tiny), _join(tiny_new)),
+    }
+
+
+def _time_pair(gnu_fn, ours_fn, repeat):
+    """Median GNU and median + worst ours, taken alternately (one of each per round), so that load from elsewhere
+    weighs on both sides alike."""
+    gnu, ours = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples), max(samples)
+        for fn, samples in ((gnu_fn, gnu), (ours_fn, ours)):
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
+    return statistics.median(gnu), statistics.median(ours), max(ours)
 
 
 def _difflib_time(old, new):
@@ -122,29 +207,36 @@ def _difflib_time(old, new):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text, e.g. (g")
     args = parser.parse_args()
     rng = random.Random(20261127)
     cases = {"(a) compose file, next release": (compose_pair(rng), 2.0)}
     cases.update({k: (v, 3.0) for k, v in repetitive_pairs(rng).items()})
     cases.update({k: (v, 3.0) for k, v in large_pairs(rng).items()})
+    for shapes in (long_line_pairs, line_ending_pairs, other_pairs):
+        cases.update({k: (v, 3.0) for k, v in shapes(rng).items()})
     rows, ok_all = [], True
     with tempfile.TemporaryDirectory() as tmp:
         old_p, new_p, patch_p, out_p = (Path(tmp) / n for n in ("old", "new", "p.diff", "out"))
         for name, ((old, new), goal) in cases.items():
-            old_p.write_text(old)
-            new_p.write_text(new)
-            gnu, _ = _time(lambda: subprocess.run(["diff", "-u", str(old_p), str(new_p)], stdout=subprocess.DEVNULL,
-                                                  timeout=60, check=False), args.repeat)
-            ours, worst = _time(lambda old=old, new=new: unified_diff(old, new, old_label="a/f", new_label="b/f",
-                                                     limit_bytes=1 << 30), args.repeat)
+            if args.only not in name:
+                continue
+            old_p.write_bytes(old.encode())
+            new_p.write_bytes(new.encode())
+            gnu, ours, worst = _time_pair(
+                lambda: subprocess.run(["diff", "-a", "-u", str(old_p), str(new_p)], stdout=subprocess.DEVNULL,
+                                       timeout=60, check=False),
+                lambda old=old, new=new: unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=1 << 30),
+                args.repeat)
             result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=1 << 30)
-            patch_p.write_text(result.text)
-            subprocess.run(["patch", "-s", "-o", str(out_p), str(old_p), str(patch_p)], check=True, timeout=60)
-            correct = out_p.read_text() == new
+            patch_p.write_bytes(result.text.encode())
+            applied = subprocess.run(["patch", "-s", "-o", str(out_p), str(old_p), str(patch_p)], timeout=60,
+                                     check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            correct = applied.returncode == 0 and out_p.read_bytes() == new.encode()
             ratio = ours / gnu
             ok = correct and ratio <= goal and worst < 1.0
             ok_all &= ok
-            rows.append((name, len(old.splitlines()), f"{gnu:.4f}", f"{ours:.4f}", f"{worst:.4f}",
+            rows.append((name, old.count("\n") + (not old.endswith("\n")), f"{gnu:.4f}", f"{ours:.4f}", f"{worst:.4f}",
                          f"{ratio:.2f}x", f"<={goal:.0f}x", _difflib_time(old, new), "yes" if correct else "NO",
                          "ok" if ok else "MISSED"))
     header = ("case", "lines", "gnu diff -u s", "ours s (median)", "ours worst s", "ours/gnu", "goal",

@@ -6,10 +6,13 @@ from one of two engines, both bounded:
   after trimming the common prefix and suffix. Always available; used for small regions (where spawning a process
   would cost more than the diff) and as the fallback. Regions too large for its bit matrix are split on lines unique
   to both sides (patience anchors), then into proportional slices: still a correct diff, maybe not minimal.
-- GNU ``diff -U0`` when installed, for large regions: it is O(N*D), so much faster when few lines changed. It gets
-  ``GNU_DIFF_TIMEOUT_S``; past that (many changes, where GNU slows down) the rapidfuzz engine answers instead.
-Only the hunk ranges are taken from GNU diff; the text is always rendered here (so .env lines can be masked and the
-output truncated). Hunk grouping reuses difflib's own code, so the output is standard ``diff -u``.
+- GNU diff when installed, for large regions: it is O(N*D), so much faster when few lines changed. It gets twice
+  the time the LCS engine is expected to need (at most ``GNU_DIFF_TIMEOUT_S``); past that (many changes, where GNU
+  slows down) the rapidfuzz engine answers instead, so a diff costs at most ~3x the faster engine's time.
+  When no line needs masking, GNU's own ``diff -u`` text is the answer (only cut at a hunk boundary past the limit):
+  rendering it again here would cost more than GNU's whole run. When lines are masked (.env files), GNU prints only
+  its group ranges and the text is rendered here from the masked lines, so a secret never crosses into the output.
+Hunk grouping reuses difflib's own code, so the output is standard ``diff -u`` either way.
 """
 from __future__ import annotations
 
@@ -28,8 +31,20 @@ from rapidfuzz.distance import Indel
 # Larger regions are split first, so memory stays bounded whatever CCP sends.
 MAX_LCS_CELLS = 450_000_000
 CHUNK_CELLS = 100_000_000
-# Below this many cells rapidfuzz finishes in well under a millisecond: cheaper than starting a process.
+# Below this many cells rapidfuzz finishes within a millisecond: cheaper than starting a process.
 GNU_DIFF_MIN_CELLS = 4_000_000
+# The engine is chosen by expected cost. The LCS engine costs per cell of its bit matrix ~1e-10 s when the region
+# has few distinct lines and ~2.3e-10 s when most lines are distinct (rapidfuzz then looks symbols up in a hash map);
+# GNU diff costs a process start plus writing, reading and hashing both texts (5x more per character when they are
+# not ASCII: encoding to UTF-8 dominates), plus its O(N*D) search, which cannot be known beforehand.
+LCS_S_PER_CELL = 1e-10
+LCS_S_PER_CELL_DISTINCT = 2.5e-10
+GNU_START_S = 0.002
+GNU_S_PER_CHAR = 2e-9
+GNU_S_PER_WIDE_CHAR = 1e-8
+# GNU gets twice the LCS engine's expected time, within these bounds; past that the LCS engine answers, so a diff
+# costs at most ~3x the faster engine (~1.5x when the estimate holds).
+GNU_DIFF_MIN_TIMEOUT_S = 0.05
 GNU_DIFF_TIMEOUT_S = 0.25
 _GROUP_FORMATS = tuple(f"--{kind}-group-format=%de %dl %dE %dL\n" for kind in ("old", "new", "changed"))
 
@@ -154,12 +169,9 @@ def _merge(ops: list[Opcode]) -> list[Opcode]:
     return out
 
 
-def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
-    """Edit script from GNU diff's group ranges; None if diff is missing, fails or runs out of time.
-
-    Each changed group is printed as four numbers, `e l E L` (lines e+1..l of the old file became lines E+1..L of the
-    new one), so neither the changed text nor hunk headers cross the pipe to be parsed again.
-    """
+def _run_gnu(old: str, new: str, args: list, timeout: float) -> bytes | None:
+    """GNU diff's output with ``args`` on the two texts (written to temporary files, as text whatever they hold);
+    None if diff is missing, fails or runs out of time."""
     exe = shutil.which("diff")
     if exe is None:
         return None
@@ -169,15 +181,25 @@ def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
             with open(path, "wb") as fh:
                 fh.write(text.encode("utf-8", "surrogatepass"))
         try:
-            proc = subprocess.run([exe, "-a", "--unchanged-group-format=", *_GROUP_FORMATS, old_path, new_path],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=GNU_DIFF_TIMEOUT_S,
-                                  check=False, env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
-        except (subprocess.TimeoutExpired, OSError):
+            proc = subprocess.run([exe, "-a", *args, "--", old_path, new_path], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, timeout=timeout, check=False,
+                                  env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
+        except (subprocess.TimeoutExpired, OSError, ValueError):  # ValueError: a NUL in an argument
             return None
-    if proc.returncode not in (0, 1):
+    return proc.stdout if proc.returncode in (0, 1) else None
+
+
+def _gnu_diff_opcodes(old: str, new: str, timeout: float = GNU_DIFF_TIMEOUT_S) -> list[Opcode] | None:
+    """Edit script from GNU diff's group ranges; None if diff is missing, fails or runs out of time.
+
+    Each changed group is printed as four numbers, `e l E L` (lines e+1..l of the old file became lines E+1..L of the
+    new one), so neither the changed text nor hunk headers cross the pipe to be parsed again.
+    """
+    out = _run_gnu(old, new, ["--unchanged-group-format=", *_GROUP_FORMATS], timeout)
+    if out is None:
         return None
     try:
-        numbers = list(map(int, proc.stdout.split()))
+        numbers = list(map(int, out.split()))
     except ValueError:  # not this diff's group output (a diff without the format options): use our engine
         return None
     if len(numbers) % 4:
@@ -185,6 +207,23 @@ def _gnu_diff_opcodes(old: str, new: str) -> list[Opcode] | None:
     it = iter(numbers)
     return [("delete" if j1 == j2 else "insert" if i1 == i2 else "replace", i1, i2, j1, j2)
             for i1, i2, j1, j2 in zip(it, it, it, it, strict=True)]
+
+
+def _gnu_unified(old: str, new: str, header: str, labels: tuple[str, str], context: int, growth: int,
+                 limit_bytes: int, timeout: float) -> DiffResult | None:
+    """GNU ``diff -u``'s own text, cut at the last hunk boundary within ``limit_bytes``; None when GNU cannot answer
+    (then the caller renders). ``growth`` is len(new lines) - len(old lines): added = removed + growth, so only the
+    removed lines are counted (every line of a hunk starts with its mark, so each one follows a newline)."""
+    args = [f"-U{context}", *(b"--label=" + label.encode("utf-8", "surrogatepass") for label in labels)]
+    raw = _run_gnu(old, new, args, timeout)
+    head = header.encode("utf-8", "surrogatepass")
+    if raw is None or len(raw) <= len(head) or not raw.startswith(head):  # labels printed their own way: render
+        return None
+    removed = raw.count(b"\n-", len(head))
+    truncated = len(raw) > limit_bytes
+    if truncated:  # a hunk starts at a line beginning with "@@ -"; no other line does (content lines are marked)
+        raw = raw[:max(len(head), raw.rfind(b"\n@@ -", len(head) - 1, limit_bytes + 4) + 1)]
+    return DiffResult(raw.decode("utf-8", "surrogatepass"), removed + growth, removed, truncated)
 
 
 def _fill_equal(ops: list[Opcode], a0: int, a1: int, b0: int) -> list[Opcode]:
@@ -220,24 +259,43 @@ def _common_run(a: list, b: list, i: int, j: int, step: int, limit: int) -> int:
     return done
 
 
-def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = None,
-                 use_gnu: bool = True) -> list[Opcode]:
-    """Return difflib-style opcodes (equal/delete/insert/replace) turning ``a`` into ``b`` (lists of line keys).
+@dataclass(frozen=True)
+class _Plan:
+    """How to diff: common prefix and suffix lengths, whether the region between them is a wholesale replacement
+    (no line of one side occurs in the other: nothing to search), and GNU diff's time budget (None: the in-process
+    engine is expected to be faster, or there is nothing to search)."""
 
-    ``old``/``new`` are the texts the keys came from; when given (and ``use_gnu``), GNU diff may be used for big
-    inputs. ``use_gnu=False`` forces the in-process engine (tests compare both).
-    """
+    pre: int
+    suf: int
+    replaced: bool = False
+    gnu_timeout: float | None = None
+
+
+def _plan(a: list, b: list, old: str | None, new: str | None) -> _Plan:
     n, m = len(a), len(b)
     pre = _common_run(a, b, 0, 0, 1, min(n, m))
     suf = _common_run(a, b, n - 1, m - 1, -1, min(n, m) - pre)
     cells = (n - pre - suf) * (m - pre - suf)
-    if cells > GNU_DIFF_MIN_CELLS and set(a[pre:n - suf]).isdisjoint(b[pre:m - suf]):  # replaced: nothing to match
+    if cells <= GNU_DIFF_MIN_CELLS:
+        return _Plan(pre, suf)
+    distinct = set(a[pre:n - suf])
+    if distinct.isdisjoint(b[pre:m - suf]):
+        return _Plan(pre, suf, replaced=True)
+    if old is None or new is None:
+        return _Plan(pre, suf)
+    lcs_s = cells * (LCS_S_PER_CELL if len(distinct) <= 256 else LCS_S_PER_CELL_DISTINCT)
+    ascii_texts = old.isascii() and new.isascii()
+    gnu_s = GNU_START_S + (len(old) + len(new)) * (GNU_S_PER_CHAR if ascii_texts else GNU_S_PER_WIDE_CHAR)
+    if lcs_s <= gnu_s:
+        return _Plan(pre, suf)
+    return _Plan(pre, suf, gnu_timeout=min(GNU_DIFF_TIMEOUT_S, max(GNU_DIFF_MIN_TIMEOUT_S, 2 * lcs_s)))
+
+
+def _in_process_opcodes(a: list, b: list, plan: _Plan) -> list[Opcode]:
+    n, m, pre, suf = len(a), len(b), plan.pre, plan.suf
+    if plan.replaced:
         return _merge([("equal", 0, pre, 0, pre), ("replace", pre, n - suf, pre, m - suf),
                        ("equal", n - suf, n, m - suf, m)])
-    if use_gnu and old is not None and new is not None and cells > GNU_DIFF_MIN_CELLS:
-        ops = _gnu_diff_opcodes(old, new)
-        if ops is not None:  # GNU's groups are maximal already (an unchanged line parts any two): no merge needed
-            return _fill_equal(ops, 0, n, 0)
     ids: dict = {}
     ia = [ids.setdefault(x, len(ids)) for x in a[pre:n - suf]]
     ib = [ids.setdefault(x, len(ids)) for x in b[pre:m - suf]]
@@ -245,6 +303,21 @@ def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = 
     ops += _region_opcodes(ia, ib, pre, pre)
     ops.append(("equal", n - suf, n, m - suf, m))
     return _merge(ops)
+
+
+def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = None,
+                 use_gnu: bool = True) -> list[Opcode]:
+    """Return difflib-style opcodes (equal/delete/insert/replace) turning ``a`` into ``b`` (lists of line keys).
+
+    ``old``/``new`` are the texts the keys came from; when given (and ``use_gnu``), GNU diff may be used for big
+    inputs. ``use_gnu=False`` forces the in-process engine (tests compare both).
+    """
+    plan = _plan(a, b, old, new)
+    if use_gnu and plan.gnu_timeout is not None:
+        ops = _gnu_diff_opcodes(old, new, timeout=plan.gnu_timeout)
+        if ops is not None:  # GNU's groups are maximal already (an unchanged line parts any two): no merge needed
+            return _fill_equal(ops, 0, len(a), 0)
+    return _in_process_opcodes(a, b, plan)
 
 
 class _FixedMatcher(difflib.SequenceMatcher):
@@ -277,7 +350,18 @@ def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context:
     pa, pb = show_old if show_old is not None else a, show_new if show_new is not None else b
     if len(pa) != len(a) or len(pb) != len(b):
         raise ValueError("show_old/show_new must have the same line counts as the texts")
-    ops = diff_opcodes(_keys(a, a_eol), _keys(b, b_eol), old=old, new=new, use_gnu=use_gnu)
+    ka, kb = _keys(a, a_eol), _keys(b, b_eol)
+    header = f"--- {old_label}\n+++ {new_label}\n"
+    if show_old is None and show_new is None:  # nothing to mask: GNU's own text may be the answer
+        plan = _plan(ka, kb, old, new)
+        if use_gnu and plan.gnu_timeout is not None:
+            result = _gnu_unified(old, new, header, (old_label, new_label), context, len(b) - len(a),
+                                  limit_bytes, plan.gnu_timeout)
+            if result is not None:
+                return result
+        ops = _in_process_opcodes(ka, kb, plan)
+    else:
+        ops = diff_opcodes(ka, kb, old=old, new=new, use_gnu=use_gnu)
     a_missing = -1 if a_eol else len(a) - 1
     b_missing = -1 if b_eol else len(b) - 1
     added = removed = 0
@@ -286,8 +370,8 @@ def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context:
             added, removed = added + j2 - j1, removed + i2 - i1
     if not added and not removed:
         return DiffResult("", 0, 0, False)
-    out = [f"--- {old_label}\n", f"+++ {new_label}\n"]
-    size = sum(len(x) for x in out)
+    out = [header]
+    size = len(header.encode("utf-8", "surrogatepass"))
     truncated = False
     for group in _FixedMatcher(ops).get_grouped_opcodes(context):
         first, last = group[0], group[-1]

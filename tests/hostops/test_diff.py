@@ -65,7 +65,8 @@ def test_patch_reproduces_new_file(tmp_path, seed):
 
 
 @pytest.mark.parametrize("use_gnu", [True, False])
-def test_large_repetitive_pair_both_engines(tmp_path, monkeypatch, use_gnu):
+@pytest.mark.parametrize("shown", [False, True], ids=["gnu-text", "masked-gnu-ranges"])
+def test_large_repetitive_pair_both_engines(tmp_path, monkeypatch, use_gnu, shown):
     rng = random.Random(7)
     old_lines = [VOCAB[i % 5] for i in range(5000)]
     new_lines = list(old_lines)
@@ -74,10 +75,13 @@ def test_large_repetitive_pair_both_engines(tmp_path, monkeypatch, use_gnu):
         del new_lines[rng.randrange(len(new_lines))]
     old, new = "\n".join(old_lines) + "\n", "\n".join(new_lines) + "\n"
     calls = []
-    real = diffmod._gnu_diff_opcodes
-    monkeypatch.setattr(diffmod, "_gnu_diff_opcodes", lambda o, n: calls.append(1) or real(o, n))
-    result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=use_gnu)
+    real = diffmod._run_gnu
+    monkeypatch.setattr(diffmod, "_run_gnu", lambda o, n, args, timeout: calls.append(args) or real(o, n, args, timeout))
+    show = {"show_old": old_lines, "show_new": new_lines} if shown else {}
+    result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=use_gnu, **show)
     assert bool(calls) == (use_gnu and shutil.which("diff") is not None)
+    if calls:  # shown lines: GNU gives only its ranges, the text is rendered here from the shown lines
+        assert any(arg == "--unchanged-group-format=" for arg in calls[0]) == shown
     assert _apply_patch(tmp_path, old, result.text) == new
 
 
