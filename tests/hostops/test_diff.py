@@ -132,3 +132,103 @@ def test_removed_lines_come_before_added_lines_like_diff_u(old, new):
                         new_label="b").text
     body = [line for line in text.split("\n")[2:] if line and not line.startswith("@@")]
     assert not any(prev.startswith("+") and line.startswith("-") for prev, line in pairwise(body))
+
+
+def _lines(n, salt=""):
+    return [f"{salt}line {i:05d} value={i * 7919 % 10007}" for i in range(n)]
+
+
+def _gnu_u(tmp_path, old, new):
+    """GNU diff -u's own bytes for the pair, with our labels."""
+    (tmp_path / "o").write_bytes(old.encode())
+    (tmp_path / "n").write_bytes(new.encode())
+    proc = subprocess.run(["diff", "-a", "-u", "--label", "a/f", "--label", "b/f", str(tmp_path / "o"),
+                           str(tmp_path / "n")], capture_output=True, timeout=20, check=False)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout.decode()
+
+
+def _edge_pairs():
+    lines = _lines(300)
+    dense = [f"{x} edited" if i % 5 == 0 else x for i, x in enumerate(lines)]
+    mixed = [x + ("\r" if i % 3 else "") for i, x in enumerate(lines)]
+    flipped = [x[:-1] if x.endswith("\r") and i % 7 == 0 else x + "\r" if i % 11 == 0 else x
+               for i, x in enumerate(mixed)]
+    long_lines = [f"{i}:" + "abcdefghij" * 2000 for i in range(20)]
+    long_new = list(long_lines)
+    long_new[9] = long_new[9][:10000] + "#" + long_new[9][10001:]
+    one = "".join(f'{{"id":{i},"v":"x{i}"}},' for i in range(60000))
+    return {
+        "crlf-throughout": ("\r\n".join(lines) + "\r\n", "\r\n".join(dense) + "\r\n"),
+        "lf-to-crlf": ("\n".join(lines) + "\n", "\r\n".join(lines) + "\r\n"),
+        "mixed-endings-flipped": ("\n".join(mixed) + "\n", "\n".join(flipped) + "\n"),
+        "final-newline-removed": ("\n".join(lines) + "\n", "\n".join(lines)),
+        "final-newline-added": ("\n".join(lines), "\n".join(lines) + "\n"),
+        "no-eol-both-last-changed": ("\n".join(lines), "\n".join(lines[:-1] + ["last"])),
+        "no-eol-crlf-last-line": ("\r\n".join(lines) + "\r", "\r\n".join(dense) + "\r"),
+        "long-lines-20kB": ("\n".join(long_lines) + "\n", "\n".join(long_new) + "\n"),
+        "one-1MB-line-one-char": (one, one[:500000] + "X" + one[500001:]),
+        "nul-bytes": ("a\0b\nc\n\0\n" * 50, "a\0b\nC\n\0\n" * 50),
+    }
+
+
+@pytest.fixture
+def force_gnu(monkeypatch):
+    """Any difference goes to GNU diff first (its own text when nothing is masked)."""
+    for name in ("GNU_DIFF_MIN_CELLS", "GNU_START_S", "GNU_S_PER_CHAR", "GNU_S_PER_WIDE_CHAR"):
+        monkeypatch.setattr(diffmod, name, 0)
+
+
+@pytest.mark.skipif(shutil.which("diff") is None, reason="GNU diff not installed")
+@pytest.mark.parametrize("case", list(_edge_pairs()))
+@pytest.mark.parametrize("engine", ["in-process", "gnu"])
+def test_edge_shapes_match_gnu_hunks_and_apply(tmp_path, request, case, engine):
+    """CR stays part of its line, a missing final newline is marked, long lines are whole lines: on inputs with
+    one right answer both engines print exactly GNU diff -u's text, and patch reproduces the new file byte for byte."""
+    if engine == "gnu":
+        request.getfixturevalue("force_gnu")
+    old, new = _edge_pairs()[case]
+    result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=engine == "gnu")
+    assert result.text == _gnu_u(tmp_path, old, new)
+    assert _apply_patch(tmp_path, old, result.text) == new
+    body = result.text.split("\n")[2:]
+    assert result.removed == sum(1 for ln in body if ln.startswith("-"))
+    assert result.added == sum(1 for ln in body if ln.startswith("+"))
+
+
+@pytest.mark.skipif(shutil.which("diff") is None, reason="GNU diff not installed")
+@pytest.mark.parametrize("limit", [0, 300, 2000, 5000, 10**9])
+def test_gnu_text_is_cut_like_ours(force_gnu, limit):
+    """GNU's text cut at the limit keeps whole hunks and whole-diff counts, exactly as the in-process rendering."""
+    lines = _lines(2000)
+    new = [f"{x} edited" if i % 40 == 0 else x for i, x in enumerate(lines)]
+    old_text, new_text = "\n".join(lines) + "\n", "\n".join(new) + "\n"
+    ours = unified_diff(old_text, new_text, old_label="a/f", new_label="b/f", limit_bytes=limit, use_gnu=False)
+    gnu = unified_diff(old_text, new_text, old_label="a/f", new_label="b/f", limit_bytes=limit)
+    assert gnu == ours
+    assert (ours.added, ours.removed) == (50, 50) and ours.truncated == (limit < 10**9)
+
+
+def test_masked_lines_never_come_from_gnu_text(force_gnu, monkeypatch):
+    """A masked (.env) diff is rendered from the shown lines, whichever engine found the changes: GNU prints only
+    ranges, so no secret reaches the text even for a large file."""
+    calls = []
+    real = diffmod._run_gnu
+    monkeypatch.setattr(diffmod, "_run_gnu", lambda o, n, args, timeout: calls.append(args) or real(o, n, args, timeout))
+    old_lines = [f"KEY_{i}=secret-old-{i}" for i in range(3000)]
+    new_lines = [f"KEY_{i}=secret-new-{i}" if i % 9 == 0 else x for i, x in enumerate(old_lines)]
+    shown_old = [x.split("=")[0] + "=********" for x in old_lines]
+    shown_new = [x.split("=")[0] + "=********" for x in new_lines]
+    result = unified_diff("\n".join(old_lines) + "\n", "\n".join(new_lines) + "\n", old_label="a/.env",
+                          new_label="b/.env", limit_bytes=10**9, show_old=shown_old, show_new=shown_new)
+    assert "secret" not in result.text and result.added == result.removed == 334
+    assert "-KEY_9=********\n+KEY_9=********\n" in result.text
+    if shutil.which("diff"):
+        assert calls and all("-U3" not in args for args in calls)
+
+
+@pytest.mark.skipif(shutil.which("diff") is None, reason="GNU diff not installed")
+def test_a_label_gnu_cannot_take_is_rendered_here(force_gnu):
+    old, new = "a\nb\nc\n", "a\nB\nc\n"
+    result = unified_diff(old, new, old_label="a/odd\0name", new_label="b/f")
+    assert result.text.startswith("--- a/odd\0name\n+++ b/f\n@@ -1,3 +1,3 @@\n")
