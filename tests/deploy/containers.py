@@ -186,8 +186,9 @@ def build_services(log=print) -> str:
 CONTEXT = ("pyproject.toml", "setup.py", "README.md", "ccp", "templates", "static", "migrations")
 
 
-def build_ccp_images(log=print) -> tuple[str, str]:
-    """Both CCP images from this checkout on the base, as the docs say (Docker's layer cache keeps repeats short).
+def build_ccp_images(log=print, refs: tuple[str, ...] = (CCP, AGENT)) -> tuple[str, str]:
+    """Both CCP images (or those of ``refs``) from this checkout on the base, as the docs say (Docker's layer cache
+    keeps repeats short). The agent image's recipe is its ``ccp/`` folder only: all its Dockerfile copies.
 
     The build context is a copy of just what the Dockerfiles read: the checkout itself may hold files that
     other processes are writing (test output), which breaks the context's tar stream.
@@ -200,9 +201,11 @@ def build_ccp_images(log=print) -> tuple[str, str]:
                 shutil.copytree(source, Path(tmp) / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 shutil.copy2(source, Path(tmp) / name)
-        sources = _tree_hash(Path(tmp))
+        sources = {CCP: _tree_hash(Path(tmp)), AGENT: _tree_hash(Path(tmp) / "ccp")}
         for ref, dockerfile in ((CCP, "Dockerfile"), (AGENT, "agent.Dockerfile")):
-            recipe = _recipe(ref, sources, _stamp_of(base) or "")
+            if ref not in refs:
+                continue
+            recipe = _recipe(ref, sources[ref], _stamp_of(base) or "")
             if _stamp_of(ref) == recipe:  # same sources, same base: Docker would only replay its cache
                 log(f"{ref} up to date ({recipe})")
                 continue
@@ -213,6 +216,11 @@ def build_ccp_images(log=print) -> tuple[str, str]:
             _drop_replaced(ref, old_id)
             log(f"built {ref} in {time.monotonic() - started:.0f}s")
     return CCP, AGENT
+
+
+def build_agent_image(log=print) -> str:
+    """The agent image alone (what the container agent tests need)."""
+    return build_ccp_images(log, refs=(AGENT,))[1]
 
 
 def _tree_hash(root: Path) -> str:
