@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 
 from rapidfuzz.distance import Indel
@@ -31,6 +32,10 @@ from rapidfuzz.distance import Indel
 # Larger regions are split first, so memory stays bounded whatever CCP sends.
 MAX_LCS_CELLS = 450_000_000
 CHUNK_CELLS = 100_000_000
+# What the slices of one region may cost together (~0.1-0.25 s): a 4 MB file of 1M one-character lines rewritten
+# (10^12 cells) is cut into 1,000 slices of 1,000 x 1,000 lines rather than 100 of 10,000 x 10,000 (over 1 s).
+LCS_BUDGET_CELLS = 1_000_000_000
+FRAGMENTED_LINES_PER_RUN = 8
 # Below this many cells rapidfuzz finishes within a millisecond: cheaper than starting a process.
 GNU_DIFF_MIN_CELLS = 4_000_000
 # The engine is chosen by expected cost. The LCS engine costs per cell of its bit matrix ~1e-10 s when the region
@@ -95,15 +100,12 @@ def _lcs_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode]:
 
 def _unique_anchors(a: list[int], b: list[int]) -> list[tuple[int, int]]:
     """Pairs (i, j) of lines occurring exactly once in each side, longest increasing run in both (patience)."""
-    count_a: dict[int, int] = {}
-    for x in a:
-        count_a[x] = count_a.get(x, 0) + 1
-    count_b: dict[int, int] = {}
-    pos_b: dict[int, int] = {}
-    for j, x in enumerate(b):
-        count_b[x] = count_b.get(x, 0) + 1
-        pos_b[x] = j
-    pairs = [(i, pos_b[x]) for i, x in enumerate(a) if count_a[x] == 1 and count_b.get(x) == 1]
+    count_a, count_b = Counter(a), Counter(b)  # counted in C
+    unique = {x for x, c in count_a.items() if c == 1 and count_b[x] == 1}
+    if not unique:
+        return []
+    pos_b = {x: j for j, x in enumerate(b) if x in unique}
+    pairs = [(i, pos_b[x]) for i, x in enumerate(a) if x in unique]
     # Longest increasing subsequence on j (patience sorting with back-pointers).
     tails: list[int] = []
     tail_idx: list[int] = []
@@ -126,13 +128,21 @@ def _unique_anchors(a: list[int], b: list[int]) -> list[tuple[int, int]]:
 
 
 def _chunked_opcodes(a: list[int], b: list[int], a0: int, b0: int) -> list[Opcode]:
-    """Huge region with no unique anchor: diff proportional slices (correct, not necessarily minimal)."""
-    pieces = max(2, math.ceil(math.sqrt(len(a) * len(b) / CHUNK_CELLS)))
+    """Huge region with no unique anchor: diff proportional slices (correct, not necessarily minimal), each at most
+    CHUNK_CELLS and all together at most LCS_BUDGET_CELLS. A slice whose edit script alternates every few lines
+    (junk against junk: GNU diff gave up on it first) is printed as one replacement: no less readable, and it keeps
+    the number of runs, which the grouping and rendering pay for one by one, bounded."""
+    cells = len(a) * len(b)
+    pieces = max(2, math.ceil(math.sqrt(cells / CHUNK_CELLS)), math.ceil(cells / LCS_BUDGET_CELLS))
     ops: list[Opcode] = []
     for k in range(pieces):
         i1, i2 = len(a) * k // pieces, len(a) * (k + 1) // pieces
         j1, j2 = len(b) * k // pieces, len(b) * (k + 1) // pieces
-        ops.extend(_lcs_opcodes(a[i1:i2], b[j1:j2], a0 + i1, b0 + j1))
+        slice_a, slice_b = a[i1:i2], b[j1:j2]
+        if slice_a and slice_b and len(Indel.opcodes(slice_a, slice_b)) * FRAGMENTED_LINES_PER_RUN > i2 - i1 + j2 - j1:
+            ops.append(("replace", a0 + i1, a0 + i2, b0 + j1, b0 + j2))
+        else:
+            ops.extend(_lcs_opcodes(slice_a, slice_b, a0 + i1, b0 + j1))
     return ops
 
 
@@ -296,9 +306,12 @@ def _in_process_opcodes(a: list, b: list, plan: _Plan) -> list[Opcode]:
     if plan.replaced:
         return _merge([("equal", 0, pre, 0, pre), ("replace", pre, n - suf, pre, m - suf),
                        ("equal", n - suf, n, m - suf, m)])
-    ids: dict = {}
-    ia = [ids.setdefault(x, len(ids)) for x in a[pre:n - suf]]
-    ib = [ids.setdefault(x, len(ids)) for x in b[pre:m - suf]]
+    region_a, region_b = a[pre:n - suf], b[pre:m - suf]
+    # Ids in order of first appearance (few distinct lines give small ids: rapidfuzz's fastest case), mapped in C.
+    symbols = dict.fromkeys(region_a)
+    symbols.update(dict.fromkeys(region_b))
+    ids = dict(zip(symbols, range(len(symbols)), strict=True))
+    ia, ib = list(map(ids.__getitem__, region_a)), list(map(ids.__getitem__, region_b))
     ops: list[Opcode] = [("equal", 0, pre, 0, pre)]
     ops += _region_opcodes(ia, ib, pre, pre)
     ops.append(("equal", n - suf, n, m - suf, m))

@@ -232,3 +232,23 @@ def test_a_label_gnu_cannot_take_is_rendered_here(force_gnu):
     old, new = "a\nb\nc\n", "a\nB\nc\n"
     result = unified_diff(old, new, old_label="a/odd\0name", new_label="b/f")
     assert result.text.startswith("--- a/odd\0name\n+++ b/f\n@@ -1,3 +1,3 @@\n")
+
+
+def test_junk_slices_of_a_huge_region_become_one_replacement(tmp_path, monkeypatch):
+    """Past the LCS engine's matrix, a huge region without anchors is cut into slices; a slice whose edit script
+    alternates every few lines is one replacement (bounded runs), a slice with a few edits keeps them."""
+    monkeypatch.setattr(diffmod, "MAX_LCS_CELLS", 1000)
+    monkeypatch.setattr(diffmod, "CHUNK_CELLS", 300)
+    rng = random.Random(5)
+    old = "".join(rng.choice("ab") + "\n" for _ in range(400))
+    new = "".join(rng.choice("ab") + "\n" for _ in range(400))
+    junk = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=False)
+    assert _apply_patch(tmp_path, old, junk.text) == new
+    assert junk.text.count("@@ -") == 1 and junk.removed > 300
+    lines = old.splitlines()
+    for i in (50, 200, 350):
+        lines[i] = "c"
+    edited = "\n".join(lines) + "\n"
+    few = unified_diff(old, edited, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=False)
+    assert _apply_patch(tmp_path, old, few.text) == edited
+    assert few.removed == few.added == 3 and few.text.count("@@ -") == 3
