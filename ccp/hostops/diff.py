@@ -5,10 +5,12 @@ from one of two engines, both bounded:
 - rapidfuzz's bit-parallel LCS (C++, O(N*M/64) whatever the content; LCS-optimal) on lines mapped to integer ids,
   after trimming the common prefix and suffix. Always available; used for small regions (where spawning a process
   would cost more than the diff) and as the fallback. Regions too large for its bit matrix are split on lines unique
-  to both sides (patience anchors), then into proportional slices: still a correct diff, maybe not minimal.
-- GNU diff when installed, for large regions: it is O(N*D), so much faster when few lines changed. It gets twice
-  the time the LCS engine is expected to need (at most ``GNU_DIFF_TIMEOUT_S``); past that (many changes, where GNU
-  slows down) the rapidfuzz engine answers instead, so a diff costs at most ~3x the faster engine's time.
+  to both sides (patience anchors), then into proportional slices within a total budget: still a correct diff, maybe
+  not minimal (a slice of junk against junk is one replacement).
+- GNU diff when installed, for large regions where it is expected to be cheaper: it is O(N*D), so much faster when
+  few lines changed. It gets twice the time the LCS engine is expected to need (within ``GNU_DIFF_MIN_TIMEOUT_S`` ..
+  ``GNU_DIFF_TIMEOUT_S``); past that (many changes, where GNU slows down) the LCS engine answers instead, so a diff
+  costs at most ~3x the faster engine's time, and under 1 s for any text the agent accepts (4 MB).
   When no line needs masking, GNU's own ``diff -u`` text is the answer (only cut at a hunk boundary past the limit):
   rendering it again here would cost more than GNU's whole run. When lines are masked (.env files), GNU prints only
   its group ranges and the text is rendered here from the masked lines, so a secret never crosses into the output.
@@ -35,11 +37,12 @@ CHUNK_CELLS = 100_000_000
 # What the slices of one region may cost together (~0.1-0.25 s): a 4 MB file of 1M one-character lines rewritten
 # (10^12 cells) is cut into 1,000 slices of 1,000 x 1,000 lines rather than 100 of 10,000 x 10,000 (over 1 s).
 LCS_BUDGET_CELLS = 1_000_000_000
+# A slice with more than one run per this many lines (of both sides) is printed as one replacement.
 FRAGMENTED_LINES_PER_RUN = 8
-# Below this many cells rapidfuzz finishes within a millisecond: cheaper than starting a process.
+# Below this many cells rapidfuzz finishes within a millisecond: GNU diff is not even considered.
 GNU_DIFF_MIN_CELLS = 4_000_000
 # The engine is chosen by expected cost. The LCS engine costs per cell of its bit matrix ~1e-10 s when the region
-# has few distinct lines and ~2.3e-10 s when most lines are distinct (rapidfuzz then looks symbols up in a hash map);
+# has few distinct lines and ~2-2.5e-10 s when most lines are distinct (rapidfuzz then looks them up in a hash map);
 # GNU diff costs a process start plus writing, reading and hashing both texts (5x more per character when they are
 # not ASCII: encoding to UTF-8 dominates), plus its O(N*D) search, which cannot be known beforehand.
 LCS_S_PER_CELL = 1e-10

@@ -156,7 +156,10 @@ def _edge_pairs():
                for i, x in enumerate(mixed)]
     long_lines = [f"{i}:" + "abcdefghij" * 2000 for i in range(20)]
     long_new = list(long_lines)
-    long_new[9] = long_new[9][:10000] + "#" + long_new[9][10001:]
+    for i in (3, 15):
+        long_new[i] = long_new[i][:10000] + "#" + long_new[i][10001:]
+    edited = list(lines)
+    edited[10] += " edited"
     one = "".join(f'{{"id":{i},"v":"x{i}"}},' for i in range(60000))
     return {
         "crlf-throughout": ("\r\n".join(lines) + "\r\n", "\r\n".join(dense) + "\r\n"),
@@ -164,12 +167,18 @@ def _edge_pairs():
         "mixed-endings-flipped": ("\n".join(mixed) + "\n", "\n".join(flipped) + "\n"),
         "final-newline-removed": ("\n".join(lines) + "\n", "\n".join(lines)),
         "final-newline-added": ("\n".join(lines), "\n".join(lines) + "\n"),
+        "final-newline-removed-and-edit": ("\n".join(lines) + "\n", "\n".join(edited)),
         "no-eol-both-last-changed": ("\n".join(lines), "\n".join(lines[:-1] + ["last"])),
+        "no-eol-both-edit-and-last-changed": ("\n".join(lines), "\n".join(edited[:-1] + ["last"])),
         "no-eol-crlf-last-line": ("\r\n".join(lines) + "\r", "\r\n".join(dense) + "\r"),
         "long-lines-20kB": ("\n".join(long_lines) + "\n", "\n".join(long_new) + "\n"),
         "one-1MB-line-one-char": (one, one[:500000] + "X" + one[500001:]),
         "nul-bytes": ("a\0b\nc\n\0\n" * 50, "a\0b\nC\n\0\n" * 50),
     }
+
+
+GNU_SEARCHED = {"crlf-throughout", "mixed-endings-flipped", "final-newline-removed-and-edit",
+                "no-eol-both-edit-and-last-changed", "no-eol-crlf-last-line", "long-lines-20kB", "nul-bytes"}
 
 
 @pytest.fixture
@@ -182,13 +191,18 @@ def force_gnu(monkeypatch):
 @pytest.mark.skipif(shutil.which("diff") is None, reason="GNU diff not installed")
 @pytest.mark.parametrize("case", list(_edge_pairs()))
 @pytest.mark.parametrize("engine", ["in-process", "gnu"])
-def test_edge_shapes_match_gnu_hunks_and_apply(tmp_path, request, case, engine):
+def test_edge_shapes_match_gnu_hunks_and_apply(tmp_path, request, monkeypatch, case, engine):
     """CR stays part of its line, a missing final newline is marked, long lines are whole lines: on inputs with
     one right answer both engines print exactly GNU diff -u's text, and patch reproduces the new file byte for byte."""
+    calls = []
     if engine == "gnu":
         request.getfixturevalue("force_gnu")
+        real = diffmod._run_gnu
+        monkeypatch.setattr(diffmod, "_run_gnu", lambda *args: calls.append(1) or real(*args))
     old, new = _edge_pairs()[case]
     result = unified_diff(old, new, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=engine == "gnu")
+    # Where the changed region shares no line between the sides (a wholesale replacement) nothing is searched.
+    assert bool(calls) == (engine == "gnu" and case in GNU_SEARCHED)
     assert result.text == _gnu_u(tmp_path, old, new)
     assert _apply_patch(tmp_path, old, result.text) == new
     body = result.text.split("\n")[2:]
@@ -252,3 +266,16 @@ def test_junk_slices_of_a_huge_region_become_one_replacement(tmp_path, monkeypat
     few = unified_diff(old, edited, old_label="a/f", new_label="b/f", limit_bytes=10**9, use_gnu=False)
     assert _apply_patch(tmp_path, old, few.text) == edited
     assert few.removed == few.added == 3 and few.text.count("@@ -") == 3
+
+
+@pytest.mark.skipif(shutil.which("diff") is None, reason="GNU diff not installed")
+def test_lone_surrogates_cross_gnu_unchanged(force_gnu, monkeypatch):
+    """Content sent as JSON may hold lone surrogates: they reach GNU diff and come back as they were."""
+    outputs = []
+    real = diffmod._run_gnu
+    monkeypatch.setattr(diffmod, "_run_gnu", lambda *args: outputs.append(real(*args)) or outputs[-1])
+    old, new = "a\n\ud800x\nk\n\udfffz\nb\n", "a\n\ud800y\nk\n\udfffw\nb\n"
+    via_gnu = unified_diff(old, new, old_label="a/f", new_label="b/f")
+    assert outputs and outputs[0] is not None
+    assert via_gnu == unified_diff(old, new, old_label="a/f", new_label="b/f", use_gnu=False)
+    assert "-\ud800x\n+\ud800y\n k\n-\udfffz\n+\udfffw\n" in via_gnu.text
