@@ -135,7 +135,8 @@ def long_line_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
 
 def line_ending_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
     """CRLF files (a CR stays part of its line, as in GNU diff): CRLF throughout with dense edits, a whole file
-    converted LF -> CRLF, mixed endings with some flipped; files without a final newline."""
+    converted LF -> CRLF, mixed endings with some flipped; non-ASCII text (2- and 4-byte characters, which Python
+    stores wider); files without a final newline."""
     mid = _lines(rng, 20000)
     dense = [f"{line} edited" if i % 5 == 0 else line for i, line in enumerate(mid)]
     mixed = [line + ("\r" if rng.random() < 0.5 else "") for line in mid]
@@ -147,10 +148,16 @@ def line_ending_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
     for i in rng.sample(range(19999), 100):
         scattered[i] += " edited"
     scattered[-1] += " last"
+    cyrillic = [f"значение {i:06d} = {rng.randrange(10**6)} путь/{i % 97}/элемент" for i in range(20000)]
+    cyrillic_new = [f"{line} изменено" if i % 5 == 0 else line for i, line in enumerate(cyrillic)]
+    emoji = [f"😀 entry {i:06d} value={rng.randrange(10**6)} ✓ path/{i % 97}" for i in range(20000)]
+    emoji_new = [f"{line} 🔧" if i % 5 == 0 else line for i, line in enumerate(emoji)]
     return {
         "(e1) 20k CRLF lines, every 5th changed": (_join(mid, "\r\n"), _join(dense, "\r\n")),
         "(e2) 20k lines, LF -> CRLF throughout": (_join(mid), _join(mid, "\r\n")),
         "(e3) 20k mixed-ending lines, 200 endings flipped": (_join(mixed), _join(flipped)),
+        "(e4) 20k non-ASCII lines (Cyrillic), every 5th changed": (_join(cyrillic), _join(cyrillic_new)),
+        "(e5) 20k lines with emoji, every 5th changed": (_join(emoji), _join(emoji_new)),
         "(f1) 50k lines, final newline removed": (_join(big), _join(big, final=False)),
         "(f2) 20k lines, no final EOL, 100 edits + last": (_join(mid, final=False), _join(scattered, final=False)),
     }

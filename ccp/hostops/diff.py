@@ -18,12 +18,16 @@ Hunk grouping reuses difflib's own code, so the output is standard ``diff -u`` e
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import math
 import os
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
@@ -43,20 +47,21 @@ FRAGMENTED_LINES_PER_RUN = 8
 GNU_DIFF_MIN_CELLS = 4_000_000
 # The engine is chosen by expected cost. The LCS engine costs per cell of its bit matrix ~1e-10 s when the region
 # has few distinct lines and ~2-2.5e-10 s when most lines are distinct (rapidfuzz then looks them up in a hash map);
-# GNU diff costs a process start plus writing, reading and hashing both texts (5x more per character when they are
-# not ASCII: encoding to UTF-8 dominates), plus its O(N*D) search, which cannot be known beforehand.
+# GNU diff costs a process start plus writing, reading and hashing both texts, plus its O(N*D) search, which cannot be
+# known beforehand.
 LCS_S_PER_CELL = 1e-10
 LCS_S_PER_CELL_DISTINCT = 2.5e-10
 GNU_START_S = 0.002
-GNU_S_PER_CHAR = 2e-9
-GNU_S_PER_WIDE_CHAR = 1e-8
+GNU_S_PER_BYTE = 2e-9
 # GNU gets twice the LCS engine's expected time, within these bounds; past that the LCS engine answers, so a diff
 # costs at most ~3x the faster engine (~1.5x when the estimate holds).
 GNU_DIFF_MIN_TIMEOUT_S = 0.05
 GNU_DIFF_TIMEOUT_S = 0.25
+PIPE_BYTES = 1 << 20
 _GROUP_FORMATS = tuple(f"--{kind}-group-format=%de %dl %dE %dL\n" for kind in ("old", "new", "changed"))
 
 NO_EOL = "\\ No newline at end of file\n"
+_NO_EOL = NO_EOL.encode()
 
 Opcode = tuple[str, int, int, int, int]
 
@@ -81,6 +86,20 @@ def split_lines(text: str) -> tuple[list[str], bool]:
         lines.pop()
         return lines, True
     return lines, False
+
+
+def _split_bytes(data: bytes) -> tuple[list[bytes], bool]:
+    """split_lines on UTF-8 bytes (no multi-byte character contains the LF byte, so the lines are the same)."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+        return lines, True
+    return lines, False
+
+
+def _encode_lines(lines: list[str]) -> list[bytes]:
+    """The lines as UTF-8, encoded in one go (a line holding an LF becomes two and fails the count check)."""
+    return "\n".join(lines).encode("utf-8", "surrogatepass").split(b"\n") if lines else []
 
 
 def _keys(lines: list[str], final_eol: bool) -> list:
@@ -182,27 +201,61 @@ def _merge(ops: list[Opcode]) -> list[Opcode]:
     return out
 
 
-def _run_gnu(old: str, new: str, args: list, timeout: float) -> bytes | None:
+def _drain(proc: subprocess.Popen, fd: int, deadline: float) -> bytes | None:
+    """All ``proc`` writes to the pipe ``fd`` until it closes it; None (and ``proc`` killed) past ``deadline``.
+
+    Read here with poll and large reads, not by subprocess.run(timeout=...), whose 32 kB reads between select calls
+    cost more than GNU's whole run on a 2 MB diff."""
+    chunks = []
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            proc.kill()
+            proc.wait()
+            return None
+        chunk = os.read(fd, PIPE_BYTES)
+        if not chunk:
+            proc.wait()  # it closed its output: it is exiting
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _run_gnu(old: bytes, new: bytes, args: list, timeout: float) -> bytes | None:
     """GNU diff's output with ``args`` on the two texts (written to temporary files, as text whatever they hold);
     None if diff is missing, fails or runs out of time."""
     exe = shutil.which("diff")
     if exe is None:
         return None
+    deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="ccp-diff-") as tmp:
         old_path, new_path = os.path.join(tmp, "old"), os.path.join(tmp, "new")
-        for path, text in ((old_path, old), (new_path, new)):
+        for path, data in ((old_path, old), (new_path, new)):
             with open(path, "wb") as fh:
-                fh.write(text.encode("utf-8", "surrogatepass"))
+                fh.write(data)
+        read_fd, write_fd = os.pipe()
         try:
-            proc = subprocess.run([exe, "-a", *args, "--", old_path, new_path], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, timeout=timeout, check=False,
-                                  env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
-        except (subprocess.TimeoutExpired, OSError, ValueError):  # ValueError: a NUL in an argument
-            return None
-    return proc.stdout if proc.returncode in (0, 1) else None
+            if hasattr(fcntl, "F_SETPIPE_SZ"):  # a larger pipe: GNU's output crosses in a few big writes
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            try:
+                proc = subprocess.Popen([exe, "-a", *args, "--", old_path, new_path], stdin=subprocess.DEVNULL,
+                                        stdout=write_fd, stderr=subprocess.DEVNULL,
+                                        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")})
+            except (OSError, ValueError):  # ValueError: a NUL in an argument
+                return None
+            os.close(write_fd)
+            write_fd = -1
+            out = _drain(proc, read_fd, deadline)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+    return out if out is not None and proc.returncode in (0, 1) else None
 
 
-def _gnu_diff_opcodes(old: str, new: str, timeout: float = GNU_DIFF_TIMEOUT_S) -> list[Opcode] | None:
+def _gnu_diff_opcodes(old: bytes, new: bytes, timeout: float = GNU_DIFF_TIMEOUT_S) -> list[Opcode] | None:
     """Edit script from GNU diff's group ranges; None if diff is missing, fails or runs out of time.
 
     Each changed group is printed as four numbers, `e l E L` (lines e+1..l of the old file became lines E+1..L of the
@@ -222,7 +275,7 @@ def _gnu_diff_opcodes(old: str, new: str, timeout: float = GNU_DIFF_TIMEOUT_S) -
             for i1, i2, j1, j2 in zip(it, it, it, it, strict=True)]
 
 
-def _gnu_unified(old: str, new: str, header: str, labels: tuple[str, str], context: int, growth: int,
+def _gnu_unified(old: bytes, new: bytes, header: str, labels: tuple[str, str], context: int, growth: int,
                  limit_bytes: int, timeout: float) -> DiffResult | None:
     """GNU ``diff -u``'s own text, cut at the last hunk boundary within ``limit_bytes``; None when GNU cannot answer
     (then the caller renders). ``growth`` is len(new lines) - len(old lines): added = removed + growth, so only the
@@ -284,7 +337,7 @@ class _Plan:
     gnu_timeout: float | None = None
 
 
-def _plan(a: list, b: list, old: str | None, new: str | None) -> _Plan:
+def _plan(a: list, b: list, old: bytes | None, new: bytes | None) -> _Plan:
     n, m = len(a), len(b)
     pre = _common_run(a, b, 0, 0, 1, min(n, m))
     suf = _common_run(a, b, n - 1, m - 1, -1, min(n, m) - pre)
@@ -297,8 +350,7 @@ def _plan(a: list, b: list, old: str | None, new: str | None) -> _Plan:
     if old is None or new is None:
         return _Plan(pre, suf)
     lcs_s = cells * (LCS_S_PER_CELL if len(distinct) <= 256 else LCS_S_PER_CELL_DISTINCT)
-    ascii_texts = old.isascii() and new.isascii()
-    gnu_s = GNU_START_S + (len(old) + len(new)) * (GNU_S_PER_CHAR if ascii_texts else GNU_S_PER_WIDE_CHAR)
+    gnu_s = GNU_START_S + (len(old) + len(new)) * GNU_S_PER_BYTE
     if lcs_s <= gnu_s:
         return _Plan(pre, suf)
     return _Plan(pre, suf, gnu_timeout=min(GNU_DIFF_TIMEOUT_S, max(GNU_DIFF_MIN_TIMEOUT_S, 2 * lcs_s)))
@@ -321,11 +373,11 @@ def _in_process_opcodes(a: list, b: list, plan: _Plan) -> list[Opcode]:
     return _merge(ops)
 
 
-def diff_opcodes(a: list, b: list, *, old: str | None = None, new: str | None = None,
+def diff_opcodes(a: list, b: list, *, old: bytes | None = None, new: bytes | None = None,
                  use_gnu: bool = True) -> list[Opcode]:
     """Return difflib-style opcodes (equal/delete/insert/replace) turning ``a`` into ``b`` (lists of line keys).
 
-    ``old``/``new`` are the texts the keys came from; when given (and ``use_gnu``), GNU diff may be used for big
+    ``old``/``new`` are the UTF-8 texts the keys came from; when given (and ``use_gnu``), GNU diff may be used for big
     inputs. ``use_gnu=False`` forces the in-process engine (tests compare both).
     """
     plan = _plan(a, b, old, new)
@@ -353,60 +405,68 @@ def _range(start: int, stop: int) -> str:
     return str(beginning) if length == 1 else f"{beginning},{length}"
 
 
+def _render(ops: list[Opcode], pa: list[bytes], pb: list[bytes], a_missing: int, b_missing: int, header: bytes,
+            context: int, limit_bytes: int) -> tuple[bytes, bool]:
+    """The hunks of ``ops`` printed from the lines ``pa``/``pb``, whole hunks up to ``limit_bytes``; (text, cut)."""
+    out = [header]
+    size = len(header)
+    for group in _FixedMatcher(ops).get_grouped_opcodes(context):
+        first, last = group[0], group[-1]
+        hunk = [f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n".encode()]
+        for tag, i1, i2, j1, j2 in group:
+            # One string per run (a join runs in C), so a hunk of thousands of small runs stays cheap.
+            if i1 < i2:
+                mark = b" " if tag == "equal" else b"-"
+                hunk.append(mark + (b"\n" + mark).join(pa[i1:i2]) + b"\n")
+                if i1 <= a_missing < i2:  # the file's last line: the last one of this run
+                    hunk.append(_NO_EOL)
+            if tag != "equal" and j1 < j2:
+                hunk.append(b"+" + b"\n+".join(pb[j1:j2]) + b"\n")
+                if j1 <= b_missing < j2:
+                    hunk.append(_NO_EOL)
+        hunk_size = sum(map(len, hunk))
+        if size + hunk_size > limit_bytes:
+            return b"".join(out), True
+        out.extend(hunk)
+        size += hunk_size
+    return b"".join(out), False
+
+
 def unified_diff(old: str, new: str, *, old_label: str, new_label: str, context: int = 3,
                  limit_bytes: int = 256 * 1024, show_old: list[str] | None = None,
                  show_new: list[str] | None = None, use_gnu: bool = True) -> DiffResult:
     """Return a `diff -u`-compatible diff of ``old`` -> ``new`` (GNU ``patch`` reproduces ``new`` from it).
 
     ``show_old``/``show_new`` optionally replace the printed line texts (same line count, e.g. masked .env
-    lines) while the comparison uses the real ones. Text past ``limit_bytes`` (UTF-8) is cut at a line boundary
+    lines) while the comparison uses the real ones. Text past ``limit_bytes`` (UTF-8) is cut at a hunk boundary
     and ``truncated`` is set; the +/- counts always cover the whole diff. An empty text means no difference.
+    The work is done on UTF-8 bytes, as GNU diff does: splitting and hashing them is cheaper than Python strings of
+    wide characters, and GNU reads and prints them as they are.
     """
-    (a, a_eol), (b, b_eol) = split_lines(old), split_lines(new)
-    pa, pb = show_old if show_old is not None else a, show_new if show_new is not None else b
+    old_b, new_b = old.encode("utf-8", "surrogatepass"), new.encode("utf-8", "surrogatepass")
+    (a, a_eol), (b, b_eol) = _split_bytes(old_b), _split_bytes(new_b)
+    pa = _encode_lines(show_old) if show_old is not None else a
+    pb = _encode_lines(show_new) if show_new is not None else b
     if len(pa) != len(a) or len(pb) != len(b):
         raise ValueError("show_old/show_new must have the same line counts as the texts")
     ka, kb = _keys(a, a_eol), _keys(b, b_eol)
     header = f"--- {old_label}\n+++ {new_label}\n"
     if show_old is None and show_new is None:  # nothing to mask: GNU's own text may be the answer
-        plan = _plan(ka, kb, old, new)
+        plan = _plan(ka, kb, old_b, new_b)
         if use_gnu and plan.gnu_timeout is not None:
-            result = _gnu_unified(old, new, header, (old_label, new_label), context, len(b) - len(a),
+            result = _gnu_unified(old_b, new_b, header, (old_label, new_label), context, len(b) - len(a),
                                   limit_bytes, plan.gnu_timeout)
             if result is not None:
                 return result
         ops = _in_process_opcodes(ka, kb, plan)
-    else:
-        ops = diff_opcodes(ka, kb, old=old, new=new, use_gnu=use_gnu)
-    a_missing = -1 if a_eol else len(a) - 1
-    b_missing = -1 if b_eol else len(b) - 1
+    else:  # masked: whichever engine finds the changes, the text is printed here from the shown lines
+        ops = diff_opcodes(ka, kb, old=old_b, new=new_b, use_gnu=use_gnu)
     added = removed = 0
     for tag, i1, i2, j1, j2 in ops:
         if tag != "equal":
             added, removed = added + j2 - j1, removed + i2 - i1
     if not added and not removed:
         return DiffResult("", 0, 0, False)
-    out = [header]
-    size = len(header.encode("utf-8", "surrogatepass"))
-    truncated = False
-    for group in _FixedMatcher(ops).get_grouped_opcodes(context):
-        first, last = group[0], group[-1]
-        hunk = [f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"]
-        for tag, i1, i2, j1, j2 in group:
-            # One string per run (a join runs in C), so a hunk of thousands of small runs stays cheap.
-            if i1 < i2:
-                mark = " " if tag == "equal" else "-"
-                hunk.append(mark + ("\n" + mark).join(pa[i1:i2]) + "\n")
-                if i1 <= a_missing < i2:  # the file's last line: the last one of this run
-                    hunk.append(NO_EOL)
-            if tag != "equal" and j1 < j2:
-                hunk.append("+" + "\n+".join(pb[j1:j2]) + "\n")
-                if j1 <= b_missing < j2:
-                    hunk.append(NO_EOL)
-        hunk_size = len("".join(hunk).encode("utf-8", "surrogatepass"))
-        if size + hunk_size > limit_bytes:
-            truncated = True
-            break
-        out.extend(hunk)
-        size += hunk_size
-    return DiffResult("".join(out), added, removed, truncated)
+    text, truncated = _render(ops, pa, pb, -1 if a_eol else len(a) - 1, -1 if b_eol else len(b) - 1,
+                              header.encode("utf-8", "surrogatepass"), context, limit_bytes)
+    return DiffResult(text.decode("utf-8", "surrogatepass"), added, removed, truncated)

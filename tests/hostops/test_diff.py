@@ -184,7 +184,7 @@ GNU_SEARCHED = {"crlf-throughout", "mixed-endings-flipped", "final-newline-remov
 @pytest.fixture
 def force_gnu(monkeypatch):
     """Any difference goes to GNU diff first (its own text when nothing is masked)."""
-    for name in ("GNU_DIFF_MIN_CELLS", "GNU_START_S", "GNU_S_PER_CHAR", "GNU_S_PER_WIDE_CHAR"):
+    for name in ("GNU_DIFF_MIN_CELLS", "GNU_START_S", "GNU_S_PER_BYTE"):
         monkeypatch.setattr(diffmod, name, 0)
 
 
