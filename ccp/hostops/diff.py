@@ -102,7 +102,7 @@ def _encode_lines(lines: list[str]) -> list[bytes]:
     return "\n".join(lines).encode("utf-8", "surrogatepass").split(b"\n") if lines else []
 
 
-def _keys(lines: list[str], final_eol: bool) -> list:
+def _keys(lines: list, final_eol: bool) -> list:
     """Comparison keys: a last line without LF must differ from the same text with LF, so it becomes a tuple."""
     if lines and not final_eol:
         return lines[:-1] + [(lines[-1],)]
