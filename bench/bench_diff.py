@@ -190,13 +190,22 @@ def other_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
 
 
 def huge_pairs(rng: random.Random) -> dict[str, tuple[str, str]]:
-    """At the agent's 4 MB file limit, where GNU diff's O(N*D) search is slowest: rewrites of files with few
-    distinct lines (no line unique to both sides to anchor on) and every line of a distinct-line file moved."""
+    """Up to the agent's 4 MB file limit: dense changes, a moved block, a re-indented file of few distinct lines, and
+    where GNU diff's O(N*D) search is slowest: rewrites of files with few distinct lines (no line unique to both
+    sides to anchor on) and every line of a distinct-line file moved."""
     vocab = ["  restart: unless-stopped", "", "    - x", "    image: app:${IMAGE_TAG:-latest}", "  web:"]
     distinct = _lines(rng, 70000)
     shuffled = list(distinct)
     rng.shuffle(shuffled)
+    dense = _lines(rng, 80000)
+    block = _lines(rng, 50000)
+    yaml_like = [("  " * (i % 4)) + f"k{i % 50}: v{i % 13}" for i in range(100_000)]
     return {
+        "(c4) 80k distinct lines (4 MB), every 2nd changed": (_join(dense), _join(
+            f"{line} edited" if i % 2 == 0 else line for i, line in enumerate(dense))),
+        "(g6) 50k distinct lines, a 10k block moved to the end": (_join(block), _join(block[10000:] + block[:10000])),
+        "(g7) 100k YAML-like lines, every 3rd re-indented": (_join(yaml_like), _join(
+            "  " + line if i % 3 == 0 else line for i, line in enumerate(yaml_like))),
         "(h1) 1M one-char lines (4 MB), unrelated rewrite": (_join(rng.choice("ab") for _ in range(1_000_000)),
                                                               _join(rng.choice("ab") for _ in range(1_000_000))),
         "(h2) 250k repeated lines (4 MB), unrelated rewrite": (_join(rng.choice(vocab) for _ in range(250_000)),
