@@ -10,7 +10,7 @@ from one of two engines, both bounded:
 - GNU diff when installed, for large regions where it is expected to be cheaper: it is O(N*D), so much faster when
   few lines changed. It gets twice the time the LCS engine is expected to need (within ``GNU_DIFF_MIN_TIMEOUT_S`` ..
   ``GNU_DIFF_TIMEOUT_S``); past that (many changes, where GNU slows down) the LCS engine answers instead, so a diff
-  costs at most ~3x the faster engine's time, and under 1 s for any text the agent accepts (4 MB).
+  costs at most ~1.5x GNU's own time, and under 1 s for any text the agent accepts (4 MB).
   When no line needs masking, GNU's own ``diff -u`` text is the answer (only cut at a hunk boundary past the limit):
   rendering it again here would cost more than GNU's whole run. When lines are masked (.env files), GNU prints only
   its group ranges and the text is rendered here from the masked lines, so a secret never crosses into the output.
@@ -53,9 +53,9 @@ LCS_S_PER_CELL = 1e-10
 LCS_S_PER_CELL_DISTINCT = 2.5e-10
 GNU_START_S = 0.002
 GNU_S_PER_BYTE = 2e-9
-# GNU gets twice the LCS engine's expected time, within these bounds; past that the LCS engine answers, so a diff
-# costs at most ~3x the faster engine (~1.5x when the estimate holds).
-GNU_DIFF_MIN_TIMEOUT_S = 0.05
+# GNU gets twice the LCS engine's expected time, within these bounds; past that the LCS engine answers, so a diff GNU
+# gives up on costs at most ~1.5x what GNU alone would have (when the estimate holds).
+GNU_DIFF_MIN_TIMEOUT_S = 0.02
 GNU_DIFF_TIMEOUT_S = 0.25
 PIPE_BYTES = 1 << 20
 _GROUP_FORMATS = tuple(f"--{kind}-group-format=%de %dl %dE %dL\n" for kind in ("old", "new", "changed"))
