@@ -53,7 +53,7 @@ def main() -> None:
            "DRY_RUN_COMPOSE_SLEEP": f"{args.sleep:g}"}
     os.environ.update(env)
     from ccp.app import create_app
-    from ccp.extensions import db, get_queue
+    from ccp.extensions import db, worker_queues
     from ccp.services.instances import create_instance
     from tests import tenants
 
@@ -69,7 +69,8 @@ def main() -> None:
             for n, workers in enumerate(counts):
                 rows.append(_one_rollout(f"v{n + 2}", workers, args, env, tmp, db))
                 print(_format([rows[-1]], header=n == 0), flush=True)
-            get_queue().empty()
+            for queue in worker_queues():
+                queue.empty()
     finally:
         stop_all(agents)
         with app.app_context():

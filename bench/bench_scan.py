@@ -61,7 +61,7 @@ def main() -> None:
            "CCP_QUEUE": f"ccp-bench-{uuid.uuid4().hex[:8]}"}
     os.environ.update(env)
     from ccp.app import create_app
-    from ccp.extensions import db, get_queue
+    from ccp.extensions import db, worker_queues
     from ccp.models import ScanRun
     from ccp.services.instances import create_instance
     from ccp.services.scan_runs import start_scan
@@ -94,7 +94,8 @@ def main() -> None:
                 print(f"{size} tenants: drift scan {wall:.2f} s wall "
                       f"({summary.get('scanned')} scanned, {summary.get('drifted')} drifted, "
                       f"{summary.get('unreachable')} unreachable)", flush=True)
-            get_queue().empty()
+            for queue in worker_queues():
+                queue.empty()
     finally:
         stop_all(procs)
         with app.app_context():

@@ -93,6 +93,7 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded redis-server could not be started; the message says why (its last log line included)."""
 
 
+BACKGROUND_SUFFIX = ".background"  # the scans' queue: <CCP_QUEUE>.background
 SOCKET_PATH_MAX = 107  # bytes: a unix socket address holds 108, one of them the terminating NUL
 
 
@@ -312,9 +313,23 @@ def get_redis() -> redis.Redis:
 
 
 def get_queue() -> Queue:
-    """The RQ queue upgrade jobs go to."""
+    """The RQ queue upgrade jobs go to (and every other job that someone waits for: rollouts, agent updates,
+    receivers' decisions, notifications)."""
     settings = current_app.config["CCP"]
     return Queue(settings.queue_name, connection=get_redis(), default_timeout=settings.job_timeout_s)
+
+
+def get_background_queue() -> Queue:
+    """The RQ queue of fleet scans: workers take its jobs only while the main queue is empty, so a scheduled scan of
+    hundreds of tenants never makes an upgrade or the next wave of a rollout wait behind it."""
+    settings = current_app.config["CCP"]
+    return Queue(f"{settings.queue_name}{BACKGROUND_SUFFIX}", connection=get_redis(),
+                 default_timeout=settings.job_timeout_s)
+
+
+def worker_queues() -> list[Queue]:
+    """The queues a worker listens on by default, the one taken first first."""
+    return [get_queue(), get_background_queue()]
 
 
 def check_connections(app: Flask) -> None:

@@ -13,7 +13,7 @@ import threading
 from flask import Flask
 from rq import Queue, SimpleWorker
 
-from ccp.extensions import get_queue, get_redis
+from ccp.extensions import get_redis, worker_queues
 from ccp.services.agent_updates import end_lost_jobs
 from ccp.services.reaper import reap_interrupted
 from ccp.services.notify import collect_ended
@@ -43,13 +43,14 @@ class AppWorker(SimpleWorker):
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None, queues: tuple[str, ...] = ()) -> bool:
-    """Work the named queues (default: the CCP queue) until stopped, or until empty with burst.
+    """Work the named queues (default: the CCP queue, then its background queue of scans) until stopped, or until
+    empty with burst.
 
     Returns whether any job was processed.
     """
     with app.app_context():
         connection = get_redis()
-        listen = [Queue(q, connection=connection) for q in queues] if queues else [get_queue()]
+        listen = [Queue(q, connection=connection) for q in queues] if queues else worker_queues()
     stop = threading.Event()
     housekeeping = threading.Thread(target=_housekeeping, args=(app, stop), daemon=True, name="ccp-housekeeping")
     housekeeping.start()

@@ -128,13 +128,14 @@ def app_env(database_url, redis_url, tmp_path) -> dict[str, str]:
 def app(app_env):
     """The CCP app for one test; its database is dropped and its queue emptied afterwards."""
     from ccp.app import create_app
-    from ccp.extensions import db, get_queue
+    from ccp.extensions import db, worker_queues
 
     application = create_app({"environ": app_env})
     with application.app_context():
         yield application
         db.session.remove()
-        get_queue().empty()
+        for queue in worker_queues():
+            queue.empty()
         db.engine.dispose()
 
 

@@ -45,7 +45,9 @@ def main() -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Process queued jobs, then exit.")
 @click.option("--name", default=None, help="Worker name (default: generated).")
-@click.option("--queue", "queues", multiple=True, help="Queue to listen on (repeatable; default: CCP_QUEUE).")
+@click.option("--queue", "queues", multiple=True,
+              help="Queue to listen on, the first taken first (repeatable; default: CCP_QUEUE, then the scans' "
+                   "CCP_QUEUE.background).")
 @with_appcontext
 def worker(burst: bool, name: str | None, queues: tuple[str, ...]) -> None:
     """Run an RQ worker inside the app context (processes upgrade jobs)."""

@@ -91,15 +91,16 @@ class CcpCollector:
         yield hist
 
     def _queue(self):
-        from ccp.extensions import get_queue
+        from ccp.extensions import get_background_queue, get_queue
 
-        queue = get_queue()
-        gauge = GaugeMetricFamily("ccp_queue_jobs", "RQ jobs on the CCP queue by state", labels=["state"])
-        gauge.add_metric(["queued"], queue.count)
-        gauge.add_metric(["started"], queue.started_job_registry.count)
-        gauge.add_metric(["failed"], queue.failed_job_registry.count)
-        gauge.add_metric(["deferred"], queue.deferred_job_registry.count)
-        gauge.add_metric(["scheduled"], queue.scheduled_job_registry.count)
+        gauge = GaugeMetricFamily("ccp_queue_jobs", "RQ jobs on CCP's queues by state (queue: main for upgrades, "
+                                  "rollouts and the rest, background for scans)", labels=["queue", "state"])
+        for name, queue in (("main", get_queue()), ("background", get_background_queue())):
+            gauge.add_metric([name, "queued"], queue.count)
+            gauge.add_metric([name, "started"], queue.started_job_registry.count)
+            gauge.add_metric([name, "failed"], queue.failed_job_registry.count)
+            gauge.add_metric([name, "deferred"], queue.deferred_job_registry.count)
+            gauge.add_metric([name, "scheduled"], queue.scheduled_job_registry.count)
         yield gauge
 
     def _agents(self):

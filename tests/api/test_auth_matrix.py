@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from ccp.extensions import get_queue
+from ccp.extensions import worker_queues
 from ccp.models import Rollout, Upgrade
 from tests.api.auth_matrix_helpers import snapshot
 from tests.api.conftest import assert_error
@@ -104,7 +104,8 @@ def matrix_target(app, db, tenant):
 
     channel = create_channel("matrix-channel", "json://127.0.0.1:9/hook", ["scan.drift"], actor="test")
     scan = start_scan(["agents"], actor="test")
-    get_queue().empty()
+    for queue in worker_queues():
+        queue.empty()
     return {"slug": tenant.slug, "id": tenant.id, "done": done.id, "queued": queued.id, "rollout": rollout.id,
             "receiver": receiver.name, "delivery": delivery.id, "channel": channel.id, "scan": scan.id,
             "agent_update": agent_update.id}

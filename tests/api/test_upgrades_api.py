@@ -83,12 +83,12 @@ def test_metrics_counters_change_after_an_apply(app, db, api, make_token, tenant
 
     api("POST", f"/api/instances/{tenant.slug}/upgrade-release", op, json={"imageTag": "v2"})
     mid = scrape(api, token)
-    assert mid[queued] == 1 and mid[("ccp_queue_jobs", frozenset({("state", "queued")}))] == 1
+    assert mid[queued] == 1 and mid[("ccp_queue_jobs", frozenset({("queue", "main"), ("state", "queued")}))] == 1
     run_worker()
     db.session.expire_all()  # the worker used its own session; the test's app context keeps its own
     after = scrape(api, token)
     assert after[finished] == 1 and after[queued] == 0
-    assert after[("ccp_queue_jobs", frozenset({("state", "queued")}))] == 0
+    assert after[("ccp_queue_jobs", frozenset({("queue", "main"), ("state", "queued")}))] == 0
     write_count = ("ccp_upgrade_step_duration_seconds_count", frozenset({("step", "write")}))
     assert after[write_count] == 1
     assert after[("ccp_upgrade_step_duration_seconds_bucket", frozenset({("step", "write"), ("le", "+Inf")}))] == 1

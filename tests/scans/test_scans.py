@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ccp.models import AuditEvent, Instance, InstanceScan, Receiver, ScanRun, Upgrade
+from ccp.models import AuditEvent, Instance, InstanceScan, Receiver, ScanRun, Upgrade, as_utc
 from ccp.services.scan_runs import ScanInvalid, start_scan
 from tests.factories import make_instance
 
@@ -167,3 +167,22 @@ def test_a_run_left_open_by_a_killed_job_is_ended_by_housekeeping(app, db):
     db.session.expire_all()
     run = db.session.get(ScanRun, run.id)
     assert run.finished_at is not None and run.summary["not_scanned"] == 2 and run.summary["scanned"] == 1
+
+
+def test_a_scan_queued_first_does_not_delay_an_upgrade_queued_after_it(app, db, run_worker, tenant_factory):
+    """Scans go to the background queue, which workers take only when the main one is empty: an upgrade (or the
+    next wave of a rollout) queued behind a whole-fleet scan still runs first."""
+    from ccp.extensions import get_background_queue, get_queue
+    from ccp.services import upgrades as upgrade_svc
+
+    tenants = [tenant_factory(driver="local") for _ in range(3)]
+    run = start_scan(["drift"], actor="test")
+    upgrade = upgrade_svc.start_release(tenants[0], "v2", actor="test")
+    assert (len(get_background_queue()), len(get_queue())) == (3, 1)
+    run_worker()
+    db.session.expire_all()
+    upgrade = db.session.get(Upgrade, upgrade.id)
+    assert upgrade.status == "succeeded", upgrade.error
+    scanned = [_row(db, t).drift_at for t in tenants]
+    assert db.session.get(ScanRun, run.id).done == 3 and all(scanned)
+    assert all(as_utc(upgrade.finished_at) <= as_utc(at) for at in scanned), "a scan ran before the upgrade"

@@ -316,8 +316,8 @@ class Ledger:
 
     `baseline` is the state every probe starts from: after a probe that changed anything, `settle` restores it."""
 
-    def __init__(self, db, get_queue) -> None:
-        self.db, self.get_queue = db, get_queue
+    def __init__(self, db, queues) -> None:
+        self.db, self.queues = db, queues  # queues(): every RQ queue CCP enqueues on
         self.tables = [t for t in db.metadata.sorted_tables if t.name in TABLES]
         missing = set(TABLES) - {t.name for t in self.tables}
         assert not missing, f"tables missing from the models: {missing}"
@@ -335,7 +335,7 @@ class Ledger:
                 full[table.name] = raw
                 rows[table.name] = {tuple(r[i] for i in pk): tuple(None if i in volatile else v
                                                                     for i, v in enumerate(r)) for r in raw}
-        return State(rows, full, tuple(self.get_queue().get_job_ids()))
+        return State(rows, full, tuple(job_id for queue in self.queues() for job_id in queue.get_job_ids()))
 
     def changes(self, before: State, after: State, may_add: dict | None = None) -> list[str]:
         """What changed, in words ('audit_events +1 (action=upgrade.start.quick, ...)'); allowed additions
@@ -383,12 +383,12 @@ class Ledger:
                     conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in state.full[table.name]])
         from rq.job import Job
 
-        queue = self.get_queue()
-        for job_id in set(queue.get_job_ids()) - set(state.jobs):
-            try:
-                Job.fetch(job_id, connection=queue.connection).delete()
-            except Exception:  # noqa: BLE001 - already gone
-                queue.remove(job_id)
+        for queue in self.queues():
+            for job_id in set(queue.get_job_ids()) - set(state.jobs):
+                try:
+                    Job.fetch(job_id, connection=queue.connection).delete()
+                except Exception:  # noqa: BLE001 - already gone
+                    queue.remove(job_id)
 
 
 def _row_summary(table: str, values: dict) -> str:

@@ -138,7 +138,7 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
     through the login form; seeded through the API itself, the documented interface."""
     from flask import g, request_started
 
-    from ccp.extensions import db, get_queue
+    from ccp.extensions import db, worker_queues
 
     target, busy = tenant_factory(), tenant_factory()
     token = make_token("admin")
@@ -168,7 +168,7 @@ def world(app, client, tenant_factory, make_token, login, monkeypatch):
     db.session.remove()
     with ErrorLog.installed() as errors:
         yield World(app=app, db=db, client=client, anon=anon, token=token, csrf=csrf, anon_csrf=anon_csrf,
-                    ledger=Ledger(db, get_queue), errors=errors, ops=_operations(doc),
+                    ledger=Ledger(db, worker_queues), errors=errors, ops=_operations(doc),
                     schemas=doc["components"]["schemas"], slug=slug, install_dir=install_dir,
                     ids={"upgrade_id": 1, "rollout_id": 1, "token_id": 1, "delivery_id": 1, "channel_id": 1,
                          "run_id": 1})

@@ -196,7 +196,7 @@ def test_drift_link_shows_what_a_reapply_would_restore(client, login, tenant_fac
 
 
 def test_scan_now_needs_operate_and_queues_one_job_per_instance(client, login, post, db):
-    from ccp.extensions import get_queue
+    from ccp.extensions import get_background_queue
     from ccp.models import ScanRun
 
     make_instance(), make_instance()
@@ -207,7 +207,7 @@ def test_scan_now_needs_operate_and_queues_one_job_per_instance(client, login, p
     response = post("/fleet/scan")
     assert response.status_code == 204 and response.headers["HX-Redirect"] == "/"
     run = db.session.execute(select(ScanRun)).scalar_one()
-    assert run.total == 2 and run.kinds == ["agents", "drift", "updates"] and len(get_queue()) == 2
+    assert run.total == 2 and run.kinds == ["agents", "drift", "updates"] and len(get_background_queue()) == 2
     assert f"Last scan #{run.id}" in client.get("/").get_data(as_text=True)
 
 

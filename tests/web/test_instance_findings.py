@@ -57,7 +57,7 @@ def test_unreachable_agent_and_unknown_updates_read_as_such(client, login, db):
 
 
 def test_scan_now_queues_one_job_for_this_instance(client, login, db):
-    from ccp.extensions import get_queue
+    from ccp.extensions import get_background_queue
 
     inst, _other = make_instance(), make_instance()
     login("viewer")
@@ -68,5 +68,5 @@ def test_scan_now_queues_one_job_for_this_instance(client, login, db):
     response = client.post(url, headers={**HX, "X-CSRFToken": csrf_token(client)})
     assert response.status_code == 204 and response.headers["HX-Redirect"] == f"/instances/{inst.slug}"
     run = db.session.execute(select(ScanRun)).scalar_one()
-    assert run.total == 1 and len(get_queue()) == 1
+    assert run.total == 1 and len(get_background_queue()) == 1
     assert client.post("/instances/no-such/scan", headers={"X-CSRFToken": csrf_token(client)}).status_code == 404
