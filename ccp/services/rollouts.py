@@ -349,12 +349,15 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
             "starting": True, "errors": errors, "waiting": waiting, "held": held}
     _save_wave(rollout, number, wave)
     now = utcnow()
+    found = {inst.id: inst for inst in db.session.execute(
+        select(Instance).where(Instance.id.in_(wave["instances"]))).scalars()}  # one query, not one per tenant
+    started = _started_ids(rollout, wave["instances"])
     ready = []
     for iid in wave["instances"]:
-        inst = db.session.get(Instance, iid)
+        inst = found.get(iid)
         if inst is None:
             errors[f"#{iid}"] = "the instance was deleted"
-        elif _may_start(rollout, inst, now, waiting, held):
+        elif _may_start(inst, now, waiting, held, started):
             ready.append(inst)
     cancelled = _start_planned(rollout, wave, ready, errors)
     wave = {**_settled(wave), "errors": errors, "waiting": waiting, "held": held}
@@ -437,11 +440,12 @@ def _start_waiting(rollout: Rollout, number: int, wave: dict) -> bool:
     found = {i.slug: i for i in db.session.execute(select(Instance).where(Instance.slug.in_(list(waiting)))).scalars()}
     errors, still, held = dict(wave["errors"]), {}, dict(wave.get("held") or {})
     ready = []
+    started = _started_ids(rollout, [inst.id for inst in found.values()])
     for slug in waiting:
         inst = found.get(slug)
         if inst is None:
             errors[slug] = "the instance was deleted while it waited for its maintenance window"
-        elif _may_start(rollout, inst, now, still, held):
+        elif _may_start(inst, now, still, held, started):
             ready.append(inst)
     cancelled = _start_planned(rollout, wave, ready, errors)
     started = [inst.slug for inst in ready if inst.slug not in cancelled]
@@ -456,11 +460,16 @@ def _start_waiting(rollout: Rollout, number: int, wave: dict) -> bool:
     return True
 
 
-def _may_start(rollout: Rollout, inst: Instance, now, waiting: dict, held: dict) -> bool:
+def _started_ids(rollout: Rollout, instance_ids) -> set[int]:
+    """Which of these instances already have an upgrade in the rollout (started by an earlier `advance`)."""
+    return set(db.session.execute(select(Upgrade.instance_id).where(
+        Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(list(instance_ids)))).scalars())
+
+
+def _may_start(inst: Instance, now, waiting: dict, held: dict, started: set[int]) -> bool:
     """True when `inst` is to be started in the rollout now; else why not is recorded: started already by an earlier
     `advance` (nothing), held (left out), outside its window (waits until it opens)."""
-    if db.session.execute(select(Upgrade.id).where(Upgrade.rollout_id == rollout.id,
-                                                   Upgrade.instance_id == inst.id).limit(1)).first():
+    if inst.id in started:
         return False  # started by an earlier `advance` that died before it saved the wave: never a second upgrade
     hold = windows.active_hold(inst, now)
     if hold is not None:
@@ -481,8 +490,7 @@ def _settled(wave: dict) -> dict:
 def _unstarted(rollout: Rollout, wave: dict) -> list[str]:
     """Slugs of the wave's tenants with no upgrade in the rollout and no recorded reason (a `starting` wave whose
     start was cut short)."""
-    started = set(db.session.execute(select(Upgrade.instance_id).where(
-        Upgrade.rollout_id == rollout.id, Upgrade.instance_id.in_(wave["instances"]))).scalars())
+    started = _started_ids(rollout, wave["instances"])
     accounted = set(wave.get("errors") or ()) | set(wave.get("waiting") or ()) | set(wave.get("held") or ())
     rows = db.session.execute(select(Instance.id, Instance.slug).where(Instance.id.in_(wave["instances"])))
     return [slug for iid, slug in rows if iid not in started and slug not in accounted]
