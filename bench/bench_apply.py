@@ -14,8 +14,8 @@ alternating rounds v1 -> v2 -> v1 ... (each round does one CCP apply and one raw
 
 --via job runs ccp.services.runner.run_upgrade in-process (the job body); --via worker runs the real RQ worker in
 burst mode (adds worker start-up and RQ bookkeeping). --poll overrides ccp.services.verify.POLL_MAX_S for the run (to
-measure a proposed fix without editing code). Prints a table with medians and the ratio to raw (goal <= 1.25x), and
-the median duration of each CCP step.
+measure a proposed fix without editing code). Prints a table with medians and the ratios to raw and to raw+health
+(goal: CCP <= 1.10x raw+health, the same work), and the median duration of each CCP step.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.e2e import upgrade_helpers as uh  # noqa: E402
 
-GOAL = 1.25
+GOAL = 1.10  # CCP's apply against raw pull + up + the wait until healthy and serving
 
 
 def _set_tag(env_file: Path, tag: str) -> None:
@@ -193,9 +193,10 @@ def main(argv=None) -> int:
     overhead = (med_raw + added) / med_raw
     print(f"\nCCP / raw = {ratio:.2f}x, of which waiting for health (raw+health - raw) "
           f"{statistics.median(raw_health_s) - med_raw:.2f}s is work raw does not do")
-    print(f"CCP adds {added:.2f}s over the same work: overhead ratio (raw + added) / raw = {overhead:.2f}x "
-          f"(goal <= {GOAL}x): {'MET' if overhead <= GOAL else 'MISSED'};  "
-          f"CCP / raw+health = {statistics.median(ccp_s) / statistics.median(raw_health_s):.2f}x")
+    against_health = statistics.median(ccp_s) / statistics.median(raw_health_s)
+    print(f"CCP adds {added:.2f}s over the same work: overhead ratio (raw + added) / raw = {overhead:.2f}x;  "
+          f"CCP / raw+health = {against_health:.2f}x (goal <= {GOAL}x, issue #17): "
+          f"{'MET' if against_health <= GOAL else 'MISSED'}")
     names = [n for n in ("render", "check_plan", "write", "env_patch", "pull", "up", "verify")
              if any(n in s for s in steps_all)]
     print("CCP step medians: " + ", ".join(

@@ -389,13 +389,13 @@ def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: 
             finally:
                 db.session.remove()
 
-    started, cancelled = set(), []
+    rollout_id, started, cancelled = rollout.id, set(), []  # the id read once: each commit expires the rollout
     with ThreadPoolExecutor(max_workers=min(PLAN_THREADS, len(ready)), thread_name_prefix="rollout-plan") as pool:
         futures = {pool.submit(plan, iid): iid for iid in by_id}
         try:
             for future in as_completed(futures):
                 iid = futures[future]
-                if _cancel_requested(rollout):
+                if _cancel_requested(rollout_id):
                     break
                 held_lock = _lock.get(None)
                 if held_lock is not None:
@@ -407,8 +407,8 @@ def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: 
                     errors[inst.slug] = result.message
                     continue
                 try:
-                    upgrade_svc.start_release(inst, tag, plan=result, actor=f"rollout:{rollout.id}",
-                                              rollout_id=rollout.id, plan_checked=True, image_digest=digest,
+                    upgrade_svc.start_release(inst, tag, plan=result, actor=f"rollout:{rollout_id}",
+                                              rollout_id=rollout_id, plan_checked=True, image_digest=digest,
                                               rollback_of=rollback_of)
                 except UpgradeError as exc:
                     db.session.rollback()
@@ -421,9 +421,9 @@ def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: 
     return cancelled
 
 
-def _cancel_requested(rollout: Rollout) -> bool:
+def _cancel_requested(rollout_id: int) -> bool:
     """The rollout's cancel flag as the database has it now (an operator's cancel arrives from another process)."""
-    return bool(db.session.execute(select(Rollout.cancel_requested).where(Rollout.id == rollout.id)).scalar())
+    return bool(db.session.execute(select(Rollout.cancel_requested).where(Rollout.id == rollout_id)).scalar())
 
 
 def _target(rollout: Rollout, wave: dict, inst: Instance) -> tuple[str, str | None, int | None]:

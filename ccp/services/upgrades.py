@@ -10,6 +10,7 @@ Errors leave as UpgradeError subclasses (ccp.services.errors.ServiceError); the 
 from __future__ import annotations
 
 import logging
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from ccp import rules
 from ccp.services.changes import announce
 from ccp.drivers import AgentUnreachable, DriverError, driver_for
 from ccp.extensions import db, get_queue, get_redis
-from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, Upgrade, UpgradeStep, as_utc, utcnow
+from ccp.models import ACTIVE_STATUSES, FINAL_STATUSES, AuditEvent, Upgrade, UpgradeStep, as_utc, utcnow
 from ccp.protocol import BACKUPS_CAPABILITY
 from ccp.rules import check_tag
 from ccp.rendering.render import RenderError
@@ -382,32 +383,40 @@ def check_agent(instance, driver, needed: tuple[str, ...]) -> dict:
 
 
 def _enqueue(instance, kind: str, actor: str, audit_detail: dict | None = None, **fields) -> Upgrade:
-    upgrade = Upgrade(instance_id=instance.id, kind=kind, status="queued", actor=actor,
-                      from_tag=instance.image_tag, **fields)
+    """Record the queued upgrade, its steps and its audit event in one commit, then queue its job (under an id
+    chosen here, so nothing is written twice). Redis down: the upgrade is marked failed and its audit event says so.
+    Raises UpgradeConflict (another active upgrade: the partial unique index) or UpgradeError (Redis down)."""
+    instance_id, slug = instance.id, instance.slug
+    timeout = _settings().job_timeout_s + (int(hooks_time_s(instance)) if kind in ("release", "restore") else 0)
+    job_id = str(uuid.uuid4())  # what RQ itself would choose
+    upgrade = Upgrade(instance_id=instance_id, kind=kind, status="queued", actor=actor,
+                      from_tag=instance.image_tag, job_id=job_id, **fields)
     upgrade.steps = [UpgradeStep(position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])]
     db.session.add(upgrade)
     try:
-        db.session.commit()  # the partial unique index refuses a second active upgrade here
+        db.session.flush()  # the partial unique index refuses a second active upgrade here
     except IntegrityError:
         db.session.rollback()
         active = instance.upgrades.filter(Upgrade.status.in_(ACTIVE_STATUSES)).first()
         raise UpgradeConflict(
-            f"{instance.slug} already has an active upgrade" + (f" (#{active.id}, {active.status})" if active else ""),
+            f"{slug} already has an active upgrade" + (f" (#{active.id}, {active.status})" if active else ""),
             {"active_upgrade_id": active.id if active else None}) from None
+    upgrade_id = upgrade.id
+    event = AuditEvent(actor=actor, action=f"upgrade.start.{kind}", instance_id=instance_id, target=slug,
+                       plan_hash=upgrade.plan_hash, result="ok",
+                       detail={"upgrade_id": upgrade_id, "to_tag": upgrade.to_tag, **(audit_detail or {})})
+    db.session.add(event)
+    db.session.commit()
     try:
-        timeout = _settings().job_timeout_s + (int(hooks_time_s(instance)) if kind in ("release", "restore") else 0)
-        job = get_queue().enqueue("ccp.jobs.run_upgrade", upgrade.id, job_timeout=timeout,
-                                  description=f"{kind} upgrade #{upgrade.id} of {instance.slug}")
+        get_queue().enqueue("ccp.jobs.run_upgrade", upgrade_id, job_id=job_id, job_timeout=timeout,
+                            description=f"{kind} upgrade #{upgrade_id} of {slug}")
     except Exception as exc:  # noqa: BLE001 - Redis down: release the lock row, tell the caller
         upgrade.status, upgrade.error, upgrade.finished_at = "failed", "could not enqueue: Redis unavailable", utcnow()
+        event.result = "failed:redis_unavailable"
         db.session.commit()
-        announce(upgrade.id)
+        announce(upgrade_id)
         raise UpgradeError("cannot queue the upgrade: Redis is unavailable", {"reason": type(exc).__name__}) from None
-    upgrade.job_id = job.id
-    db.session.commit()
-    announce(upgrade.id)
-    record(actor, f"upgrade.start.{kind}", instance=instance, plan_hash=upgrade.plan_hash,
-           detail={"upgrade_id": upgrade.id, "to_tag": upgrade.to_tag, **(audit_detail or {})})
+    announce(upgrade_id)
     return upgrade
 
 

@@ -227,3 +227,32 @@ def test_upgrade_timestamps_carry_utc_offset(app, tenant, run_worker, db):
     data = upgrade_json(status)
     for key in ("created_at", "started_at", "finished_at"):
         assert data[key].endswith("+00:00"), (key, data[key])
+
+
+def test_a_start_with_redis_down_is_refused_and_leaves_no_active_upgrade(app, tenant, db):
+    """The upgrade, its steps and its audit event are written in one commit, then the job is queued: with Redis
+    unreachable the upgrade ends failed at once (no lock left behind), the audit event says the enqueue failed, and a
+    start once Redis is back works."""
+    import redis
+    from sqlalchemy import select
+
+    from ccp.models import ACTIVE_STATUSES, AuditEvent
+
+    plan = upgrades.plan_release(tenant, "v2").plan_hash
+    working = app.extensions["ccp_redis"]
+    app.extensions["ccp_redis"] = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(upgrades.UpgradeError, match="Redis is unavailable"):
+            upgrades.start_release(tenant, "v2", plan=plan, actor="user:ann")
+    finally:
+        app.extensions["ccp_redis"] = working
+    db.session.expire_all()
+    failed = db.session.execute(select(Upgrade).filter_by(instance_id=tenant.id)).scalar_one()
+    assert (failed.status, failed.error) == ("failed", "could not enqueue: Redis unavailable")
+    assert failed.finished_at and failed.job_id and [s.status for s in failed.steps] == ["pending"] * len(failed.steps)
+    event = db.session.execute(select(AuditEvent).filter_by(action="upgrade.start.release")).scalar_one()
+    assert (event.result, event.detail["upgrade_id"], event.target) == ("failed:redis_unavailable", failed.id,
+                                                                        tenant.slug)
+    again = upgrades.start_release(tenant, "v2", plan=plan, actor="user:ann")
+    assert again.status in ACTIVE_STATUSES and again.job_id != failed.job_id
+    assert app.extensions["ccp_redis"].exists(f"rq:job:{again.job_id}")
