@@ -16,7 +16,8 @@ from ccp.models import Instance, Rollout, Upgrade, as_utc
 
 @dataclass(frozen=True)
 class TenantProgress:
-    """One tenant of a wave: its upgrade's status, or without one `not_started`, `could_not_start` (with why),
+    """One tenant of a wave: its upgrade's status, or without one `not_started`, `planning` (its wave is being
+    started), `could_not_start` (with why),
     `waiting` (outside its maintenance window: starts when it opens, `waits_until`) or `held` (with the hold).
 
     `from_tag` is the tag the upgrade started from; for a tenant without an upgrade, the tag it is on now."""
@@ -92,6 +93,8 @@ def _tenant(tag: str, instance_id: int, row, upgrade: Upgrade | None, wave: dict
         status, until = "waiting", datetime.fromisoformat(waiting[key]) if waiting[key] else None
     elif key in held:
         status, error = "held", held[key]
+    elif wave.get("starting"):
+        status = "planning"  # its wave is being started: its plan is being made, its upgrade queued next
     elif key in (wave.get("cancelled") or ()):
         error = "the rollout was cancelled before its upgrade started"
     elif key in (wave.get("not_started") or ()):

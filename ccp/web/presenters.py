@@ -28,6 +28,7 @@ STATUS_LABELS = {
     # a rollout's tenants without an upgrade (ccp.services.rollout_progress)
     "waiting": "Waits for its window",
     "held": "Held (left out)",
+    "planning": "Being planned",
 }
 
 KIND_LABELS = {"release": "Upgrade to Release", "quick": "Quick Upgrade", "full": "Upgrade Now", "rollback": "Rollback",

@@ -95,7 +95,8 @@ class TenantRow:
 
     @property
     def failed(self) -> bool:
-        return self.tenant.status not in ("succeeded", "queued", "running", "not_started", "waiting", "held")
+        return self.tenant.status not in ("succeeded", "queued", "running", "not_started", "waiting", "held",
+                                          "planning")
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,8 @@ def test_a_wave_is_running_while_its_upgrades_are_queued_and_plans_do_not_wait_f
             time.sleep(0.05)
         assert statuses == {"par-a": "queued", "par-z": "queued"}, "the quick tenants waited for the slow one"
         assert wave["status"] == "running" and wave["started_at"] and wave["starting"]
+        shown = {t.slug: t.status for t in rollout_waves(db.session.get(Rollout, rollout.id))[0].tenants}
+        assert shown == {"par-a": "queued", "par-slow": "planning", "par-z": "queued"}
     finally:
         agent.release.set()
         thread.join(60)
