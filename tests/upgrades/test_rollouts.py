@@ -268,26 +268,36 @@ def _wave_now(db, rollout_id) -> tuple[dict, dict[str, str]]:
     return rollout.waves[0], {s: u.status for s, u in _upgrades(db, rollout).items()}
 
 
+def _start_with_a_slow_tenant(app, tenant_factory, prefix: str, canary: int):
+    """Tenants <prefix>-a, <prefix>-slow (its agent answers only when released) and <prefix>-z rolled out to v2 with
+    this canary; the first `advance` runs in a thread. Returns (held agent, rollout, thread)."""
+    agent = _HeldAgent()
+    tenant_factory(slug=f"{prefix}-a")
+    make_instance(slug=f"{prefix}-slow", agent_url=agent.url)
+    tenant_factory(slug=f"{prefix}-z")
+    rollout = rollouts.start_rollout("v2", instances=[f"{prefix}-a", f"{prefix}-slow", f"{prefix}-z"],
+                                     canary=canary, wave_size=1, actor="user:ann")
+    get_queue().empty()
+    return agent, rollout, _advance_in_thread(app, rollout.id)
+
+
+def _until_queued(db, rollout_id, expected: dict[str, str]) -> tuple[dict, dict[str, str]]:
+    deadline = time.monotonic() + 20
+    wave, statuses = _wave_now(db, rollout_id)
+    while time.monotonic() < deadline and statuses != expected:
+        time.sleep(0.05)
+        wave, statuses = _wave_now(db, rollout_id)
+    return wave, statuses
+
+
 def test_a_wave_is_running_while_its_upgrades_are_queued_and_plans_do_not_wait_for_each_other(
         app, db, tenant_factory, run_worker):
     """Plans are made in parallel: the quick tenants' upgrades are queued while a slow agent still holds its plan,
     and the wave says running (with when it started) from its first upgrade on, not after the last plan."""
-    agent = _HeldAgent()
-    tenant_factory(slug="par-a")
-    make_instance(slug="par-slow", agent_url=agent.url)
-    tenant_factory(slug="par-z")
-    rollout = rollouts.start_rollout("v2", instances=["par-a", "par-slow", "par-z"], canary=3, wave_size=1,
-                                     actor="user:ann")
-    get_queue().empty()
-    thread = _advance_in_thread(app, rollout.id)
+    agent, rollout, thread = _start_with_a_slow_tenant(app, tenant_factory, "par", canary=3)
     try:
         assert agent.asked.wait(10)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            wave, statuses = _wave_now(db, rollout.id)
-            if len(statuses) == 2:
-                break
-            time.sleep(0.05)
+        wave, statuses = _until_queued(db, rollout.id, {"par-a": "queued", "par-z": "queued"})
         assert statuses == {"par-a": "queued", "par-z": "queued"}, "the quick tenants waited for the slow one"
         assert wave["status"] == "running" and wave["started_at"] and wave["starting"]
         shown = {t.slug: t.status for t in rollout_waves(db.session.get(Rollout, rollout.id))[0].tenants}
@@ -305,19 +315,9 @@ def test_a_wave_is_running_while_its_upgrades_are_queued_and_plans_do_not_wait_f
 
 def test_a_cancel_while_a_wave_is_being_started_stops_the_tenants_not_started_yet(app, db, tenant_factory,
                                                                                    run_worker):
-    agent = _HeldAgent()
-    tenant_factory(slug="cut-a")
-    make_instance(slug="cut-slow", agent_url=agent.url)
-    tenant_factory(slug="cut-later")
-    rollout = rollouts.start_rollout("v2", instances=["cut-a", "cut-slow", "cut-later"], canary=2, wave_size=1,
-                                     actor="user:ann")
-    get_queue().empty()
-    thread = _advance_in_thread(app, rollout.id)
+    agent, rollout, thread = _start_with_a_slow_tenant(app, tenant_factory, "cut", canary=2)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _wave_now(db, rollout.id)[1] != {"cut-a": "queued"}:
-            time.sleep(0.05)
-        assert _wave_now(db, rollout.id)[1] == {"cut-a": "queued"}
+        assert _until_queued(db, rollout.id, {"cut-a": "queued"})[1] == {"cut-a": "queued"}
         rollouts.cancel_rollout(db.session.get(Rollout, rollout.id), actor="user:bob")
     finally:
         agent.release.set()
