@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,6 +59,7 @@ MAX_WAVE_SIZE = 1000
 _lock: contextvars.ContextVar = contextvars.ContextVar("rollout_lock")
 STALL_S = 60  # a running rollout without an active upgrade for this long is advanced by housekeeping
 PLAN_THREADS = 8  # a wave's plans made at once (each is mostly waiting on its agent)
+FIRST_ALONE_S = 0.25  # the head start of a wave's first plan before the others are made beside it
 
 
 class RolloutInvalid(ServiceError):
@@ -371,13 +372,16 @@ def _start_wave(rollout: Rollout, number: int, wave: dict) -> None:
 
 
 def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: dict) -> list[str]:
-    """Plan `ready`'s releases in parallel and start each as its plan is done; a refusal goes into `errors`.
-    Returns the slugs left unstarted because the rollout was cancelled meanwhile."""
+    """Plan `ready`'s releases in parallel and start each as its plan is done; a refusal goes into `errors`. The first
+    tenant's plan gets a head start (FIRST_ALONE_S at most), so the wave's first upgrade is queued after a plan that
+    competes with no other: that is what the gap between two waves is made of. Returns the slugs left unstarted
+    because the rollout was cancelled meanwhile."""
     if not ready:
         return []
     app = current_app._get_current_object()
     targets = {inst.id: _target(rollout, wave, inst) for inst in ready}
     by_id = {inst.id: inst for inst in ready}
+    rollout_id, started = rollout.id, set()  # the id read once: each commit expires the rollout
 
     def plan(iid: int):  # in a pool thread: its own app context and database session
         with app.app_context():
@@ -389,36 +393,44 @@ def _start_planned(rollout: Rollout, wave: dict, ready: list[Instance], errors: 
             finally:
                 db.session.remove()
 
-    rollout_id, started, cancelled = rollout.id, set(), []  # the id read once: each commit expires the rollout
+    def start(iid: int, result) -> bool:
+        """Queue the upgrade planned as `result` (or record why not); False once the rollout was cancelled."""
+        if _cancel_requested(rollout_id):
+            return False
+        held_lock = _lock.get(None)
+        if held_lock is not None:
+            held_lock.reacquire()  # keep the lock while this job is alive (each plan is bounded by timeouts)
+        started.add(iid)
+        inst, (tag, digest, rollback_of) = by_id[iid], targets[iid]
+        if isinstance(result, UpgradeError):
+            errors[inst.slug] = result.message
+            return True
+        try:
+            upgrade_svc.start_release(inst, tag, plan=result, actor=f"rollout:{rollout_id}", rollout_id=rollout_id,
+                                      plan_checked=True, image_digest=digest, rollback_of=rollback_of)
+        except UpgradeError as exc:
+            db.session.rollback()
+            errors[inst.slug] = exc.message
+        return True
+
     with ThreadPoolExecutor(max_workers=min(PLAN_THREADS, len(ready)), thread_name_prefix="rollout-plan") as pool:
-        futures = {pool.submit(plan, iid): iid for iid in by_id}
+        first = pool.submit(plan, ready[0].id)
+        # the first plan alone, its upgrade queued at once (a slow agent holds the others back this long at most)
+        if wait([first], timeout=FIRST_ALONE_S).done:
+            futures = {} if start(ready[0].id, first.result()) else None
+        else:
+            futures = {first: ready[0].id}
+        if futures is None:  # cancelled before even the first started
+            return sorted(inst.slug for inst in ready)
+        futures.update({pool.submit(plan, inst.id): inst.id for inst in ready[1:]})
         try:
             for future in as_completed(futures):
-                iid = futures[future]
-                if _cancel_requested(rollout_id):
+                if not start(futures[future], future.result()):
                     break
-                held_lock = _lock.get(None)
-                if held_lock is not None:
-                    held_lock.reacquire()  # keep the lock while this job is alive (each plan is bounded by timeouts)
-                result = future.result()
-                started.add(iid)
-                inst, (tag, digest, rollback_of) = by_id[iid], targets[iid]
-                if isinstance(result, UpgradeError):
-                    errors[inst.slug] = result.message
-                    continue
-                try:
-                    upgrade_svc.start_release(inst, tag, plan=result, actor=f"rollout:{rollout_id}",
-                                              rollout_id=rollout_id, plan_checked=True, image_digest=digest,
-                                              rollback_of=rollback_of)
-                except UpgradeError as exc:
-                    db.session.rollback()
-                    errors[inst.slug] = exc.message
         finally:
             for future in futures:
                 future.cancel()
-    if len(started) < len(ready):
-        cancelled = sorted(inst.slug for iid, inst in by_id.items() if iid not in started)
-    return cancelled
+    return sorted(inst.slug for iid, inst in by_id.items() if iid not in started)
 
 
 def _cancel_requested(rollout_id: int) -> bool:
