@@ -89,7 +89,7 @@ class AgentContainer:
 
     def start(self, image: str) -> None:
         net = ["--network", "host"] if self.host_net else ["-p", f"127.0.0.1:{self.port}:8765"]
-        _docker("run", "-d", "--name", self.name, *net, "-v", "/var/run/docker.sock:/var/run/docker.sock",
+        _docker("run", "-d", "--name", self.name, "--init", *net, "-v", "/var/run/docker.sock:/var/run/docker.sock",
                 "-v", f"{self.install_dir}:{self.install_dir}", "-v", f"{self.etc}:/etc/ccp:ro",
                 "-v", f"{self.volume}:/var/lib/ccp-agent", image)
 

@@ -3,7 +3,7 @@
 #   docker build -f ccp/deploy/docker/agent.Dockerfile -t ccp-agent .
 # Run (docs/operations.md): the Docker socket, each install dir at the SAME path as on the host (compose resolves
 # a tenant's relative bind mounts to host paths), the config folder and a state volume:
-#   docker run -d --name ccp-agent --restart unless-stopped -p 8765:8765 \
+#   docker run -d --name ccp-agent --init --restart unless-stopped -p 8765:8765 \
 #     -v /var/run/docker.sock:/var/run/docker.sock -v /srv/acme:/srv/acme \
 #     -v /etc/ccp:/etc/ccp:ro -v ccp-agent-state:/var/lib/ccp-agent ccp-agent
 ARG BASE=python:3.12-slim-bookworm
