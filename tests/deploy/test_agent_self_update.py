@@ -60,9 +60,19 @@ def _version(url: str, proc) -> str:
     return health["version"]
 
 
+def _run_to_end(db, run_worker, rollout):
+    """Run the worker until the agent rollout's jobs are done; the rollout as saved, and its updates by agent URL."""
+    from ccp.models import AgentRollout, AgentUpdate
+
+    run_worker()
+    db.session.expire_all()
+    rollout = db.session.get(AgentRollout, rollout.id)
+    return rollout, {u.agent_url: u for u in AgentUpdate.query.filter_by(rollout_id=rollout.id)}
+
+
 def test_an_agent_update_in_waves_confirms_the_good_agents_and_restores_the_one_that_cannot_start(
         app, db, run_worker, tmp_path):
-    from ccp.models import AgentRollout, AgentUpdate, AuditEvent
+    from ccp.models import AuditEvent
     from ccp.services import agent_updates
     from ccp.services.scans import scan_agent, scan_row
     from tests.factories import make_instance
@@ -101,12 +111,8 @@ def test_an_agent_update_in_waves_confirms_the_good_agents_and_restores_the_one_
         (canary,), (good, broken), (later,) = preview["waves"]
         (procs[broken][1].parent / CANNOT_START_MARKER).write_text("")
 
-        rollout = agent_updates.start(actor="user:admin", canary=1, wave_size=2, deadline_s=20,
-                                      expect=preview["digest"])
-        run_worker()
-        db.session.expire_all()
-        rollout = db.session.get(AgentRollout, rollout.id)
-        rows = {u.agent_url: u for u in AgentUpdate.query.filter_by(rollout_id=rollout.id)}
+        rollout, rows = _run_to_end(db, run_worker, agent_updates.start(
+            actor="user:admin", canary=1, wave_size=2, deadline_s=20, expect=preview["digest"]))
 
         assert rollout.status == "halted" and rollout.current_wave == 1
         assert broken in rollout.error and "exited with code 3" in rollout.error
@@ -146,12 +152,8 @@ def test_an_agent_update_in_waves_confirms_the_good_agents_and_restores_the_one_
         was = _version(checked, procs[checked][0])
         (procs[checked][1].parent / CHECK_FAILS_MARKER).write_text("")
         sent = time.monotonic()
-        second = agent_updates.start(actor="user:admin", canary=1, wave_size=4, deadline_s=60,
-                                     expect=preview["digest"])
-        run_worker()
-        db.session.expire_all()
-        second = db.session.get(AgentRollout, second.id)
-        rows = {u.agent_url: u for u in AgentUpdate.query.filter_by(rollout_id=second.id)}
+        second, rows = _run_to_end(db, run_worker, agent_updates.start(
+            actor="user:admin", canary=1, wave_size=4, deadline_s=60, expect=preview["digest"]))
         assert time.monotonic() - sent < 30  # not the 60 s deadline
         assert second.status == "halted" and second.current_wave == 0
         assert rows[checked].status == "failed" and rows[checked].to_version == was
